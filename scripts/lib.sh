@@ -1,0 +1,62 @@
+# Shared helpers for the project's scripts: free ports, process groups, waiting.
+# Everything a script starts runs in its own process group (setsid) so that stopping it also
+# stops its children (gcloud starts a java child that would otherwise keep the port).
+
+FIRESFU_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STARTED_GROUPS=()
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_group NAME LOGFILE CMD... : starts CMD in a new process group; prints nothing.
+start_group() {
+  local name=$1 log=$2; shift 2
+  setsid "$@" >"$log" 2>&1 &
+  local pid=$!
+  STARTED_GROUPS+=("$pid")
+  eval "PID_${name}=$pid"
+}
+
+stop_groups() {
+  local pid
+  for pid in "${STARTED_GROUPS[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED_GROUPS[@]}"; do
+    for _ in $(seq 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  STARTED_GROUPS=()
+}
+
+# wait_http URL TEXT SECONDS: waits until GET URL returns a body containing TEXT.
+wait_http() {
+  local url=$1 text=$2 secs=$3
+  for _ in $(seq $((secs * 5))); do
+    if curl -fsS --max-time 1 "$url" 2>/dev/null | grep -q "$text"; then return 0; fi
+    sleep 0.2
+  done
+  echo "timed out waiting for $url" >&2
+  return 1
+}
+
+# start_firestore_emulator LOGDIR [HOST]: exports FIRESTORE_EMULATOR_HOST.
+start_firestore_emulator() {
+  local logdir=$1 ip=${2:-127.0.0.1} port
+  port=$(free_port)
+  start_group FIRESTORE "$logdir/firestore-emulator.log" \
+    gcloud emulators firestore start --host-port="$ip:$port"
+  wait_http "http://$ip:$port/" Ok 90
+  export FIRESTORE_EMULATOR_HOST="$ip:$port"
+}
+
+# start_pubsub_emulator LOGDIR PROJECT [HOST]: exports PUBSUB_EMULATOR_HOST.
+start_pubsub_emulator() {
+  local logdir=$1 project=$2 ip=${3:-127.0.0.1} port
+  port=$(free_port)
+  start_group PUBSUB "$logdir/pubsub-emulator.log" \
+    gcloud beta emulators pubsub start --host-port="$ip:$port" --project="$project"
+  wait_http "http://$ip:$port/" Ok 90
+  export PUBSUB_EMULATOR_HOST="$ip:$port"
+}

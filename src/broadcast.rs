@@ -1,0 +1,124 @@
+//! `firesfu broadcast`: the media engine, the Firestore listener and the session driver.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+
+use crate::cli::BroadcastArgs;
+use crate::media::codecs::{SUPPORTED_AUDIO, SUPPORTED_VIDEO};
+use crate::media::{CodecSupport, MediaConfig, spawn_engine};
+use crate::signalling::driver::Driver;
+use crate::signalling::session::SessionContext;
+use crate::signalling::store::Store;
+
+pub fn instance_id(args: &BroadcastArgs) -> String {
+    args.instance_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "firesfu".into());
+        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    })
+}
+
+fn media_config(args: &BroadcastArgs) -> anyhow::Result<MediaConfig> {
+    for codec in &args.video_codecs {
+        if !SUPPORTED_VIDEO
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(codec))
+        {
+            bail!(
+                "unsupported video codec {codec:?} in FIRESFU_VIDEO_CODECS; choose from {}",
+                SUPPORTED_VIDEO.join(", ")
+            );
+        }
+    }
+    Ok(MediaConfig {
+        bind: args.udp_bind,
+        advertise: args.advertise_ips.clone(),
+        receive_buffer: args.udp_recv_buffer,
+        send_buffer: args.udp_send_buffer,
+        ice_lite: args.ice_lite,
+        peer_timeout: Duration::from_secs(args.peer_timeout_secs),
+        codecs: CodecSupport {
+            audio: SUPPORTED_AUDIO.iter().map(|s| s.to_string()).collect(),
+            video: args.video_codecs.clone(),
+        },
+    })
+}
+
+pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
+    if !args.dev_no_auth {
+        // Join-token verification arrives with the sidecar (JWKS); until then the only way to
+        // run is the explicit development switch, never a silent "admit everyone".
+        bail!(
+            "no join-token verifier is configured; for local development pass --dev-no-auth=true \
+             (FIRESFU_DEV_NO_AUTH=true)"
+        );
+    }
+    let instance = instance_id(&args);
+    let config = media_config(&args)?;
+    let db = crate::gcp::firestore(&args.gcp).await?;
+    let (engine, media_events) = spawn_engine(config).context("cannot start the media engine")?;
+    let engine = Arc::new(engine);
+    let http = crate::http::serve(
+        std::net::SocketAddr::new(args.http_bind_ip, args.app_port),
+        engine.clone(),
+        instance.clone(),
+    )
+    .await?;
+
+    let store = Arc::new(Store::new(db, instance.clone()));
+    let (observations_tx, observations) = mpsc::unbounded_channel();
+    let mut listener = store.listen(observations_tx).await?;
+    let (driver_tx, driver_rx) = mpsc::unbounded_channel();
+    let ctx = SessionContext {
+        store: store.clone(),
+        engine: engine.clone(),
+        driver: driver_tx,
+        require_token: !args.dev_no_auth,
+        live_ttl: Duration::from_secs(args.session_ttl_secs.max(60)),
+    };
+    tracing::warn!("DEVELOPMENT MODE: sessions are admitted without a join token (--dev-no-auth)");
+    tracing::info!(
+        %instance,
+        project = %args.gcp.project,
+        firestore = args.gcp.firestore_emulator_host.as_deref().unwrap_or("Google"),
+        media = %engine.local_addr(),
+        candidates = ?engine.candidates(),
+        http = %http,
+        "broadcast is serving"
+    );
+
+    Driver::new(ctx, driver_rx)
+        .run(
+            observations,
+            media_events,
+            shutdown_signal(),
+            Duration::from_secs(args.shutdown_grace_secs),
+        )
+        .await;
+    let _ = listener.shutdown().await;
+    if let Ok(engine) = Arc::try_unwrap(engine) {
+        engine.join();
+    }
+    tracing::info!("broadcast stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

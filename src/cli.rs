@@ -1,0 +1,145 @@
+//! The `firesfu` command line. Every flag can also come from the environment variable named
+//! beside it (listed with defaults in `.env.example`); the variable names of the original Go
+//! core are kept where they apply (`APP_NAME`, `APP_PORT`, `GOOGLE_CLOUD_PROJECT`, ...).
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::gcp::GcpArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "firesfu",
+    version,
+    about = "A WebRTC SFU with Firestore signalling"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer offers from Firestore and forward media between the participants of each room.
+    Broadcast(BroadcastArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Service name used in logs and telemetry.
+    #[arg(long, env = "APP_NAME", default_value = "firesfu", global = true)]
+    pub app_name: String,
+    /// Deployment environment name (dev, staging, prod).
+    #[arg(long, env = "RUN_TIME_ENV", default_value = "dev", global = true)]
+    pub run_time_env: String,
+    #[arg(
+        long,
+        env = "FIRESFU_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+    /// Turn OpenTelemetry export off.
+    #[arg(long, env = "DISABLE_TELEMETRY", default_value_t = false, action = ArgAction::Set, global = true)]
+    pub disable_telemetry: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BroadcastArgs {
+    #[command(flatten)]
+    pub gcp: GcpArgs,
+    /// This instance's id in session documents (default: host name + random suffix).
+    #[arg(long, env = "FIRESFU_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// The one UDP socket all peers share.
+    #[arg(long, env = "FIRESFU_UDP_BIND", default_value = "0.0.0.0:4443")]
+    pub udp_bind: SocketAddr,
+    /// IPs to advertise in ICE candidates (NAT 1:1, e.g. the load balancer's), comma-separated.
+    /// Default: the bind address.
+    #[arg(
+        long = "advertise-ip",
+        env = "FIRESFU_ADVERTISE_IPS",
+        value_delimiter = ','
+    )]
+    pub advertise_ips: Vec<IpAddr>,
+    /// UDP receive buffer to ask the kernel for, in bytes.
+    #[arg(long, env = "FIRESFU_UDP_RECV_BUFFER", default_value_t = 8 << 20)]
+    pub udp_recv_buffer: usize,
+    /// UDP send buffer to ask the kernel for, in bytes.
+    #[arg(long, env = "FIRESFU_UDP_SEND_BUFFER", default_value_t = 4 << 20)]
+    pub udp_send_buffer: usize,
+    /// Answer as an ICE-lite agent (the client runs the checks).
+    #[arg(long, env = "FIRESFU_ICE_LITE", default_value_t = true, action = ArgAction::Set)]
+    pub ice_lite: bool,
+    /// Close peers silent for this many seconds.
+    #[arg(long, env = "FIRESFU_PEER_TIMEOUT_SECS", default_value_t = 15)]
+    pub peer_timeout_secs: u64,
+    /// Video codecs to forward, comma-separated (VP8, H264, VP9).
+    #[arg(
+        long,
+        env = "FIRESFU_VIDEO_CODECS",
+        value_delimiter = ',',
+        default_value = "VP8"
+    )]
+    pub video_codecs: Vec<String>,
+    /// How far ahead `expiresAt` of live session documents is kept (TTL cleanup), seconds.
+    #[arg(long, env = "FIRESFU_SESSION_TTL_SECS", default_value_t = 7200)]
+    pub session_ttl_secs: u64,
+    /// DEVELOPMENT ONLY: admit sessions without a join token.
+    #[arg(long, env = "FIRESFU_DEV_NO_AUTH", default_value_t = false, action = ArgAction::Set)]
+    pub dev_no_auth: bool,
+    /// Port of the HTTP endpoint with /healthz and /stats.
+    #[arg(long, env = "APP_PORT", default_value_t = 8080)]
+    pub app_port: u16,
+    /// Address the HTTP endpoint binds.
+    #[arg(long, env = "FIRESFU_HTTP_BIND_IP", default_value = "0.0.0.0")]
+    pub http_bind_ip: IpAddr,
+    /// On SIGTERM, how long to wait for session documents to be closed, seconds.
+    #[arg(long, env = "FIRESFU_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_env_variable_is_in_env_example() {
+        let example = include_str!("../.env.example");
+        let cmd = Cli::command();
+        let mut commands = vec![&cmd];
+        commands.extend(cmd.get_subcommands());
+        for c in commands {
+            for arg in c.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    let name = env.to_string_lossy();
+                    assert!(
+                        example
+                            .lines()
+                            .any(|l| l.trim_start_matches("# ").starts_with(&format!("{name}="))),
+                        "{name} is missing from .env.example"
+                    );
+                }
+            }
+        }
+    }
+}

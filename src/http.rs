@@ -1,0 +1,63 @@
+//! The broadcast instance's small HTTP endpoint: `/healthz` for probes, `/stats` (JSON media
+//! counters) for operators, benchmarks and tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::media::EngineHandle;
+
+#[derive(Clone)]
+struct Ops {
+    engine: Arc<EngineHandle>,
+    instance: String,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn stats(State(ops): State<Ops>) -> Json<Value> {
+    let s = ops.engine.stats();
+    Json(json!({
+        "instance": ops.instance,
+        "peers": s.peers,
+        "rooms": s.rooms,
+        "datagramsIn": s.datagrams_in,
+        "datagramsOut": s.datagrams_out,
+        "rtpIn": s.rtp_in,
+        "rtpForwarded": s.rtp_forwarded,
+        "droppedUnknownSender": s.dropped_unknown_sender,
+        "droppedCodecMismatch": s.dropped_codec_mismatch,
+        "droppedByStack": s.dropped_by_stack,
+        "sendErrors": s.send_errors,
+        "keyframeRequests": s.keyframe_requests,
+        "kernelReceiveDrops": s.kernel_receive_drops,
+    }))
+}
+
+/// Starts serving; returns the bound address (port 0 picks a free one).
+pub async fn serve(
+    addr: SocketAddr,
+    engine: Arc<EngineHandle>,
+    instance: String,
+) -> anyhow::Result<SocketAddr> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/stats", get(stats))
+        .with_state(Ops { engine, instance });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind the HTTP endpoint {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("HTTP endpoint failed: {e}");
+        }
+    });
+    Ok(bound)
+}

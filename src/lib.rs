@@ -1,0 +1,16 @@
+//! firesfu: a headless WebRTC SFU whose signalling runs through Google Cloud Firestore.
+//!
+//! - [`signalling`]: the Firestore document protocol and the server's side of it;
+//! - [`media`]: the media plane (one UDP socket, `rtc` peer connections, room forwarding);
+//! - [`broadcast`]: the `firesfu broadcast` daemon wiring the two together;
+//! - [`gcp`]: Google clients, built so that emulators never leak traffic to Google;
+//! - [`telemetry`]: logs (and later traces and metrics).
+#![forbid(unsafe_code)]
+
+pub mod broadcast;
+pub mod cli;
+pub mod gcp;
+pub mod http;
+pub mod media;
+pub mod signalling;
+pub mod telemetry;

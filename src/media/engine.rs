@@ -1,0 +1,684 @@
+//! The media loop: one thread, one UDP socket, every peer connection of the instance.
+//!
+//! The `rtc` stack is sans-I/O: we own the socket and the clock. Each turn of the loop waits
+//! for a command, readable datagrams or the earliest timer, then drains every peer it touched:
+//! its events and inbound RTP first (forwarding publisher packets into subscribers), then
+//! everybody's outbound datagrams. Running on its own thread keeps the per-packet path away
+//! from the signalling tasks on the main runtime.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rtc::crypto::SignatureScheme;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
+use rtc::rtp;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::demux::{Demux, Route};
+use super::forward::ForwardTable;
+use super::offer::inspect_offer;
+use super::peer::{ForwardError, Peer, PeerOutput, PeerSetup};
+use super::rewrite::{Translation, Unforwardable};
+use super::room::{Changes, Room, TrackRef};
+use super::socket::{DropCounter, bind_udp};
+use super::{
+    CloseReason, Command, Commands, Events, MediaConfig, MediaEvent, MediaStats, Negotiated,
+    NegotiationError, PeerId, Roster, SessionKey, SessionView, SlotSource, SlotView,
+};
+
+/// How often silent peers are looked for and shared statistics refreshed.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Datagrams read per wake-up before peers are drained (bounds latency under load).
+const READ_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Socket(#[from] super::socket::SocketError),
+    #[error("no address to advertise: the bind address {0} is unspecified; set the advertised IPs")]
+    NothingToAdvertise(SocketAddr),
+    #[error("cannot create the DTLS certificate: {0}")]
+    Certificate(String),
+    #[error("cannot start the media thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The signalling side's grip on the engine.
+pub struct EngineHandle {
+    commands: Commands,
+    stats: Arc<Mutex<MediaStats>>,
+    local_addr: SocketAddr,
+    candidates: Vec<SocketAddr>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EngineHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The host candidates every answer carries.
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+
+    pub fn stats(&self) -> MediaStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub async fn negotiate(
+        &self,
+        key: SessionKey,
+        display_name: String,
+        sdp: String,
+    ) -> Result<Negotiated, NegotiationError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Negotiate {
+                key,
+                display_name,
+                sdp,
+                reply,
+            })
+            .map_err(|_| NegotiationError::EngineGone)?;
+        answer.await.map_err(|_| NegotiationError::EngineGone)?
+    }
+
+    pub fn close(&self, peer: PeerId, reason: CloseReason) {
+        let _ = self.commands.send(Command::Close { peer, reason });
+    }
+
+    /// Asks the engine to close every peer (each reported as a `Closed` event) and stop.
+    pub fn request_shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+
+    /// Stops the engine and waits for its thread.
+    pub fn join(mut self) {
+        self.request_shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), EngineError> {
+    let (std_socket, buffers) = bind_udp(config.bind, config.receive_buffer, config.send_buffer)?;
+    let local_addr = std_socket
+        .local_addr()
+        .map_err(super::socket::SocketError::from)?;
+    let ips: Vec<IpAddr> = if config.advertise.is_empty() {
+        if local_addr.ip().is_unspecified() {
+            return Err(EngineError::NothingToAdvertise(local_addr));
+        }
+        vec![local_addr.ip()]
+    } else {
+        config.advertise.clone()
+    };
+    let candidates: Vec<SocketAddr> = ips
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, local_addr.port()))
+        .collect();
+    let certificate = generate_certificate()?;
+    tracing::info!(
+        %local_addr,
+        candidates = ?candidates,
+        receive_buffer = buffers.receive,
+        send_buffer = buffers.send,
+        ice_lite = config.ice_lite,
+        "media socket ready"
+    );
+    if buffers.receive < config.receive_buffer {
+        tracing::warn!(
+            asked = config.receive_buffer,
+            got = buffers.receive,
+            "the kernel capped the UDP receive buffer (net.core.rmem_max); bursts may be dropped"
+        );
+    }
+
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (event_tx, events) = mpsc::unbounded_channel();
+    let stats = Arc::new(Mutex::new(MediaStats::default()));
+    let setup = PeerSetup {
+        certificate,
+        codecs: config.codecs.clone(),
+        ice_lite: config.ice_lite,
+        candidates: candidates.clone(),
+    };
+    let shared = stats.clone();
+    let thread = std::thread::Builder::new()
+        .name("firesfu-media".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("cannot start the media runtime: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let drops = DropCounter::for_socket(&std_socket, local_addr.is_ipv6());
+                let socket = match UdpSocket::from_std(std_socket) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!("cannot register the media socket: {e}");
+                        return;
+                    }
+                };
+                let engine = Engine {
+                    config,
+                    setup,
+                    socket,
+                    drops,
+                    peers: HashMap::new(),
+                    sessions: HashMap::new(),
+                    rooms: HashMap::new(),
+                    demux: Demux::default(),
+                    forwards: ForwardTable::default(),
+                    next_id: 1,
+                    events: event_tx,
+                    stats: MediaStats::default(),
+                    shared,
+                    dirty: Vec::new(),
+                    outputs: Vec::new(),
+                    inbound: Vec::new(),
+                };
+                engine.run(command_rx).await;
+            });
+        })
+        .map_err(EngineError::Thread)?;
+
+    Ok((
+        EngineHandle {
+            commands,
+            stats,
+            local_addr,
+            candidates,
+            thread: Some(thread),
+        },
+        events,
+    ))
+}
+
+fn generate_certificate() -> Result<RTCCertificate, EngineError> {
+    let provider =
+        rtc::crypto::default_provider().map_err(|e| EngineError::Certificate(e.to_string()))?;
+    let params = CertificateParams::new(vec!["firesfu".to_owned()])
+        .map_err(|e| EngineError::Certificate(e.to_string()))?;
+    RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
+        .map_err(|e| EngineError::Certificate(e.to_string()))
+}
+
+struct Engine {
+    config: MediaConfig,
+    setup: PeerSetup,
+    socket: UdpSocket,
+    drops: Option<DropCounter>,
+    peers: HashMap<PeerId, Peer>,
+    sessions: HashMap<SessionKey, PeerId>,
+    rooms: HashMap<String, Room>,
+    demux: Demux,
+    forwards: ForwardTable,
+    next_id: u64,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    stats: MediaStats,
+    shared: Arc<Mutex<MediaStats>>,
+    /// Peers touched since the last drain (may repeat; deduplicated when drained).
+    dirty: Vec<PeerId>,
+    /// Reused buffers, so that a drain allocates nothing in the steady state.
+    outputs: Vec<PeerOutput>,
+    inbound: Vec<(PeerId, String, rtp::Packet)>,
+}
+
+impl Engine {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        loop {
+            self.drain(Instant::now());
+            let deadline = self
+                .next_deadline()
+                .unwrap_or(next_housekeeping)
+                .min(next_housekeeping);
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    None | Some(Command::Shutdown) => break,
+                    Some(command) => self.handle_command(command),
+                },
+                ready = self.socket.readable() => {
+                    if ready.is_ok() {
+                        self.read_datagrams(&mut buf);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            let now = Instant::now();
+            self.run_timers(now);
+            if now >= next_housekeeping {
+                self.housekeeping(now);
+                next_housekeeping = now + HOUSEKEEPING;
+            }
+        }
+        let now = Instant::now();
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.close_peer(now, id, CloseReason::Shutdown);
+        }
+        self.publish_stats();
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Negotiate {
+                key,
+                display_name,
+                sdp,
+                reply,
+            } => {
+                let result = self.negotiate(now, key, display_name, &sdp);
+                let _ = reply.send(result);
+            }
+            Command::Close { peer, reason } => self.close_peer(now, peer, reason),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn negotiate(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        display_name: String,
+        sdp: &str,
+    ) -> Result<Negotiated, NegotiationError> {
+        let summary = inspect_offer(sdp, &self.config.codecs)?;
+        let (id, created) = match self.sessions.get(&key) {
+            Some(&id) => (id, false),
+            None => {
+                let id = PeerId(self.next_id);
+                self.next_id += 1;
+                let peer = Peer::new(id, key.clone(), display_name, &self.setup, now)
+                    .map_err(NegotiationError::Rejected)?;
+                self.peers.insert(id, peer);
+                (id, true)
+            }
+        };
+
+        // Decide the room's new routing on a copy: it only replaces the room once the stack
+        // accepted the offer.
+        let mut room = self.rooms.get(&key.room).cloned().unwrap_or_default();
+        let published = summary
+            .published()
+            .map(|m| (m.mid.clone(), m.kind))
+            .collect();
+        let slots = summary.slots().map(|m| (m.mid.clone(), m.kind)).collect();
+        let changes = room.negotiate(id, published, slots);
+        let streams: HashMap<String, String> = room
+            .slots(id)
+            .iter()
+            .filter_map(|s| {
+                let publisher = self.peers.get(&s.source.as_ref()?.publisher)?;
+                Some((s.mid.clone(), publisher.key.session.clone()))
+            })
+            .collect();
+
+        let peer = self.peers.get_mut(&id).ok_or(NegotiationError::Closed)?;
+        let candidates = self.setup.candidates.clone();
+        let answer = peer.negotiate(now, sdp, &summary, &candidates, |mid| {
+            streams
+                .get(mid)
+                .cloned()
+                .unwrap_or_else(|| "firesfu".to_owned())
+        });
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(reason) => {
+                if created && let Some(mut peer) = self.peers.remove(&id) {
+                    peer.close();
+                }
+                return Err(NegotiationError::Rejected(reason));
+            }
+        };
+        if created {
+            let ufrag = peer.ufrag.clone();
+            self.demux.add_peer(&ufrag, id);
+            self.sessions.insert(key.clone(), id);
+            if !self.config.ice_lite {
+                // Full ICE: our checks' responses come from the client's candidates and carry
+                // no USERNAME, so those addresses must already route to this peer.
+                for addr in &summary.candidates {
+                    self.demux.learn(*addr, id);
+                }
+            }
+        }
+        self.rooms.insert(key.room.clone(), room);
+        self.apply_changes(now, &changes, Some(id));
+        self.dirty.push(id);
+        Ok(Negotiated {
+            peer: id,
+            answer,
+            view: self.view_of(id),
+            roster: self.roster_of(id),
+        })
+    }
+
+    /// Makes the forwarding state follow the room's new assignments and tells the affected
+    /// participants (except `negotiating`, whose view travels with its answer).
+    fn apply_changes(&mut self, now: Instant, changes: &Changes, negotiating: Option<PeerId>) {
+        for slot in &changes.stopped {
+            self.forwards.remove_slot(slot);
+            if let Some(p) = self.peers.get_mut(&slot.subscriber) {
+                p.stop_slot(&slot.mid);
+            }
+        }
+        for (slot, track) in &changes.started {
+            let Some((codecs, exts)) = self
+                .peers
+                .get(&track.publisher)
+                .and_then(|p| p.publish_params(&track.mid))
+                .map(|(c, e)| (c.to_vec(), e.to_vec()))
+            else {
+                continue;
+            };
+            let Some(subscriber) = self.peers.get_mut(&slot.subscriber) else {
+                continue;
+            };
+            let Some((sub_codecs, sub_exts)) = subscriber.slot_params(&slot.mid) else {
+                continue;
+            };
+            let translation = Translation::new(&codecs, sub_codecs, &exts, sub_exts, &slot.mid);
+            subscriber.start_slot(&slot.mid, track.clone(), translation);
+            let connected = subscriber.connected;
+            self.forwards.add(track.clone(), slot.clone());
+            if connected {
+                self.request_keyframe(now, track);
+            }
+        }
+        for peer in &changes.views_changed {
+            if Some(*peer) != negotiating && self.peers.contains_key(peer) {
+                let view = self.view_of(*peer);
+                let _ = self
+                    .events
+                    .send(MediaEvent::ViewChanged { peer: *peer, view });
+            }
+        }
+    }
+
+    fn view_of(&self, id: PeerId) -> SessionView {
+        let Some(room) = self
+            .peers
+            .get(&id)
+            .and_then(|p| self.rooms.get(&p.key.room))
+        else {
+            return SessionView::default();
+        };
+        SessionView {
+            wants: room.wants(id),
+            slots: room
+                .slots(id)
+                .iter()
+                .map(|s| SlotView {
+                    mid: s.mid.clone(),
+                    kind: s.kind,
+                    source: s.source.as_ref().and_then(|t| {
+                        let publisher = self.peers.get(&t.publisher)?;
+                        Some(SlotSource {
+                            session: publisher.key.session.clone(),
+                            display_name: publisher.display_name.clone(),
+                            mid: t.mid.clone(),
+                        })
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    fn roster_of(&self, id: PeerId) -> Roster {
+        let peer = self.peers.get(&id);
+        Roster {
+            display_name: peer.map(|p| p.display_name.clone()).unwrap_or_default(),
+            tracks: peer
+                .and_then(|p| self.rooms.get(&p.key.room))
+                .map(|r| r.published(id).to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, track: &TrackRef) {
+        if let Some(p) = self.peers.get_mut(&track.publisher) {
+            if p.request_keyframe(now, &track.mid) {
+                self.stats.keyframe_requests += 1;
+            }
+            self.dirty.push(track.publisher);
+        }
+    }
+
+    fn ice_local(&self, from: SocketAddr) -> SocketAddr {
+        self.setup
+            .candidates
+            .iter()
+            .find(|c| c.is_ipv4() == from.is_ipv4())
+            .or(self.setup.candidates.first())
+            .copied()
+            .unwrap_or(from)
+    }
+
+    fn read_datagrams(&mut self, buf: &mut [u8]) {
+        let now = Instant::now();
+        for _ in 0..READ_BATCH {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, from)) => self.on_datagram(now, from, n, buf),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP errors (a peer's port closed) surface here on Linux; not fatal.
+                    tracing::debug!("udp receive error: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, n: usize, buf: &[u8]) {
+        self.stats.datagrams_in += 1;
+        let data = &buf[..n];
+        let id = match self.demux.route(from, data) {
+            Route::Peer(id) => id,
+            Route::NewPath(id) => {
+                self.demux.learn(from, id);
+                id
+            }
+            Route::Unknown => {
+                self.stats.dropped_unknown_sender += 1;
+                return;
+            }
+        };
+        let local = self.ice_local(from);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let Err(e) = peer.handle_datagram(now, local, from, data) {
+            self.stats.dropped_by_stack += 1;
+            tracing::trace!(peer = id.0, "datagram refused by the stack: {e}");
+        }
+        self.dirty.push(id);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .flat_map(|p| [p.deadline, p.keyframe_deadline()])
+            .flatten()
+            .min()
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        for (id, peer) in self.peers.iter_mut() {
+            let mut touched = false;
+            if peer.deadline.is_some_and(|d| d <= now) {
+                peer.handle_timeout(now);
+                touched = true;
+            }
+            if peer.keyframe_deadline().is_some_and(|d| d <= now) {
+                self.stats.keyframe_requests += peer.poll_keyframes(now) as u64;
+                touched = true;
+            }
+            if touched {
+                self.dirty.push(*id);
+            }
+        }
+    }
+
+    /// Processes every touched peer: events and inbound media, forwarding, then datagrams out.
+    fn drain(&mut self, now: Instant) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let mut closing = Vec::new();
+        let mut touched = std::mem::take(&mut self.dirty);
+        touched.sort_unstable();
+        touched.dedup();
+        for &id in &touched {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let mut outputs = std::mem::take(&mut self.outputs);
+            peer.poll_outputs(now, &mut outputs);
+            for output in outputs.drain(..) {
+                match output {
+                    PeerOutput::Connected => {
+                        let _ = self.events.send(MediaEvent::Connected { peer: id });
+                        let sources: Vec<TrackRef> = self
+                            .peers
+                            .get(&id)
+                            .map(|p| p.slot_sources().cloned().collect())
+                            .unwrap_or_default();
+                        for track in sources {
+                            self.request_keyframe(now, &track);
+                        }
+                    }
+                    PeerOutput::Failed => closing.push(id),
+                    PeerOutput::Media { mid, packet } => {
+                        self.stats.rtp_in += 1;
+                        self.inbound.push((id, mid, packet));
+                    }
+                    PeerOutput::KeyframeRequest { slot } => {
+                        if let Some(track) = self
+                            .peers
+                            .get(&id)
+                            .and_then(|p| p.slot_source(&slot))
+                            .cloned()
+                        {
+                            self.request_keyframe(now, &track);
+                        }
+                    }
+                }
+            }
+            self.outputs = outputs;
+        }
+
+        let mut inbound = std::mem::take(&mut self.inbound);
+        for (publisher, mid, packet) in inbound.drain(..) {
+            for slot in self.forwards.slots_of(publisher, &mid) {
+                let Some(subscriber) = self.peers.get_mut(&slot.subscriber) else {
+                    continue;
+                };
+                if !subscriber.connected {
+                    continue;
+                }
+                match subscriber.forward(now, &slot.mid, &packet) {
+                    Ok(()) => {
+                        self.stats.rtp_forwarded += 1;
+                        touched.push(slot.subscriber);
+                    }
+                    Err(ForwardError::Unforwardable(Unforwardable::CodecMismatch)) => {
+                        self.stats.dropped_codec_mismatch += 1;
+                    }
+                    Err(ForwardError::Stack(e)) => {
+                        self.stats.dropped_by_stack += 1;
+                        tracing::trace!("forward refused by the stack: {e}");
+                    }
+                    Err(ForwardError::NoSlot) => {}
+                }
+            }
+        }
+        self.inbound = inbound;
+        // Keyframe requests made above touched publishers after `touched` was taken.
+        touched.append(&mut self.dirty);
+        touched.sort_unstable();
+        touched.dedup();
+
+        for &id in &touched {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            while let Some((to, datagram)) = peer.poll_transmit() {
+                match self.socket.try_send_to(&datagram, to) {
+                    Ok(_) => self.stats.datagrams_out += 1,
+                    Err(e) => {
+                        self.stats.send_errors += 1;
+                        tracing::trace!("udp send to {to} failed: {e}");
+                    }
+                }
+            }
+            peer.refresh_deadline();
+        }
+        touched.clear();
+        self.dirty = touched;
+
+        for id in closing {
+            self.close_peer(now, id, CloseReason::ConnectFailed);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let silent: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| now.saturating_duration_since(p.last_heard) > self.config.peer_timeout)
+            .map(|p| p.id)
+            .collect();
+        for id in silent {
+            tracing::info!(peer = id.0, "closing a peer that went silent");
+            self.close_peer(now, id, CloseReason::Timeout);
+        }
+        self.publish_stats();
+    }
+
+    fn publish_stats(&mut self) {
+        self.stats.peers = self.peers.len();
+        self.stats.rooms = self.rooms.len();
+        self.stats.kernel_receive_drops = self.drops.as_ref().and_then(DropCounter::read);
+        if let Ok(mut shared) = self.shared.lock() {
+            *shared = self.stats.clone();
+        }
+    }
+
+    fn close_peer(&mut self, now: Instant, id: PeerId, reason: CloseReason) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        peer.close();
+        while let Some((to, datagram)) = peer.poll_transmit() {
+            let _ = self.socket.try_send_to(&datagram, to);
+        }
+        self.demux.remove_peer(id);
+        self.sessions.remove(&peer.key);
+        self.forwards.remove_peer(id);
+        if let Some(room) = self.rooms.get_mut(&peer.key.room) {
+            let changes = room.leave(id);
+            if room.is_empty() {
+                self.rooms.remove(&peer.key.room);
+            }
+            self.apply_changes(now, &changes, None);
+        }
+        let _ = self.events.send(MediaEvent::Closed { peer: id, reason });
+    }
+}

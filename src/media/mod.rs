@@ -1,0 +1,169 @@
+//! The media plane: one UDP socket, one `rtc` peer connection per participant session, rooms
+//! that forward every participant's RTP to every other participant.
+//!
+//! Its interface is narrow on purpose: signalling sends [`Command`]s (negotiate an offer, close
+//! a session) and receives [`MediaEvent`]s (connected, closed, a participant's view of the room
+//! changed). SDP crosses as text; nothing here knows about Firestore.
+
+pub mod codecs;
+pub mod demux;
+mod engine;
+mod forward;
+pub mod keyframe;
+pub mod offer;
+mod peer;
+pub mod rewrite;
+pub mod room;
+pub mod socket;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use engine::{EngineHandle, spawn_engine};
+pub use offer::{CodecSupport, MediaKind, OfferError};
+pub use room::Wants;
+
+/// A peer connection inside the engine. Ids grow with creation order and are never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+/// A participant session as signalling names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    pub room: String,
+    pub session: String,
+}
+
+impl std::fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.room, self.session)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Where the shared UDP socket binds, e.g. `0.0.0.0:4443`.
+    pub bind: SocketAddr,
+    /// Addresses put in our ICE candidates (NAT 1:1: the public IPs that reach `bind`).
+    /// Empty: the bind address, which then must not be unspecified.
+    pub advertise: Vec<IpAddr>,
+    pub receive_buffer: usize,
+    pub send_buffer: usize,
+    pub ice_lite: bool,
+    /// A peer we hear nothing from (not even ICE consent checks) for this long is closed.
+    pub peer_timeout: Duration,
+    pub codecs: CodecSupport,
+}
+
+/// What a participant receives and from whom, told to the client after every change.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionView {
+    pub wants: Wants,
+    pub slots: Vec<SlotView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotView {
+    /// The subscriber's `recvonly` m-line.
+    pub mid: String,
+    pub kind: MediaKind,
+    /// `None` while the slot carries nothing.
+    pub source: Option<SlotSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotSource {
+    pub session: String,
+    pub display_name: String,
+    /// The publisher's m-line the track comes from.
+    pub mid: String,
+}
+
+/// One entry of the room roster: what a participant publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roster {
+    pub display_name: String,
+    pub tracks: Vec<(String, MediaKind)>,
+}
+
+/// The result of applying an offer.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    pub peer: PeerId,
+    pub answer: String,
+    pub view: SessionView,
+    pub roster: Roster,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NegotiationError {
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    /// The WebRTC stack refused the offer (or could not build an answer) for a reason our own
+    /// checks did not foresee.
+    #[error("the offer could not be negotiated: {0}")]
+    Rejected(String),
+    #[error("the session is already closed")]
+    Closed,
+    #[error("the media engine has stopped")]
+    EngineGone,
+}
+
+/// Why the engine closed a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Signalling asked (the participant left).
+    Left,
+    /// Nothing heard from the peer for `peer_timeout`.
+    Timeout,
+    /// ICE or DTLS failed.
+    ConnectFailed,
+    /// The instance is shutting down.
+    Shutdown,
+}
+
+pub enum Command {
+    /// Apply a (re-)offer of `key`. A session's first offer creates its peer.
+    Negotiate {
+        key: SessionKey,
+        display_name: String,
+        sdp: String,
+        reply: oneshot::Sender<Result<Negotiated, NegotiationError>>,
+    },
+    Close {
+        peer: PeerId,
+        reason: CloseReason,
+    },
+    /// Close every peer (reporting each) and stop.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    Connected { peer: PeerId },
+    Closed { peer: PeerId, reason: CloseReason },
+    ViewChanged { peer: PeerId, view: SessionView },
+}
+
+/// Counters the engine keeps; read by telemetry and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    pub peers: usize,
+    pub rooms: usize,
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub rtp_in: u64,
+    pub rtp_forwarded: u64,
+    pub dropped_unknown_sender: u64,
+    pub dropped_codec_mismatch: u64,
+    pub dropped_by_stack: u64,
+    pub send_errors: u64,
+    pub keyframe_requests: u64,
+    /// Datagrams the kernel dropped because the receive buffer was full.
+    pub kernel_receive_drops: Option<u64>,
+}
+
+pub type Commands = mpsc::UnboundedSender<Command>;
+pub type Events = mpsc::UnboundedReceiver<MediaEvent>;

@@ -1,0 +1,318 @@
+//! Reading a client's offer before it touches a peer connection: which m-lines it carries,
+//! which of them publish and which want to receive, and whether we can serve it at all.
+//!
+//! This runs first so that bad input is rejected with a precise reason, and because the
+//! answer-side transceiver fix in `peer.rs` needs each m-line's kind and offered direction
+//! (the `rtc` crate reports `Unspecified` kinds right after applying an offer).
+
+use std::io::Cursor;
+
+use rtc::sdp::description::media::MediaDescription;
+use rtc::sdp::description::session::SessionDescription;
+
+/// Offers larger than this are refused before parsing (the protocol's documented limit).
+pub const MAX_SDP_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        }
+    }
+}
+
+/// The direction an m-line was offered with, from the client's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferedDirection {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+/// What one audio/video m-line of the offer asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedMedia {
+    pub mid: String,
+    pub kind: MediaKind,
+    pub direction: OfferedDirection,
+    /// Port 0, or no codec we support: the answer rejects it and nothing flows on it.
+    pub usable: bool,
+}
+
+impl OfferedMedia {
+    /// The client sends media on this m-line (we answer it `recvonly`).
+    pub fn publishes(&self) -> bool {
+        self.usable
+            && matches!(
+                self.direction,
+                OfferedDirection::SendOnly | OfferedDirection::SendRecv
+            )
+    }
+
+    /// A receive slot: the client wants media from us on it (we answer it `sendonly`).
+    /// `sendrecv` m-lines are publish lines; only `recvonly` ones are slots.
+    pub fn is_slot(&self) -> bool {
+        self.usable && self.direction == OfferedDirection::RecvOnly
+    }
+}
+
+/// The parts of an offer the server acts on, in m-line order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferSummary {
+    pub media: Vec<OfferedMedia>,
+    /// UDP addresses of the client's candidates in the offer (used with full ICE only).
+    pub candidates: Vec<std::net::SocketAddr>,
+}
+
+impl OfferSummary {
+    pub fn slots(&self) -> impl Iterator<Item = &OfferedMedia> {
+        self.media.iter().filter(|m| m.is_slot())
+    }
+
+    pub fn published(&self) -> impl Iterator<Item = &OfferedMedia> {
+        self.media.iter().filter(|m| m.publishes())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfferError {
+    #[error("the offer is {bytes} bytes; the limit is {MAX_SDP_BYTES}")]
+    TooLarge { bytes: usize },
+    #[error("the offer is not valid SDP: {0}")]
+    Malformed(String),
+    #[error("the offer has no usable media: {0}")]
+    NoUsableMedia(String),
+}
+
+/// Codec names (case-insensitive, as in `a=rtpmap`) the server accepts per kind.
+#[derive(Debug, Clone)]
+pub struct CodecSupport {
+    pub audio: Vec<String>,
+    pub video: Vec<String>,
+}
+
+impl CodecSupport {
+    fn accepts(&self, kind: MediaKind, name: &str) -> bool {
+        let list = match kind {
+            MediaKind::Audio => &self.audio,
+            MediaKind::Video => &self.video,
+        };
+        list.iter().any(|c| c.eq_ignore_ascii_case(name))
+    }
+}
+
+pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, OfferError> {
+    if sdp.len() > MAX_SDP_BYTES {
+        return Err(OfferError::TooLarge { bytes: sdp.len() });
+    }
+    if !sdp.starts_with("v=0") {
+        return Err(OfferError::Malformed("it must start with \"v=0\"".into()));
+    }
+    let parsed = SessionDescription::unmarshal(&mut Cursor::new(sdp.as_bytes()))
+        .map_err(|e| OfferError::Malformed(e.to_string()))?;
+
+    let mut media = Vec::new();
+    let mut candidates = Vec::new();
+    let mut seen_mids = std::collections::HashSet::new();
+    for (index, m) in parsed.media_descriptions.iter().enumerate() {
+        candidates.extend(
+            m.attributes
+                .iter()
+                .filter(|a| a.key == "candidate")
+                .filter_map(|a| a.value.as_deref().and_then(udp_candidate_address)),
+        );
+        let kind = match m.media_name.media.as_str() {
+            "audio" => MediaKind::Audio,
+            "video" => MediaKind::Video,
+            // Data channels and anything else are answered by the stack as it sees fit; they
+            // carry no media we route.
+            _ => continue,
+        };
+        let mid = match m.attribute("mid") {
+            Some(Some(mid)) if !mid.is_empty() => mid.to_owned(),
+            _ => {
+                return Err(OfferError::Malformed(format!(
+                    "m-line {index} ({}) has no a=mid; BUNDLE needs one on every m-line",
+                    kind.as_str()
+                )));
+            }
+        };
+        if !seen_mids.insert(mid.clone()) {
+            return Err(OfferError::Malformed(format!("a=mid:{mid} appears twice")));
+        }
+        let usable = m.media_name.port.value != 0
+            && m.codecs()
+                .values()
+                .any(|codec| codecs.accepts(kind, &codec.name));
+        media.push(OfferedMedia {
+            mid,
+            kind,
+            direction: direction_of(m),
+            usable,
+        });
+    }
+
+    let has_flow = media
+        .iter()
+        .any(|m| m.usable && m.direction != OfferedDirection::Inactive);
+    if !has_flow {
+        let reason = if media.is_empty() {
+            "there is no audio or video m-line".to_owned()
+        } else {
+            format!(
+                "no audio or video m-line is active with a supported codec (audio: {}; video: {})",
+                codecs.audio.join(", "),
+                codecs.video.join(", ")
+            )
+        };
+        return Err(OfferError::NoUsableMedia(reason));
+    }
+    Ok(OfferSummary { media, candidates })
+}
+
+/// `<foundation> <component> udp <priority> <ip> <port> typ ...` → the address, for UDP
+/// candidates with a literal IP (mDNS names cannot be routed to before they resolve).
+fn udp_candidate_address(value: &str) -> Option<std::net::SocketAddr> {
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    if fields.len() < 6 || !fields[2].eq_ignore_ascii_case("udp") {
+        return None;
+    }
+    let ip: std::net::IpAddr = fields[4].parse().ok()?;
+    let port: u16 = fields[5].parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
+fn direction_of(m: &MediaDescription) -> OfferedDirection {
+    for attr in &m.attributes {
+        match attr.key.as_str() {
+            "sendrecv" => return OfferedDirection::SendRecv,
+            "sendonly" => return OfferedDirection::SendOnly,
+            "recvonly" => return OfferedDirection::RecvOnly,
+            "inactive" => return OfferedDirection::Inactive,
+            _ => {}
+        }
+    }
+    // RFC 4566: sendrecv is the default when no direction attribute is present.
+    OfferedDirection::SendRecv
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn codecs() -> CodecSupport {
+        CodecSupport {
+            audio: vec!["opus".into()],
+            video: vec!["VP8".into()],
+        }
+    }
+
+    /// A minimal browser-like offer: m-lines as (kind, direction, codec).
+    pub fn offer_with(lines: &[(&str, &str, &str)]) -> String {
+        let mut sdp =
+            String::from("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE");
+        for i in 0..lines.len() {
+            sdp.push_str(&format!(" {i}"));
+        }
+        sdp.push_str("\r\n");
+        for (i, (kind, dir, codec)) in lines.iter().enumerate() {
+            let (pt, rate) = if *kind == "audio" {
+                (111, "48000/2")
+            } else {
+                (96, "90000")
+            };
+            sdp.push_str(&format!(
+                "m={kind} 9 UDP/TLS/RTP/SAVPF {pt}\r\nc=IN IP4 0.0.0.0\r\na=mid:{i}\r\na={dir}\r\na=rtcp-mux\r\na=rtpmap:{pt} {codec}/{rate}\r\n"
+            ));
+        }
+        sdp
+    }
+
+    #[test]
+    fn classifies_publish_and_slot_lines() {
+        let sdp = offer_with(&[
+            ("audio", "sendonly", "opus"),
+            ("video", "sendrecv", "VP8"),
+            ("video", "recvonly", "VP8"),
+            ("audio", "inactive", "opus"),
+        ]);
+        let s = inspect_offer(&sdp, &codecs()).unwrap();
+        assert_eq!(s.media.len(), 4);
+        let published: Vec<_> = s.published().map(|m| m.mid.as_str()).collect();
+        assert_eq!(published, ["0", "1"]);
+        let slots: Vec<_> = s.slots().map(|m| (m.mid.as_str(), m.kind)).collect();
+        assert_eq!(slots, [("2", MediaKind::Video)]);
+    }
+
+    #[test]
+    fn collects_udp_candidate_addresses() {
+        let sdp = offer_with(&[("audio", "sendonly", "opus")])
+            + "a=candidate:1 1 udp 2130706431 10.0.0.7 5000 typ host\r\n\
+               a=candidate:2 1 tcp 1518280447 10.0.0.7 9 typ host tcptype active\r\n\
+               a=candidate:3 1 udp 2130706431 abcd.local 5001 typ host\r\n";
+        let s = inspect_offer(&sdp, &codecs()).unwrap();
+        assert_eq!(
+            s.candidates,
+            vec!["10.0.0.7:5000".parse::<std::net::SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn refuses_oversized_offers_before_parsing() {
+        let sdp = "v=0\r\n".to_owned() + &"a=x\r\n".repeat(MAX_SDP_BYTES / 4);
+        assert!(matches!(
+            inspect_offer(&sdp, &codecs()),
+            Err(OfferError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_text_that_is_not_sdp() {
+        assert!(matches!(
+            inspect_offer("hello", &codecs()),
+            Err(OfferError::Malformed(_))
+        ));
+        assert!(matches!(
+            inspect_offer("v=0\r\nm=audio nonsense\r\n", &codecs()),
+            Err(OfferError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_media_lines_without_mid() {
+        let sdp = offer_with(&[("audio", "sendonly", "opus")]).replace("a=mid:0\r\n", "");
+        let err = inspect_offer(&sdp, &codecs()).unwrap_err();
+        assert!(err.to_string().contains("no a=mid"), "{err}");
+    }
+
+    #[test]
+    fn refuses_offers_without_any_supported_codec() {
+        let sdp = offer_with(&[("video", "sendonly", "H265")]);
+        assert!(matches!(
+            inspect_offer(&sdp, &codecs()),
+            Err(OfferError::NoUsableMedia(_))
+        ));
+        let sdp = offer_with(&[("audio", "inactive", "opus")]);
+        assert!(matches!(
+            inspect_offer(&sdp, &codecs()),
+            Err(OfferError::NoUsableMedia(_))
+        ));
+    }
+
+    #[test]
+    fn a_line_with_an_unsupported_codec_is_kept_but_unusable() {
+        let sdp = offer_with(&[("audio", "sendonly", "opus"), ("video", "sendonly", "H265")]);
+        let s = inspect_offer(&sdp, &codecs()).unwrap();
+        assert!(s.media[0].usable);
+        assert!(!s.media[1].usable);
+        assert_eq!(s.published().count(), 1);
+    }
+}

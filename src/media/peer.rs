@@ -1,0 +1,571 @@
+//! One participant session's peer connection: answering its offers, feeding it datagrams,
+//! and writing forwarded media into its receive slots.
+//!
+//! The `rtc` stack's answer-side `add_track` attaches a sender to the first transceiver of that
+//! kind that has none, which is usually the client's own publish m-line, and then answers a
+//! `sendonly` offer `sendrecv` (a JSEP violation). So every m-line gets its sender in m-line
+//! order, and each transceiver's direction is set explicitly from what the client offered:
+//! publish lines are answered `recvonly`, receive slots `sendonly`, the rest `inactive`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::RTCCertificate;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{
+    RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverId,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use super::codecs::{build_media_engine, codec_descs, ext_descs};
+use super::keyframe::{DEFAULT_INTERVAL, KeyframeLimiter};
+use super::offer::{CodecSupport, MediaKind, OfferSummary};
+use super::rewrite::{CodecDesc, ExtDesc, SlotSequencer, Translation, Unforwardable};
+use super::room::TrackRef;
+use super::{PeerId, SessionKey};
+
+/// What every peer connection of this instance shares.
+#[derive(Clone)]
+pub struct PeerSetup {
+    pub certificate: RTCCertificate,
+    pub codecs: CodecSupport,
+    pub ice_lite: bool,
+    /// Our host candidates (advertised address + the shared port).
+    pub candidates: Vec<SocketAddr>,
+}
+
+/// A publish m-line of this peer.
+struct Publish {
+    receiver: RTCRtpReceiverId,
+    /// Learned when the first packet opens the track; needed to address keyframe requests.
+    ssrc: Option<u32>,
+    /// A keyframe was asked for before the track started: ask as soon as it does.
+    keyframe_waiting: bool,
+    codecs: Vec<CodecDesc>,
+    exts: Vec<ExtDesc>,
+    keyframes: KeyframeLimiter,
+}
+
+/// A receive slot of this peer: we send on it.
+struct Slot {
+    sender: RTCRtpSenderId,
+    codecs: Vec<CodecDesc>,
+    exts: Vec<ExtDesc>,
+    sequencer: SlotSequencer,
+    source: Option<(TrackRef, Translation)>,
+}
+
+#[derive(Debug, Clone)]
+enum TrackRole {
+    Publish(String),
+    Slot(String),
+}
+
+/// What the engine must act on after feeding a peer.
+#[derive(Debug)]
+pub enum PeerOutput {
+    Connected,
+    Failed,
+    /// An RTP packet on a publish m-line.
+    Media {
+        mid: String,
+        packet: rtp::Packet,
+    },
+    /// The subscriber asks for a keyframe of what its slot `mid` carries.
+    KeyframeRequest {
+        slot: String,
+    },
+}
+
+pub struct Peer {
+    pub id: PeerId,
+    pub key: SessionKey,
+    pub display_name: String,
+    pub ufrag: String,
+    pc: RTCPeerConnection,
+    has_candidates: bool,
+    roles: HashMap<String, TrackRole>,
+    publishes: HashMap<String, Publish>,
+    slots: HashMap<String, Slot>,
+    pub last_heard: Instant,
+    pub connected: bool,
+    /// The stack's next timer, cached after every interaction.
+    pub deadline: Option<Instant>,
+}
+
+fn random_token(len: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+fn to_rtc_kind(kind: MediaKind) -> RtpCodecKind {
+    match kind {
+        MediaKind::Audio => RtpCodecKind::Audio,
+        MediaKind::Video => RtpCodecKind::Video,
+    }
+}
+
+impl Peer {
+    pub fn new(
+        id: PeerId,
+        key: SessionKey,
+        display_name: String,
+        setup: &PeerSetup,
+        now: Instant,
+    ) -> Result<Peer, String> {
+        let ufrag = random_token(16);
+        let (media_engine, registry) =
+            build_media_engine(&setup.codecs).map_err(|e| e.to_string())?;
+        let settings = SettingEngineBuilder::new()
+            .with_lite(setup.ice_lite)
+            .with_ice_credentials(ufrag.clone(), random_token(32))
+            .build();
+        let config = RTCConfigurationBuilder::new()
+            .with_certificates(vec![setup.certificate.clone()])
+            .build();
+        let pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_setting_engine(settings)
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(|e| e.to_string())?;
+        Ok(Peer {
+            id,
+            key,
+            display_name,
+            ufrag,
+            pc,
+            has_candidates: false,
+            roles: HashMap::new(),
+            publishes: HashMap::new(),
+            slots: HashMap::new(),
+            last_heard: now,
+            connected: false,
+            deadline: None,
+        })
+    }
+
+    fn add_candidates(&mut self, candidates: &[SocketAddr]) -> Result<(), String> {
+        for addr in candidates {
+            let candidate = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "udp".to_owned(),
+                    address: addr.ip().to_string(),
+                    port: addr.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .new_candidate_host()
+            .map_err(|e| e.to_string())?;
+            let init = RTCIceCandidate::from(&candidate)
+                .to_json()
+                .map_err(|e| e.to_string())?;
+            self.pc
+                .add_local_candidate(init)
+                .map_err(|e| e.to_string())?;
+        }
+        self.has_candidates = true;
+        Ok(())
+    }
+
+    fn transceivers_by_mid(&mut self) -> HashMap<String, RTCRtpTransceiverId> {
+        let ids: Vec<RTCRtpTransceiverId> = self.pc.get_transceivers().collect();
+        let mut out = HashMap::new();
+        for id in ids {
+            if let Some(t) = self.pc.rtp_transceiver(id)
+                && let Some(mid) = t.mid().clone()
+            {
+                out.insert(mid, id);
+            }
+        }
+        out
+    }
+
+    /// Applies an offer and returns the answer SDP. `slot_stream` names the msid stream of a
+    /// new receive slot (the publisher it will carry, when known).
+    pub fn negotiate(
+        &mut self,
+        now: Instant,
+        sdp: &str,
+        summary: &OfferSummary,
+        candidates: &[SocketAddr],
+        slot_stream: impl Fn(&str) -> String,
+    ) -> Result<String, String> {
+        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| e.to_string())?;
+        self.pc
+            .set_remote_description(now, offer)
+            .map_err(|e| e.to_string())?;
+        let by_mid = self.transceivers_by_mid();
+        for m in &summary.media {
+            let id = *by_mid
+                .get(&m.mid)
+                .ok_or_else(|| format!("the stack has no transceiver for mid {}", m.mid))?;
+            let has_sender = self
+                .pc
+                .rtp_transceiver(id)
+                .and_then(|t| t.sender())
+                .is_some();
+            if !has_sender {
+                let (stream, track) = if m.is_slot() {
+                    (slot_stream(&m.mid), format!("firesfu-{}", m.mid))
+                } else {
+                    ("firesfu".to_owned(), format!("firesfu-unused-{}", m.mid))
+                };
+                let track = MediaStreamTrack::new(
+                    stream,
+                    track.clone(),
+                    track,
+                    to_rtc_kind(m.kind),
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(rand::random::<u32>()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }],
+                );
+                let sender = self.pc.add_track(track).map_err(|e| e.to_string())?;
+                if RTCRtpTransceiverId::from(sender) != id {
+                    return Err(format!(
+                        "the stack attached the sender for mid {} to another m-line",
+                        m.mid
+                    ));
+                }
+            }
+            let direction = if m.publishes() {
+                RTCRtpTransceiverDirection::Recvonly
+            } else if m.is_slot() {
+                RTCRtpTransceiverDirection::Sendonly
+            } else {
+                RTCRtpTransceiverDirection::Inactive
+            };
+            if let Some(mut t) = self.pc.rtp_transceiver(id) {
+                t.set_direction(direction);
+            }
+        }
+        if !self.has_candidates {
+            self.add_candidates(candidates)?;
+        }
+        let answer = self.pc.create_answer(None).map_err(|e| e.to_string())?;
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(|e| e.to_string())?;
+        let answer = self
+            .pc
+            .local_description()
+            .ok_or("the stack produced no local description")?
+            .sdp;
+        self.index_media(summary, &by_mid);
+        Ok(answer)
+    }
+
+    /// Rebuilds the mid ↔ sender/receiver maps and each side's negotiated parameters.
+    fn index_media(
+        &mut self,
+        summary: &OfferSummary,
+        by_mid: &HashMap<String, RTCRtpTransceiverId>,
+    ) {
+        self.roles.clear();
+        let mut publishes = HashMap::new();
+        let mut slots = HashMap::new();
+        for m in &summary.media {
+            let Some(&id) = by_mid.get(&m.mid) else {
+                continue;
+            };
+            if m.publishes() {
+                let receiver = RTCRtpReceiverId::from(id);
+                if let Some(mut r) = self.pc.rtp_receiver(receiver) {
+                    let params = r.get_parameters().rtp_parameters.clone();
+                    let track_id = r.track().track_id().clone();
+                    self.roles
+                        .insert(track_id, TrackRole::Publish(m.mid.clone()));
+                    let old = self.publishes.remove(&m.mid);
+                    publishes.insert(
+                        m.mid.clone(),
+                        Publish {
+                            receiver,
+                            ssrc: old.as_ref().and_then(|p| p.ssrc),
+                            keyframe_waiting: old.as_ref().is_some_and(|p| p.keyframe_waiting),
+                            codecs: codec_descs(&params),
+                            exts: ext_descs(&params),
+                            keyframes: old
+                                .map(|p| p.keyframes)
+                                .unwrap_or_else(|| KeyframeLimiter::new(DEFAULT_INTERVAL)),
+                        },
+                    );
+                }
+            } else if m.is_slot() {
+                let sender = RTCRtpSenderId::from(id);
+                if let Some(mut s) = self.pc.rtp_sender(sender) {
+                    let params = s.get_parameters().rtp_parameters.clone();
+                    let track_id = s.track().track_id().clone();
+                    let ssrc = s.track().ssrcs().next().unwrap_or_default();
+                    self.roles.insert(track_id, TrackRole::Slot(m.mid.clone()));
+                    let old = self.slots.remove(&m.mid);
+                    let (sequencer, source) = match old {
+                        Some(old) => (old.sequencer, old.source),
+                        None => (SlotSequencer::new(ssrc), None),
+                    };
+                    slots.insert(
+                        m.mid.clone(),
+                        Slot {
+                            sender,
+                            codecs: codec_descs(&params),
+                            exts: ext_descs(&params),
+                            sequencer,
+                            source,
+                        },
+                    );
+                }
+            }
+        }
+        self.publishes = publishes;
+        self.slots = slots;
+    }
+
+    pub fn publish_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {
+        self.publishes
+            .get(mid)
+            .map(|p| (p.codecs.as_slice(), p.exts.as_slice()))
+    }
+
+    pub fn slot_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {
+        self.slots
+            .get(mid)
+            .map(|s| (s.codecs.as_slice(), s.exts.as_slice()))
+    }
+
+    pub fn start_slot(&mut self, mid: &str, source: TrackRef, translation: Translation) {
+        if let Some(slot) = self.slots.get_mut(mid) {
+            slot.sequencer.switch_source();
+            slot.source = Some((source, translation));
+        }
+    }
+
+    pub fn stop_slot(&mut self, mid: &str) {
+        if let Some(slot) = self.slots.get_mut(mid) {
+            slot.source = None;
+        }
+    }
+
+    pub fn slot_sources(&self) -> impl Iterator<Item = &TrackRef> {
+        self.slots
+            .values()
+            .filter_map(|s| s.source.as_ref().map(|(t, _)| t))
+    }
+
+    pub fn slot_source(&self, mid: &str) -> Option<&TrackRef> {
+        self.slots
+            .get(mid)
+            .and_then(|s| s.source.as_ref().map(|(t, _)| t))
+    }
+
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), String> {
+        self.last_heard = now;
+        self.pc
+            .handle_read(TaggedBytesMut {
+                now,
+                transport: TransportContext {
+                    local_addr: local,
+                    peer_addr: from,
+                    ecn: None,
+                    transport_protocol: TransportProtocol::UDP,
+                },
+                message: BytesMut::from(data),
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Err(e) = self.pc.handle_timeout(now) {
+            tracing::debug!(peer = self.id.0, "timeout handling failed: {e}");
+        }
+    }
+
+    pub fn refresh_deadline(&mut self) {
+        self.deadline = self.pc.poll_timeout();
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
+        self.pc
+            .poll_write()
+            .map(|m| (m.transport.peer_addr, m.message))
+    }
+
+    /// Drains the stack's events and inbound messages into `out`.
+    pub fn poll_outputs(&mut self, now: Instant, out: &mut Vec<PeerOutput>) {
+        while let Some(event) = self.pc.poll_event() {
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
+                    RTCPeerConnectionState::Connected if !self.connected => {
+                        self.connected = true;
+                        out.push(PeerOutput::Connected);
+                    }
+                    RTCPeerConnectionState::Failed => out.push(PeerOutput::Failed),
+                    _ => {}
+                },
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    if let Some(TrackRole::Publish(mid)) = self.roles.get(&init.track_id).cloned() {
+                        self.track_started(now, &mid, init.ssrc);
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            match message {
+                RTCMessage::RtpPacket(track_id, packet) => {
+                    if let Some(TrackRole::Publish(mid)) = self.roles.get(&track_id).cloned() {
+                        if self.publishes.get(&mid).is_some_and(|p| p.ssrc.is_none()) {
+                            self.track_started(now, &mid, packet.header.ssrc);
+                        }
+                        out.push(PeerOutput::Media { mid, packet });
+                    }
+                }
+                RTCMessage::RtcpPacket(track_id, packets) => {
+                    if let Some(TrackRole::Slot(mid)) = self.roles.get(&track_id) {
+                        let wants_keyframe = packets.iter().any(|p| {
+                            let any = p.as_any();
+                            any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                        });
+                        if wants_keyframe {
+                            out.push(PeerOutput::KeyframeRequest { slot: mid.clone() });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Forwards one publisher packet into slot `mid`, rewritten for this subscriber.
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        mid: &str,
+        packet: &rtp::Packet,
+    ) -> Result<(), ForwardError> {
+        let slot = self.slots.get_mut(mid).ok_or(ForwardError::NoSlot)?;
+        let (_, translation) = slot.source.as_ref().ok_or(ForwardError::NoSlot)?;
+        let mut header = rtp::header::Header::default();
+        slot.sequencer
+            .rewrite(translation, &packet.header, &mut header, now)
+            .map_err(ForwardError::Unforwardable)?;
+        let sender = slot.sender;
+        let mut sender = self.pc.rtp_sender(sender).ok_or(ForwardError::NoSlot)?;
+        sender
+            .write_rtp(
+                now,
+                rtp::Packet {
+                    header,
+                    payload: packet.payload.clone(),
+                },
+            )
+            .map_err(|e| ForwardError::Stack(e.to_string()))
+    }
+
+    fn track_started(&mut self, now: Instant, mid: &str, ssrc: u32) {
+        let Some(p) = self.publishes.get_mut(mid) else {
+            return;
+        };
+        p.ssrc = Some(ssrc);
+        if std::mem::take(&mut p.keyframe_waiting) {
+            self.request_keyframe(now, mid);
+        }
+    }
+
+    /// Asks this publisher for a keyframe on `mid`, within the rate limit. True when sent.
+    /// Before the track has started the request waits for its first packet.
+    pub fn request_keyframe(&mut self, now: Instant, mid: &str) -> bool {
+        let Some(p) = self.publishes.get_mut(mid) else {
+            return false;
+        };
+        if p.ssrc.is_none() {
+            p.keyframe_waiting = true;
+            return false;
+        }
+        if !p.keyframes.request(now) {
+            return false;
+        }
+        self.send_pli(now, mid)
+    }
+
+    /// Sends keyframe requests that waited for the rate limit. Returns how many.
+    pub fn poll_keyframes(&mut self, now: Instant) -> usize {
+        let due: Vec<String> = self
+            .publishes
+            .iter_mut()
+            .filter_map(|(mid, p)| p.keyframes.poll(now).then(|| mid.clone()))
+            .collect();
+        due.iter().filter(|mid| self.send_pli(now, mid)).count()
+    }
+
+    pub fn keyframe_deadline(&self) -> Option<Instant> {
+        self.publishes
+            .values()
+            .filter_map(|p| p.keyframes.deadline())
+            .min()
+    }
+
+    fn send_pli(&mut self, now: Instant, mid: &str) -> bool {
+        let Some(p) = self.publishes.get(mid) else {
+            return false;
+        };
+        let (Some(media_ssrc), receiver) = (p.ssrc, p.receiver) else {
+            return false;
+        };
+        let Some(mut r) = self.pc.rtp_receiver(receiver) else {
+            return false;
+        };
+        let sent = r.write_rtcp(
+            now,
+            vec![Box::new(PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            })],
+        );
+        tracing::debug!(peer = self.id.0, mid, media_ssrc, ?sent, "keyframe request");
+        sent.is_ok()
+    }
+
+    pub fn close(&mut self) {
+        let _ = self.pc.close();
+    }
+}
+
+#[derive(Debug)]
+pub enum ForwardError {
+    NoSlot,
+    Unforwardable(Unforwardable),
+    Stack(String),
+}

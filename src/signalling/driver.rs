@@ -1,0 +1,138 @@
+//! Routes what the listener sees and what the media engine reports to the per-session tasks.
+//!
+//! The listener replays: the emulator re-sends a whole target after each change, and every
+//! reconnect resends what changed since the last resume token. Snapshots older than one already
+//! seen for a document are dropped here; the rest go through the pure decision, and only
+//! documents that ask for work reach a session task (which re-checks in a transaction).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::decide::{Decision, Observed, decide};
+use super::session::{DriverMsg, SessionContext, SessionMsg, run_session};
+use super::store::Observation;
+use crate::media::{MediaEvent, PeerId, SessionKey};
+
+pub struct Driver {
+    ctx: SessionContext,
+    driver_rx: mpsc::UnboundedReceiver<DriverMsg>,
+    sessions: HashMap<SessionKey, mpsc::UnboundedSender<SessionMsg>>,
+    peers: HashMap<PeerId, SessionKey>,
+    /// The newest update time (µs) seen per document.
+    seen: HashMap<SessionKey, i64>,
+}
+
+impl Driver {
+    pub fn new(ctx: SessionContext, driver_rx: mpsc::UnboundedReceiver<DriverMsg>) -> Self {
+        Driver {
+            ctx,
+            driver_rx,
+            sessions: HashMap::new(),
+            peers: HashMap::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then ends every session (the engine reports each as
+    /// closed) and returns once their documents are written or `grace` has passed.
+    pub async fn run(
+        mut self,
+        mut observations: mpsc::UnboundedReceiver<Observation>,
+        mut media: mpsc::UnboundedReceiver<MediaEvent>,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) {
+        tokio::pin!(shutdown);
+        let mut draining: Option<Instant> = None;
+        loop {
+            if let Some(deadline) = draining
+                && (self.sessions.is_empty() || Instant::now() >= deadline)
+            {
+                break;
+            }
+            tokio::select! {
+                Some(observation) = observations.recv(), if draining.is_none() => {
+                    self.on_observation(observation)
+                }
+                Some(event) = media.recv() => self.on_media(event),
+                Some(msg) = self.driver_rx.recv() => self.on_driver_msg(msg),
+                _ = &mut shutdown, if draining.is_none() => {
+                    tracing::info!(sessions = self.sessions.len(), "shutting down: ending every session");
+                    self.ctx.engine.request_shutdown();
+                    draining = Some(Instant::now() + grace);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(200)), if draining.is_some() => {}
+            }
+        }
+    }
+
+    fn on_observation(&mut self, observation: Observation) {
+        match observation {
+            Observation::Changed { key, updated, doc } => {
+                if self.seen.get(&key).is_some_and(|seen| updated <= *seen) {
+                    return;
+                }
+                self.seen.insert(key.clone(), updated);
+                let holding = self.sessions.contains_key(&key);
+                match decide(
+                    &Observed::from_doc(&doc),
+                    self.ctx.store.instance(),
+                    holding,
+                ) {
+                    Decision::Ignore => {}
+                    Decision::Leave => self.send(&key, SessionMsg::Leave),
+                    work => {
+                        self.session(&key);
+                        self.send(&key, SessionMsg::Work(work));
+                    }
+                }
+            }
+            Observation::Deleted { key } => {
+                self.seen.remove(&key);
+                self.send(&key, SessionMsg::Leave);
+            }
+            Observation::Left { key } => self.send(&key, SessionMsg::Recheck),
+        }
+    }
+
+    fn on_media(&mut self, event: MediaEvent) {
+        let (peer, msg) = match event {
+            MediaEvent::Connected { peer } => (peer, SessionMsg::Connected),
+            MediaEvent::Closed { peer, reason } => (peer, SessionMsg::EngineClosed(reason)),
+            MediaEvent::ViewChanged { peer, view } => (peer, SessionMsg::View(view)),
+        };
+        if let Some(key) = self.peers.get(&peer).cloned() {
+            self.send(&key, msg);
+        }
+    }
+
+    fn on_driver_msg(&mut self, msg: DriverMsg) {
+        match msg {
+            DriverMsg::Bound { key, peer } => {
+                self.peers.insert(peer, key);
+            }
+            DriverMsg::Finished { key } => {
+                self.sessions.remove(&key);
+                self.peers.retain(|_, k| *k != key);
+                self.seen.remove(&key);
+            }
+        }
+    }
+
+    fn session(&mut self, key: &SessionKey) {
+        if self.sessions.contains_key(key) {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.sessions.insert(key.clone(), tx);
+        tokio::spawn(run_session(key.clone(), self.ctx.clone(), rx));
+    }
+
+    fn send(&self, key: &SessionKey, msg: SessionMsg) {
+        if let Some(tx) = self.sessions.get(key) {
+            let _ = tx.send(msg);
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! One task per participant session, owning that session's Firestore writes in order:
+//! claim → answer → view updates → connected → end. Ordering per session matters (an older
+//! view must never overwrite a newer one); tasks of different sessions run concurrently.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use super::decide::Decision;
+use super::protocol::{ErrorCode, SessionError, SessionState};
+use super::store::{AnswerWrite, Claim, ENDED_TTL, Store};
+use crate::media::{
+    CloseReason, EngineHandle, NegotiationError, OfferError, PeerId, Roster, SessionKey,
+    SessionView,
+};
+
+pub enum SessionMsg {
+    /// A decision taken on a listener snapshot (answer, reject, lost).
+    Work(Decision),
+    /// The client left: its document is `closed` or deleted.
+    Leave,
+    /// The document left our listener's targets; read it to learn why.
+    Recheck,
+    Connected,
+    EngineClosed(CloseReason),
+    View(SessionView),
+}
+
+/// What a session task tells the driver.
+pub enum DriverMsg {
+    Bound { key: SessionKey, peer: PeerId },
+    Finished { key: SessionKey },
+}
+
+#[derive(Clone)]
+pub struct SessionContext {
+    pub store: Arc<Store>,
+    pub engine: Arc<EngineHandle>,
+    pub driver: mpsc::UnboundedSender<DriverMsg>,
+    pub require_token: bool,
+    /// How far ahead `expiresAt` of a live session is kept.
+    pub live_ttl: Duration,
+}
+
+struct Session {
+    key: SessionKey,
+    ctx: SessionContext,
+    peer: Option<PeerId>,
+    connected: bool,
+    uid: Option<String>,
+    joined: Option<SystemTime>,
+    roster: Option<Roster>,
+    finished: bool,
+}
+
+pub async fn run_session(
+    key: SessionKey,
+    ctx: SessionContext,
+    mut inbox: mpsc::UnboundedReceiver<SessionMsg>,
+) {
+    let driver = ctx.driver.clone();
+    let mut refresh = tokio::time::interval(ctx.live_ttl / 2);
+    refresh.tick().await;
+    let mut session = Session {
+        key: key.clone(),
+        ctx,
+        peer: None,
+        connected: false,
+        uid: None,
+        joined: None,
+        roster: None,
+        finished: false,
+    };
+    let mut pending: VecDeque<SessionMsg> = VecDeque::new();
+    while !session.finished {
+        let msg = match pending.pop_front() {
+            Some(msg) => msg,
+            None => tokio::select! {
+                msg = inbox.recv() => match msg {
+                    Some(msg) => msg,
+                    None => break,
+                },
+                _ = refresh.tick() => {
+                    session.refresh().await;
+                    continue;
+                }
+            },
+        };
+        match msg {
+            SessionMsg::Work(decision) => session.work(decision).await,
+            SessionMsg::Leave => session.leave().await,
+            SessionMsg::Recheck => session.recheck().await,
+            SessionMsg::Connected => session.connected().await,
+            SessionMsg::EngineClosed(reason) => session.engine_closed(reason).await,
+            SessionMsg::View(mut view) => {
+                // Only the newest view matters: skip the ones queued behind it.
+                while let Ok(next) = inbox.try_recv() {
+                    match next {
+                        SessionMsg::View(newer) => view = newer,
+                        other => pending.push_back(other),
+                    }
+                }
+                session.write_view(&view).await;
+            }
+        }
+    }
+    if !session.finished
+        && let Some(peer) = session.peer
+    {
+        session.ctx.engine.close(peer, CloseReason::Left);
+    }
+    let _ = driver.send(DriverMsg::Finished { key });
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn negotiation_error(e: &NegotiationError) -> SessionError {
+    let code = match e {
+        NegotiationError::Offer(OfferError::TooLarge { .. }) => ErrorCode::SdpTooLarge,
+        NegotiationError::Offer(OfferError::Malformed(_)) => ErrorCode::SdpMalformed,
+        NegotiationError::Offer(OfferError::NoUsableMedia(_)) => ErrorCode::NoUsableMedia,
+        NegotiationError::Rejected(_) => ErrorCode::NegotiationFailed,
+        NegotiationError::Closed | NegotiationError::EngineGone => ErrorCode::ServerShutdown,
+    };
+    SessionError::new(code, e.to_string())
+}
+
+impl Session {
+    fn live_state(&self) -> Option<SessionState> {
+        self.peer.map(|_| {
+            if self.connected {
+                SessionState::Connected
+            } else {
+                SessionState::Answered
+            }
+        })
+    }
+
+    async fn work(&mut self, decision: Decision) {
+        match decision {
+            Decision::Answer { .. } | Decision::Reject(_) => self.answer().await,
+            Decision::Lost => {
+                if let Err(e) = self.ctx.store.mark_lost(&self.key, now()).await {
+                    tracing::warn!(key = %self.key, "cannot mark a lost session: {e}");
+                }
+                self.finished = self.peer.is_none();
+            }
+            Decision::Leave => self.leave().await,
+            Decision::Ignore => {}
+        }
+    }
+
+    async fn answer(&mut self) {
+        let claim = self
+            .ctx
+            .store
+            .claim(&self.key, self.live_state(), self.ctx.require_token, now())
+            .await;
+        let request = match claim {
+            Ok(Claim::Answer(request)) => request,
+            Ok(Claim::Rejected(error)) => {
+                tracing::info!(key = %self.key, code = error.code.as_str(), "offer refused: {}", error.message);
+                self.finished = self.peer.is_none();
+                return;
+            }
+            Ok(Claim::Nothing) => {
+                self.finished = self.peer.is_none();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(key = %self.key, "cannot claim an offer: {e}");
+                self.finished = self.peer.is_none();
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        self.uid = request.uid.clone();
+        let negotiated = self
+            .ctx
+            .engine
+            .negotiate(
+                self.key.clone(),
+                request.display_name.clone(),
+                request.sdp.clone(),
+            )
+            .await;
+        let negotiated = match negotiated {
+            Ok(n) => n,
+            Err(e) => {
+                let error = negotiation_error(&e);
+                tracing::info!(key = %self.key, code = error.code.as_str(), "offer not negotiated: {e}");
+                if let Err(e) = self
+                    .ctx
+                    .store
+                    .refuse(
+                        &self.key,
+                        request.revision,
+                        &error,
+                        self.live_state(),
+                        now(),
+                    )
+                    .await
+                {
+                    tracing::warn!(key = %self.key, "cannot report a refused offer: {e}");
+                }
+                self.finished = self.peer.is_none();
+                return;
+            }
+        };
+        if self.peer.is_none() {
+            self.peer = Some(negotiated.peer);
+            self.joined = Some(now());
+            let _ = self.ctx.driver.send(DriverMsg::Bound {
+                key: self.key.clone(),
+                peer: negotiated.peer,
+            });
+        }
+        let state = self.live_state().unwrap_or(SessionState::Answered);
+        let written = self
+            .ctx
+            .store
+            .write_answer(
+                &self.key,
+                &AnswerWrite {
+                    revision: request.revision,
+                    sdp: &negotiated.answer,
+                    view: &negotiated.view,
+                    state,
+                    expires: now() + self.ctx.live_ttl,
+                },
+                now(),
+            )
+            .await;
+        match written {
+            Ok(true) => tracing::info!(
+                key = %self.key,
+                revision = request.revision,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "answer written"
+            ),
+            Ok(false) => {
+                // The client re-offered or left while we answered; its next state decides.
+                self.recheck().await;
+                return;
+            }
+            Err(e) => tracing::warn!(key = %self.key, "cannot write an answer: {e}"),
+        }
+        if self.roster.as_ref() != Some(&negotiated.roster) {
+            self.roster = Some(negotiated.roster);
+            self.write_participant().await;
+        }
+    }
+
+    async fn write_participant(&self) {
+        let Some(roster) = &self.roster else {
+            return;
+        };
+        let t = now();
+        if let Err(e) = self
+            .ctx
+            .store
+            .put_participant(
+                &self.key,
+                roster,
+                self.uid.clone(),
+                self.joined.unwrap_or(t),
+                t + self.ctx.live_ttl,
+                t,
+            )
+            .await
+        {
+            tracing::warn!(key = %self.key, "cannot write the participant document: {e}");
+        }
+    }
+
+    async fn connected(&mut self) {
+        self.connected = true;
+        if let Err(e) = self.ctx.store.mark_connected(&self.key, now()).await {
+            tracing::warn!(key = %self.key, "cannot mark a session connected: {e}");
+        }
+    }
+
+    async fn write_view(&self, view: &SessionView) {
+        if let Err(e) = self.ctx.store.write_view(&self.key, view, now()).await {
+            tracing::warn!(key = %self.key, "cannot write a session view: {e}");
+        }
+    }
+
+    async fn refresh(&self) {
+        if self.peer.is_none() {
+            return;
+        }
+        let expires = now() + self.ctx.live_ttl;
+        if let Err(e) = self.ctx.store.refresh_expiry(&self.key, expires).await {
+            tracing::warn!(key = %self.key, "cannot refresh expiresAt: {e}");
+        }
+        self.write_participant().await;
+    }
+
+    async fn leave(&mut self) {
+        if let Some(peer) = self.peer {
+            self.ctx.engine.close(peer, CloseReason::Left);
+        }
+        self.remove_participant().await;
+        // A `closed` document stays for a while so the client can see it, then expires.
+        let _ = self
+            .ctx
+            .store
+            .refresh_expiry(&self.key, now() + ENDED_TTL)
+            .await;
+        self.finished = true;
+    }
+
+    async fn recheck(&mut self) {
+        match self.ctx.store.read(&self.key).await {
+            Ok(None) => self.leave().await,
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(key = %self.key, "cannot re-read a session: {e}"),
+        }
+    }
+
+    async fn engine_closed(&mut self, reason: CloseReason) {
+        let ending = match reason {
+            CloseReason::Left => None,
+            CloseReason::Timeout => Some((
+                SessionState::Closed,
+                SessionError::new(
+                    ErrorCode::PeerTimeout,
+                    "nothing was heard from this peer connection for too long",
+                ),
+            )),
+            CloseReason::ConnectFailed => Some((
+                SessionState::Failed,
+                SessionError::new(ErrorCode::ConnectFailed, "ICE or DTLS failed"),
+            )),
+            CloseReason::Shutdown => Some((
+                SessionState::Closed,
+                SessionError::new(
+                    ErrorCode::ServerShutdown,
+                    "the server instance is shutting down; join again",
+                ),
+            )),
+        };
+        if let Some((state, error)) = ending {
+            tracing::info!(key = %self.key, code = error.code.as_str(), "session ended by the server");
+            if let Err(e) = self.ctx.store.end(&self.key, state, &error, now()).await {
+                tracing::warn!(key = %self.key, "cannot end a session: {e}");
+            }
+        }
+        self.remove_participant().await;
+        self.peer = None;
+        self.finished = true;
+    }
+
+    async fn remove_participant(&self) {
+        if self.roster.is_some()
+            && let Err(e) = self.ctx.store.delete_participant(&self.key).await
+        {
+            tracing::warn!(key = %self.key, "cannot delete the participant document: {e}");
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Participants joining through the Firestore emulator with str0m peers: who receives whom,
+//! with every payload checked byte for byte.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Broadcast, Project};
+use testpeer::{Leave, Peer, PeerSpec};
+
+const T: Duration = Duration::from_secs(20);
+
+fn receives_from(r: &testpeer::Report, tag: &str, frames: u64) -> bool {
+    r.video_from(tag) >= frames && r.audio_from(tag) >= frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_participants_exchange_audio_and_video() {
+    let project = Project::new().await;
+    let room = project.room("duo").await;
+    let sfu = Broadcast::start(&project).await;
+
+    let alice = Peer::join(&project.db, PeerSpec::new(&room, "alice"))
+        .await
+        .unwrap();
+    let mut bob_spec = PeerSpec::new(&room, "bob");
+    (bob_spec.recv_audio, bob_spec.recv_video) = (1, 1);
+    let bob = Peer::join(&project.db, bob_spec).await.unwrap();
+
+    // A new subscriber triggers a keyframe request (PLI) to the publisher it receives.
+    let a = alice
+        .wait_until("alice receives bob", T, |r| {
+            receives_from(r, "bob", 20) && r.keyframe_requests >= 1
+        })
+        .await
+        .unwrap();
+    let b = bob
+        .wait_until("bob receives alice", T, |r| {
+            receives_from(r, "alice", 20) && r.keyframe_requests >= 1
+        })
+        .await
+        .unwrap();
+
+    // Alice offered no receive slot: she learned from `wants` and re-offered (revision 2).
+    assert_eq!(a.answered_revision, 2, "{a:#?}");
+    assert_eq!(a.recv_slots, (1, 1));
+    assert_eq!(b.answered_revision, 1);
+    for r in [&a, &b] {
+        assert_eq!(r.corrupt, 0, "damaged frames: {r:#?}");
+        assert_eq!(r.state.as_deref(), Some("connected"));
+        assert!(r.error.is_none());
+        assert_eq!(r.wants, (1, 1));
+    }
+    // `slots` names the participant whose payload actually arrives on each mid.
+    for (mid, tag) in &a.mid_sources {
+        assert_eq!(a.slots.get(mid), Some(&Some(tag.clone())));
+    }
+    assert_eq!(a.mid_sources.values().filter(|t| *t == "bob").count(), 2);
+
+    // The roster lists both with their tracks.
+    let roster = project
+        .db
+        .fluent()
+        .select()
+        .from("participants")
+        .parent(project.db.parent_path("rooms", &room).unwrap())
+        .query()
+        .await
+        .unwrap();
+    assert_eq!(roster.len(), 2);
+
+    // The server's counters (refreshed every second) show the forwarding.
+    common::eventually("forwarding counters", T, async || {
+        (sfu.stat("rtpForwarded").await > 80).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(sfu.stat("droppedCodecMismatch").await, 0);
+    alice.leave(Leave::Close).await.unwrap();
+    bob.leave(Leave::Close).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_each_receive_both_others_and_a_late_joiner_is_received() {
+    let project = Project::new().await;
+    let room = project.room("trio").await;
+    let _sfu = Broadcast::start(&project).await;
+
+    let a = Peer::join(&project.db, PeerSpec::new(&room, "ann"))
+        .await
+        .unwrap();
+    let b = Peer::join(&project.db, PeerSpec::new(&room, "ben"))
+        .await
+        .unwrap();
+    a.wait_until("ann receives ben", T, |r| receives_from(r, "ben", 10))
+        .await
+        .unwrap();
+    b.wait_until("ben receives ann", T, |r| receives_from(r, "ann", 10))
+        .await
+        .unwrap();
+
+    // Cid joins later: the earlier two re-offer for more slots and receive her too.
+    let c = Peer::join(&project.db, PeerSpec::new(&room, "cid"))
+        .await
+        .unwrap();
+    for (peer, others) in [
+        (&a, ["ben", "cid"]),
+        (&b, ["ann", "cid"]),
+        (&c, ["ann", "ben"]),
+    ] {
+        let r = peer
+            .wait_until("both others", T, |r| {
+                others.iter().all(|o| receives_from(r, o, 10))
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.corrupt, 0);
+        assert_eq!(r.wants, (2, 2));
+        assert_eq!(r.recv_slots, (2, 2));
+    }
+    let ra = a.report();
+    assert!(
+        ra.answered_revision >= 2,
+        "ann re-offered after cid joined: {ra:#?}"
+    );
+
+    for p in [a, b, c] {
+        p.leave(Leave::Close).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_who_leave_stop_being_received() {
+    let project = Project::new().await;
+    let room = project.room("leavers").await;
+    let sfu = Broadcast::start(&project).await;
+
+    let a = Peer::join(&project.db, PeerSpec::new(&room, "stay"))
+        .await
+        .unwrap();
+    let b = Peer::join(&project.db, PeerSpec::new(&room, "closer"))
+        .await
+        .unwrap();
+    let c = Peer::join(&project.db, PeerSpec::new(&room, "deleter"))
+        .await
+        .unwrap();
+    a.wait_until("all", T, |r| {
+        receives_from(r, "closer", 10) && receives_from(r, "deleter", 10)
+    })
+    .await
+    .unwrap();
+
+    // One leaves by writing `closed`, the other by deleting its document.
+    let closed = b.doc.clone();
+    b.leave(Leave::Close).await.unwrap();
+    c.leave(Leave::Delete).await.unwrap();
+
+    let r = a
+        .wait_until("slots go idle", T, |r| {
+            !r.slots.values().any(|s| s.is_some())
+        })
+        .await
+        .unwrap();
+    let frozen = (r.video_from("closer"), r.video_from("deleter"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = a.report();
+    assert_eq!(
+        (later.video_from("closer"), later.video_from("deleter")),
+        frozen
+    );
+    assert_eq!(later.wants, (0, 0));
+
+    // The server released both peers and removed them from the roster.
+    common::eventually("peers released", T, async || {
+        (sfu.stat("peers").await == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let roster = project
+        .db
+        .fluent()
+        .select()
+        .from("participants")
+        .parent(project.db.parent_path("rooms", &room).unwrap())
+        .query()
+        .await
+        .unwrap();
+    assert_eq!(roster.len(), 1, "{roster:?}");
+    let doc = closed.read().await.unwrap().unwrap();
+    assert_eq!(doc["state"], "closed");
+    a.leave(Leave::Close).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_goes_silent_is_closed_with_peer_timeout() {
+    let project = Project::new().await;
+    let room = project.room("silence").await;
+    let sfu = Broadcast::start_with(
+        &project,
+        common::BroadcastOptions {
+            peer_timeout_secs: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = Peer::join(&project.db, PeerSpec::new(&room, "ghost"))
+        .await
+        .unwrap();
+    a.wait_until("connected", T, |r| r.state.as_deref() == Some("connected"))
+        .await
+        .unwrap();
+    let doc = a.doc.clone();
+    a.leave(Leave::Vanish).await.unwrap();
+    let ended = common::eventually("peer-timeout", T, async || {
+        let d = doc.read().await.ok()??;
+        (d["state"] == "closed").then_some(d)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ended["error"]["code"], "peer-timeout");
+    assert_eq!(sfu.stat("peers").await, 0);
+}
