@@ -49,8 +49,15 @@ pub struct CommonArgs {
         global = true
     )]
     pub log_format: LogFormat,
-    /// Log filter (tracing `EnvFilter` syntax).
-    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    /// Log filter (tracing `EnvFilter` syntax). The default quiets the WebRTC stack's
+    /// per-connection chatter and the Firestore listener's target resets (which the emulator
+    /// does after every change).
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,rtc=warn,rtc_ice=warn,rtc_dtls=error,firestore::db::listen_changes::event_loop=error",
+        global = true
+    )]
     pub log_filter: String,
     /// Turn OpenTelemetry export off.
     #[arg(long, env = "DISABLE_TELEMETRY", default_value_t = false, action = ArgAction::Set, global = true)]

@@ -27,6 +27,7 @@ async fn stats(State(ops): State<Ops>) -> Json<Value> {
         "instance": ops.instance,
         "peers": s.peers,
         "rooms": s.rooms,
+        "negotiations": s.negotiations,
         "datagramsIn": s.datagrams_in,
         "datagramsOut": s.datagrams_out,
         "rtpIn": s.rtp_in,

@@ -10,6 +10,26 @@ use testpeer::{Leave, Peer, PeerSpec};
 
 const T: Duration = Duration::from_secs(20);
 
+/// (mid, direction) of every m-line.
+fn directions(sdp: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            out.push((String::new(), String::new()));
+        } else if let (Some(last), Some(mid)) = (out.last_mut(), line.strip_prefix("a=mid:")) {
+            last.0 = mid.to_owned();
+        } else if let Some(last) = out.last_mut()
+            && matches!(
+                line,
+                "a=sendonly" | "a=recvonly" | "a=sendrecv" | "a=inactive"
+            )
+        {
+            last.1 = line[2..].to_owned();
+        }
+    }
+    out
+}
+
 fn receives_from(r: &testpeer::Report, tag: &str, frames: u64) -> bool {
     r.video_from(tag) >= frames && r.audio_from(tag) >= frames
 }
@@ -51,6 +71,31 @@ async fn two_participants_exchange_audio_and_video() {
         assert!(r.error.is_none());
         assert_eq!(r.wants, (1, 1));
     }
+    // The answer is JSEP-correct: what Bob sends is answered recvonly, his receive slots
+    // sendonly; ICE-lite with one host candidate on the instance's port.
+    let doc = bob.doc.read().await.unwrap().unwrap();
+    let offer = directions(doc["offer"]["sdp"].as_str().unwrap());
+    let answer_sdp = doc["answer"]["sdp"].as_str().unwrap();
+    let answer = directions(answer_sdp);
+    assert_eq!(offer.len(), answer.len());
+    for ((mid, offered), (answered_mid, answered)) in offer.iter().zip(&answer) {
+        assert_eq!(mid, answered_mid);
+        let expected = match offered.as_str() {
+            "sendonly" => "recvonly",
+            "recvonly" => "sendonly",
+            other => panic!("testpeer offered {other}"),
+        };
+        assert_eq!(answered, expected, "mid {mid}: {answer_sdp}");
+    }
+    assert!(answer_sdp.contains("a=ice-lite"));
+    let candidate = format!("127.0.0.1 {} typ host", sfu.udp.port());
+    assert!(
+        answer_sdp
+            .lines()
+            .any(|l| l.starts_with("a=candidate:") && l.contains(&candidate)),
+        "{answer_sdp}"
+    );
+
     // `slots` names the participant whose payload actually arrives on each mid.
     for (mid, tag) in &a.mid_sources {
         assert_eq!(a.slots.get(mid), Some(&Some(tag.clone())));
@@ -219,4 +264,42 @@ async fn a_peer_that_goes_silent_is_closed_with_peer_timeout() {
     .unwrap();
     assert_eq!(ended["error"]["code"], "peer-timeout");
     assert_eq!(sfu.stat("peers").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_ice_mode_also_connects() {
+    let project = Project::new().await;
+    let room = project.room("full-ice").await;
+    let sfu = Broadcast::start_with(
+        &project,
+        common::BroadcastOptions {
+            extra: vec![("FIRESFU_ICE_LITE".into(), "false".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = Peer::join(&project.db, PeerSpec::new(&room, "full-a"))
+        .await
+        .unwrap();
+    let b = Peer::join(&project.db, PeerSpec::new(&room, "full-b"))
+        .await
+        .unwrap();
+    let ra = a
+        .wait_until("media", T, |r| receives_from(r, "full-b", 10))
+        .await
+        .unwrap();
+    b.wait_until("media", T, |r| receives_from(r, "full-a", 10))
+        .await
+        .unwrap();
+    let doc = a.doc.read().await.unwrap().unwrap();
+    assert!(
+        !doc["answer"]["sdp"]
+            .as_str()
+            .unwrap()
+            .contains("a=ice-lite")
+    );
+    assert_eq!(ra.corrupt, 0);
+    assert_eq!(sfu.stat("droppedUnknownSender").await, 0);
+    a.leave(Leave::Close).await.unwrap();
+    b.leave(Leave::Close).await.unwrap();
 }

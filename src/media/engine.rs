@@ -27,7 +27,7 @@ use super::room::{Changes, Room, TrackRef};
 use super::socket::{DropCounter, bind_udp};
 use super::{
     CloseReason, Command, Commands, Events, MediaConfig, MediaEvent, MediaStats, Negotiated,
-    NegotiationError, PeerId, Roster, SessionKey, SessionView, SlotSource, SlotView,
+    NegotiationError, PeerId, Roster, SessionEvent, SessionKey, SessionView, SlotSource, SlotView,
 };
 
 /// How often silent peers are looked for and shared statistics refreshed.
@@ -183,6 +183,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                     demux: Demux::default(),
                     forwards: ForwardTable::default(),
                     next_id: 1,
+                    views_made: 0,
                     events: event_tx,
                     stats: MediaStats::default(),
                     shared,
@@ -227,6 +228,7 @@ struct Engine {
     demux: Demux,
     forwards: ForwardTable,
     next_id: u64,
+    views_made: u64,
     events: mpsc::UnboundedSender<MediaEvent>,
     stats: MediaStats,
     shared: Arc<Mutex<MediaStats>>,
@@ -360,6 +362,7 @@ impl Engine {
             }
         }
         self.rooms.insert(key.room.clone(), room);
+        self.stats.negotiations += 1;
         self.apply_changes(now, &changes, Some(id));
         self.dirty.push(id);
         Ok(Negotiated {
@@ -405,14 +408,24 @@ impl Engine {
         for peer in &changes.views_changed {
             if Some(*peer) != negotiating && self.peers.contains_key(peer) {
                 let view = self.view_of(*peer);
-                let _ = self
-                    .events
-                    .send(MediaEvent::ViewChanged { peer: *peer, view });
+                self.emit(*peer, SessionEvent::ViewChanged(view));
             }
         }
     }
 
-    fn view_of(&self, id: PeerId) -> SessionView {
+    fn emit(&self, id: PeerId, what: SessionEvent) {
+        if let Some(peer) = self.peers.get(&id) {
+            let _ = self.events.send(MediaEvent {
+                peer: id,
+                session: peer.key.clone(),
+                what,
+            });
+        }
+    }
+
+    fn view_of(&mut self, id: PeerId) -> SessionView {
+        self.views_made += 1;
+        let version = self.views_made;
         let Some(room) = self
             .peers
             .get(&id)
@@ -421,6 +434,7 @@ impl Engine {
             return SessionView::default();
         };
         SessionView {
+            version,
             wants: room.wants(id),
             slots: room
                 .slots(id)
@@ -554,7 +568,7 @@ impl Engine {
             for output in outputs.drain(..) {
                 match output {
                     PeerOutput::Connected => {
-                        let _ = self.events.send(MediaEvent::Connected { peer: id });
+                        self.emit(id, SessionEvent::Connected);
                         let sources: Vec<TrackRef> = self
                             .peers
                             .get(&id)
@@ -679,6 +693,10 @@ impl Engine {
             }
             self.apply_changes(now, &changes, None);
         }
-        let _ = self.events.send(MediaEvent::Closed { peer: id, reason });
+        let _ = self.events.send(MediaEvent {
+            peer: id,
+            session: peer.key,
+            what: SessionEvent::Closed(reason),
+        });
     }
 }

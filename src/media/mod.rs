@@ -60,6 +60,9 @@ pub struct MediaConfig {
 /// What a participant receives and from whom, told to the client after every change.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionView {
+    /// Grows with every view the engine produces: a session writes a view only if it is newer
+    /// than the last one written (events and negotiation replies can cross).
+    pub version: u64,
     pub wants: Wants,
     pub slots: Vec<SlotView>,
 }
@@ -140,11 +143,20 @@ pub enum Command {
     Shutdown,
 }
 
+/// Something the engine tells signalling about one session. It names the session itself, so
+/// that it can be routed before signalling has learned the peer id from the negotiation reply.
 #[derive(Debug, Clone, PartialEq)]
-pub enum MediaEvent {
-    Connected { peer: PeerId },
-    Closed { peer: PeerId, reason: CloseReason },
-    ViewChanged { peer: PeerId, view: SessionView },
+pub struct MediaEvent {
+    pub peer: PeerId,
+    pub session: SessionKey,
+    pub what: SessionEvent,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    Connected,
+    Closed(CloseReason),
+    ViewChanged(SessionView),
 }
 
 /// Counters the engine keeps; read by telemetry and benchmarks.
@@ -152,6 +164,8 @@ pub enum MediaEvent {
 pub struct MediaStats {
     pub peers: usize,
     pub rooms: usize,
+    /// Offers applied successfully (first offers and re-offers).
+    pub negotiations: u64,
     pub datagrams_in: u64,
     pub datagrams_out: u64,
     pub rtp_in: u64,

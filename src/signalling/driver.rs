@@ -13,13 +13,12 @@ use tokio::sync::mpsc;
 use super::decide::{Decision, Observed, decide};
 use super::session::{DriverMsg, SessionContext, SessionMsg, run_session};
 use super::store::Observation;
-use crate::media::{MediaEvent, PeerId, SessionKey};
+use crate::media::{MediaEvent, SessionEvent, SessionKey};
 
 pub struct Driver {
     ctx: SessionContext,
     driver_rx: mpsc::UnboundedReceiver<DriverMsg>,
     sessions: HashMap<SessionKey, mpsc::UnboundedSender<SessionMsg>>,
-    peers: HashMap<PeerId, SessionKey>,
     /// The newest update time (µs) seen per document.
     seen: HashMap<SessionKey, i64>,
 }
@@ -30,7 +29,6 @@ impl Driver {
             ctx,
             driver_rx,
             sessions: HashMap::new(),
-            peers: HashMap::new(),
             seen: HashMap::new(),
         }
     }
@@ -98,24 +96,18 @@ impl Driver {
     }
 
     fn on_media(&mut self, event: MediaEvent) {
-        let (peer, msg) = match event {
-            MediaEvent::Connected { peer } => (peer, SessionMsg::Connected),
-            MediaEvent::Closed { peer, reason } => (peer, SessionMsg::EngineClosed(reason)),
-            MediaEvent::ViewChanged { peer, view } => (peer, SessionMsg::View(view)),
+        let msg = match event.what {
+            SessionEvent::Connected => SessionMsg::Connected,
+            SessionEvent::Closed(reason) => SessionMsg::EngineClosed(reason),
+            SessionEvent::ViewChanged(view) => SessionMsg::View(view),
         };
-        if let Some(key) = self.peers.get(&peer).cloned() {
-            self.send(&key, msg);
-        }
+        self.send(&event.session, msg);
     }
 
     fn on_driver_msg(&mut self, msg: DriverMsg) {
         match msg {
-            DriverMsg::Bound { key, peer } => {
-                self.peers.insert(peer, key);
-            }
             DriverMsg::Finished { key } => {
                 self.sessions.remove(&key);
-                self.peers.retain(|_, k| *k != key);
                 self.seen.remove(&key);
             }
         }

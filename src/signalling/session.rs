@@ -30,7 +30,6 @@ pub enum SessionMsg {
 
 /// What a session task tells the driver.
 pub enum DriverMsg {
-    Bound { key: SessionKey, peer: PeerId },
     Finished { key: SessionKey },
 }
 
@@ -52,6 +51,8 @@ struct Session {
     uid: Option<String>,
     joined: Option<SystemTime>,
     roster: Option<Roster>,
+    /// Version of the newest view written (with an answer or alone).
+    view_version: u64,
     finished: bool,
 }
 
@@ -71,6 +72,7 @@ pub async fn run_session(
         uid: None,
         joined: None,
         roster: None,
+        view_version: 0,
         finished: false,
     };
     let mut pending: VecDeque<SessionMsg> = VecDeque::new();
@@ -214,12 +216,9 @@ impl Session {
         if self.peer.is_none() {
             self.peer = Some(negotiated.peer);
             self.joined = Some(now());
-            let _ = self.ctx.driver.send(DriverMsg::Bound {
-                key: self.key.clone(),
-                peer: negotiated.peer,
-            });
         }
         let state = self.live_state().unwrap_or(SessionState::Answered);
+        self.view_version = self.view_version.max(negotiated.view.version);
         let written = self
             .ctx
             .store
@@ -284,7 +283,11 @@ impl Session {
         }
     }
 
-    async fn write_view(&self, view: &SessionView) {
+    async fn write_view(&mut self, view: &SessionView) {
+        if view.version <= self.view_version {
+            return;
+        }
+        self.view_version = view.version;
         if let Err(e) = self.ctx.store.write_view(&self.key, view, now()).await {
             tracing::warn!(key = %self.key, "cannot write a session view: {e}");
         }

@@ -627,6 +627,7 @@ mod tests {
     #[test]
     fn views_become_wants_and_a_slot_map() {
         let view = SessionView {
+            version: 1,
             wants: Wants { audio: 2, video: 1 },
             slots: vec![
                 SlotView {

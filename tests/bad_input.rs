@@ -1,0 +1,212 @@
+//! Every class of bad session document gets its own `error.code`, and the daemon keeps serving.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Broadcast, Project};
+use serde_json::{Value, json};
+use testpeer::firestore::SessionDoc;
+use testpeer::{Leave, Peer, PeerSpec};
+
+const T: Duration = Duration::from_secs(20);
+
+fn sdp_with(lines: &[(&str, &str, &str)]) -> String {
+    let mut sdp = String::from("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE");
+    for i in 0..lines.len() {
+        sdp.push_str(&format!(" {i}"));
+    }
+    sdp.push_str(
+        "\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 ",
+    );
+    sdp.push_str(&vec!["AB"; 32].join(":"));
+    sdp.push_str("\r\na=setup:actpass\r\n");
+    for (i, (kind, dir, codec)) in lines.iter().enumerate() {
+        let (pt, rate) = if *kind == "audio" {
+            (111, "48000/2")
+        } else {
+            (96, "90000")
+        };
+        sdp.push_str(&format!(
+            "m={kind} 9 UDP/TLS/RTP/SAVPF {pt}\r\nc=IN IP4 0.0.0.0\r\na=mid:{i}\r\na={dir}\r\na=rtcp-mux\r\na=rtpmap:{pt} {codec}/{rate}\r\n"
+        ));
+    }
+    sdp
+}
+
+fn good_doc(sdp: &str) -> Value {
+    json!({
+        "v": 1,
+        "displayName": "Mallory",
+        "token": null,
+        "offer": {"sdp": sdp, "revision": 1},
+        "state": "offered",
+    })
+}
+
+async fn expect_error(
+    project: &Project,
+    room: &str,
+    session: &str,
+    doc: Value,
+    code: &str,
+) -> Value {
+    let s = SessionDoc {
+        db: project.db.clone(),
+        room: room.into(),
+        session: session.into(),
+    };
+    s.write_raw(&doc).await.unwrap();
+    let ended = common::eventually(&format!("{session} refused"), T, async || {
+        let d = s.read().await.ok()??;
+        (d["state"] == "failed").then_some(d)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; the document is {:?}", last_state(&s)));
+    assert_eq!(ended["error"]["code"], code, "{session}: {ended:#}");
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert!(
+        ended.get("answer").is_none(),
+        "no answer for a refused offer"
+    );
+    ended
+}
+
+fn last_state(s: &SessionDoc) -> Option<Value> {
+    let s = s.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .ok()?
+            .block_on(async { s.read().await.ok()? })
+    })
+    .join()
+    .ok()?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_document_gets_its_own_error_code_and_others_are_still_served() {
+    let project = Project::new().await;
+    let room = project.room("hostile").await;
+    let sfu = Broadcast::start(&project).await;
+    let good = sdp_with(&[("audio", "sendonly", "opus"), ("video", "sendonly", "VP8")]);
+
+    let mut cases: Vec<(&str, Value, &str)> = Vec::new();
+    let mut d = good_doc(&good);
+    d.as_object_mut().unwrap().remove("displayName");
+    cases.push(("no-name", d, "invalid-document"));
+    let mut d = good_doc(&good);
+    d["displayName"] = json!(7);
+    cases.push(("name-number", d, "invalid-document"));
+    let mut d = good_doc(&good);
+    d["offer"] = json!(good.clone());
+    cases.push(("offer-string", d, "invalid-document"));
+    let mut d = good_doc(&good);
+    d["offer"]["revision"] = json!("1");
+    cases.push(("revision-string", d, "invalid-document"));
+    let mut d = good_doc(&good);
+    d["v"] = json!(2);
+    cases.push(("version-2", d, "unsupported-version"));
+    let mut d = good_doc(&good);
+    d["offer"]["sdp"] = json!(good.clone() + &"a=x-padding:0123456789abcdef\r\n".repeat(2300));
+    cases.push(("huge-sdp", d, "sdp-too-large"));
+    cases.push((
+        "garbage-sdp",
+        good_doc("hello, I am not SDP"),
+        "sdp-malformed",
+    ));
+    cases.push((
+        "no-mid",
+        good_doc(&good.replace("a=mid:0\r\n", "")),
+        "sdp-malformed",
+    ));
+    cases.push((
+        "h265-only",
+        good_doc(&sdp_with(&[("video", "sendonly", "H265")])),
+        "no-usable-media",
+    ));
+    cases.push((
+        "all-inactive",
+        good_doc(&sdp_with(&[("audio", "inactive", "opus")])),
+        "no-usable-media",
+    ));
+
+    for (session, doc, code) in cases {
+        expect_error(&project, &room, session, doc, code).await;
+    }
+    // A room that does not exist.
+    expect_error(
+        &project,
+        "nowhere",
+        "lost",
+        good_doc(&good),
+        "room-not-found",
+    )
+    .await;
+
+    // The daemon is still up and serves a real pair in the same room.
+    let a = Peer::join(&project.db, PeerSpec::new(&room, "alice"))
+        .await
+        .unwrap();
+    let b = Peer::join(&project.db, PeerSpec::new(&room, "bob"))
+        .await
+        .unwrap();
+    a.wait_until("media", T, |r| r.video_from("bob") > 5)
+        .await
+        .unwrap();
+    b.wait_until("media", T, |r| r.video_from("alice") > 5)
+        .await
+        .unwrap();
+    assert!(sfu.stats().await.is_ok());
+    a.leave(Leave::Close).await.unwrap();
+    b.leave(Leave::Close).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_reoffer_is_refused_without_ending_the_session() {
+    let project = Project::new().await;
+    let room = project.room("stale").await;
+    let _sfu = Broadcast::start(&project).await;
+    let a = Peer::join(&project.db, PeerSpec::new(&room, "alice"))
+        .await
+        .unwrap();
+    let b = Peer::join(&project.db, PeerSpec::new(&room, "bob"))
+        .await
+        .unwrap();
+    let before = b
+        .wait_until("media", T, |r| r.video_from("alice") > 5)
+        .await
+        .unwrap();
+    let answered = a.report().answered_revision;
+
+    // A re-offer that does not raise the revision (written behind the client's back).
+    let current = a.doc.read().await.unwrap().unwrap();
+    a.doc
+        .update(
+            json!({"offer": {"sdp": current["offer"]["sdp"], "revision": answered}, "state": "offered"}),
+            &["offer", "state"],
+        )
+        .await
+        .unwrap();
+    let refused = common::eventually("stale-revision", T, async || {
+        let d = a.doc.read().await.ok()??;
+        (d["error"]["code"] == "stale-revision").then_some(d)
+    })
+    .await
+    .unwrap();
+    // The session goes on with its previous negotiation.
+    assert_eq!(refused["state"], "connected", "{refused:#}");
+    assert_eq!(refused["error"]["revision"], answered);
+    let later = b
+        .wait_until("media goes on", T, |r| {
+            r.video_from("alice") > before.video_from("alice") + 20
+        })
+        .await
+        .unwrap();
+    assert_eq!(later.corrupt, 0);
+    a.leave(Leave::Close).await.unwrap();
+    b.leave(Leave::Close).await.unwrap();
+}
