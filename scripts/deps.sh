@@ -17,9 +17,9 @@ fi
 
 command -v gcloud >/dev/null || { echo "gcloud (with the Firestore emulator) is required" >&2; exit 1; }
 
-# Browser tests: playwright-core only (never a browser download; Debian's Chromium is used).
-if [ -f tests/browser/package.json ]; then
-  if [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules ]; then
-    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
-  fi
+# The browser code and its tests: Firebase SDK, esbuild, playwright-core (never a browser
+# download: Debian's Chromium is used).
+if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules ]; then
+  (cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  touch web/node_modules
 fi

@@ -31,10 +31,13 @@ stop_groups() {
 }
 
 # wait_http URL TEXT SECONDS: waits until GET URL returns a body containing TEXT.
+# With IN_NETNS=name set, the request is made inside that network namespace.
 wait_http() {
   local url=$1 text=$2 secs=$3
+  local run=()
+  [ -n "${IN_NETNS:-}" ] && run=(ip netns exec "$IN_NETNS")
   for _ in $(seq $((secs * 5))); do
-    if curl -fsS --max-time 1 "$url" 2>/dev/null | grep -q "$text"; then return 0; fi
+    if "${run[@]}" curl -fsS --max-time 1 "$url" 2>/dev/null | grep -q "$text"; then return 0; fi
     sleep 0.2
   done
   echo "timed out waiting for $url" >&2

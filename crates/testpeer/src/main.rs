@@ -72,16 +72,12 @@ async fn main() -> anyhow::Result<()> {
         spec.video = VideoSource::Ivf(ivf.clone());
     }
     let peer = Peer::join(&db, spec).await?;
-    match args.seconds {
-        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-        None => {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let limit = Duration::from_secs(args.seconds.unwrap_or(u64::MAX / 4));
+    tokio::select! {
+        _ = tokio::time::sleep(limit) => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
     let r = peer.leave(Leave::Close).await?;
     let received: serde_json::Map<String, serde_json::Value> = r
@@ -101,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             "sentVideo": r.sent_video,
             "received": received,
             "corrupt": r.corrupt,
+            "foreign": r.foreign,
             "keyframeRequests": r.keyframe_requests,
             "rttMs": r.rtt.map(|d| d.as_secs_f64() * 1000.0),
         })

@@ -31,6 +31,11 @@ pub fn make(tag: &str, kind: u8, seq: u32, len: usize) -> Arc<[u8]> {
     out.into()
 }
 
+/// Whether the payload claims to be one of ours (then it must also `check`).
+pub fn is_tagged(data: &[u8]) -> bool {
+    data.len() >= 5 && data[0] == 0x10 && &data[1..5] == MAGIC
+}
+
 /// `Some` only when the payload is exactly what `make` produced.
 pub fn check(data: &[u8]) -> Option<Stamp> {
     if data.len() < 11 || data[0] != 0x10 || &data[1..5] != MAGIC {

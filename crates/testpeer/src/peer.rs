@@ -90,8 +90,10 @@ pub struct Report {
     pub sent_video: u64,
     /// By the source tag in the payload (the publisher's session id).
     pub received: BTreeMap<String, Received>,
-    /// Frames that arrived damaged or unrecognisable.
+    /// Tagged frames that arrived damaged (or on a slot of the wrong kind).
     pub corrupt: u64,
+    /// Frames without our tag (from browsers), counted under the slot's participant.
+    pub foreign: u64,
     /// The last source tag seen per receive mid.
     pub mid_sources: BTreeMap<String, String>,
     /// `slots` of the document: mid → participant (None = idle).
@@ -537,22 +539,42 @@ fn on_event(
                 if r.first_media.is_none() {
                     r.first_media = Some(first_offer_at.elapsed());
                 }
-                match payload::check(&data.data) {
+                let source = match payload::check(&data.data) {
                     Some(stamp) => {
-                        let entry = r.received.entry(stamp.tag.clone()).or_insert(Received {
-                            first: now,
-                            ..Default::default()
-                        });
-                        entry.last = now;
-                        match (stamp.kind, kind) {
-                            (b'a', Some(MediaKind::Audio)) => entry.audio += 1,
-                            (b'v', Some(MediaKind::Video)) => entry.video += 1,
-                            _ => r.corrupt += 1,
+                        let expected = match kind {
+                            Some(MediaKind::Audio) => b'a',
+                            _ => b'v',
+                        };
+                        if stamp.kind != expected {
+                            r.corrupt += 1;
+                            return;
                         }
-                        r.mid_sources.insert(mid, stamp.tag);
+                        stamp.tag
                     }
-                    None => r.corrupt += 1,
+                    None if payload::is_tagged(&data.data) => {
+                        r.corrupt += 1;
+                        return;
+                    }
+                    // Media from a publisher that is not a testpeer (a browser): attribute it
+                    // to the participant the document says this slot carries.
+                    None => {
+                        r.foreign += 1;
+                        match r.slots.get(&mid).cloned().flatten() {
+                            Some(participant) => participant,
+                            None => return,
+                        }
+                    }
+                };
+                let entry = r.received.entry(source.clone()).or_insert(Received {
+                    first: now,
+                    ..Default::default()
+                });
+                entry.last = now;
+                match kind {
+                    Some(MediaKind::Audio) => entry.audio += 1,
+                    _ => entry.video += 1,
                 }
+                r.mid_sources.insert(mid, source);
             });
         }
         // str0m 0.25 neither emits `KeyframeRequest` reliably nor media stats events here, so

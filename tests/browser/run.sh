@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Chromium smoke test: a real browser (fake camera, Firebase JS SDK, security rules enforced by
+# the emulator) and a str0m peer meet in a room through firesfu.
+#
+# Chromium never offers loopback ICE candidates, so everything runs inside a network namespace
+# made here, with a veth pair (10.77.0.1, 10.77.0.2) whose addresses Chromium does use.
+set -euo pipefail
+source "$(dirname "$0")/../../scripts/lib.sh"
+cd "$FIRESFU_ROOT"
+
+ns="fsfu-smoke-$$"
+logs="$FIRESFU_ROOT/target/test-logs/browser"
+artifacts="$FIRESFU_ROOT/target/test-artifacts"
+mkdir -p "$logs" "$artifacts"
+project="demo-smoke"
+room="smoke"
+
+cleanup() {
+  stop_groups
+  ip netns del "$ns" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+ip netns add "$ns"
+in_ns=(ip netns exec "$ns")
+"${in_ns[@]}" ip link set lo up
+"${in_ns[@]}" ip link add veth-a type veth peer name veth-b
+"${in_ns[@]}" ip addr add 10.77.0.1/24 dev veth-a
+"${in_ns[@]}" ip addr add 10.77.0.2/24 dev veth-b
+"${in_ns[@]}" ip link set veth-a up
+"${in_ns[@]}" ip link set veth-b up
+# Without accept_local, STUN between two local addresses is dropped as martian.
+for conf in all default veth-a veth-b; do
+  "${in_ns[@]}" sysctl -qw "net.ipv4.conf.$conf.accept_local=1"
+done
+export IN_NETNS="$ns"
+
+(cd web && node build.mjs)
+cargo build --quiet -p firesfu -p testpeer --bins
+
+emulator="127.0.0.1:8081"
+start_group FIRESTORE "$logs/firestore-emulator.log" "${in_ns[@]}" \
+  gcloud emulators firestore start --host-port="$emulator"
+wait_http "http://$emulator/" Ok 90
+
+# The browser writes as a signed-in user, so the project's rules apply to it.
+rules=$(python3 -c 'import json,sys; print(json.dumps({"rules":{"files":[{"name":"firestore.rules","content":open("firestore.rules").read()}]}}))')
+"${in_ns[@]}" curl -fsS -X PUT -H "Content-Type: application/json" \
+  "http://$emulator/emulator/v1/projects/$project:securityRules" -d "$rules" >/dev/null
+"${in_ns[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
+  "http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/$room" \
+  -d '{"fields":{"name":{"stringValue":"Smoke"}}}' >/dev/null
+
+start_group BROADCAST "$logs/broadcast.log" "${in_ns[@]}" env \
+  GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
+  FIRESFU_UDP_BIND=10.77.0.1:4443 FIRESFU_DEV_NO_AUTH=true APP_PORT=8080 FIRESFU_HTTP_BIND_IP=127.0.0.1 \
+  RUST_LOG=info,firesfu=debug target/debug/firesfu broadcast
+wait_http "http://127.0.0.1:8080/healthz" ok 30
+
+# The str0m peer publishes real VP8 (so Chromium can decode it) and reports what it got.
+# (`ip netns exec` forks: signal the whole process group, not the pid.)
+setsid "${in_ns[@]}" target/debug/testpeer --emulator "$emulator" --project "$project" --room "$room" \
+  --name str0m --bind-ip 10.77.0.2 --ivf tests/data/clip.ivf --seconds 60 \
+  >"$logs/testpeer.json" 2>"$logs/testpeer.log" &
+peer=$!
+STARTED_GROUPS+=("$peer")
+
+status=0
+"${in_ns[@]}" node web/test/smoke.mjs "$project" "$emulator" "$room" chromium "$artifacts" \
+  >"$logs/chromium.json" 2>"$logs/chromium.log" || status=$?
+echo "chromium:"; cat "$logs/chromium.json"
+
+# Give the peer time to count Chromium's media, then let it leave.
+sleep 2
+kill -TERM -- "-$peer" 2>/dev/null || true
+for _ in $(seq 100); do kill -0 -- "-$peer" 2>/dev/null || break; sleep 0.1; done
+echo "str0m peer:"; cat "$logs/testpeer.json"
+
+python3 - "$logs/chromium.json" "$logs/testpeer.json" <<'PY' || status=1
+import json, sys
+chromium = json.load(open(sys.argv[1]))
+peer = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+decoded = max((r.get("framesDecoded") or 0) for r in chromium["inbound"] if r["kind"] == "video")
+got = peer["received"].get("chromium", {})
+print(f"chromium decoded {decoded} frames from the str0m peer; "
+      f"the str0m peer received {got.get('video', 0)} video and {got.get('audio', 0)} audio frames from chromium")
+assert chromium["ok"] and decoded > 0, "Chromium decoded nothing"
+assert got.get("video", 0) > 0 and got.get("audio", 0) > 0, "the str0m peer received nothing from Chromium"
+assert peer["corrupt"] == 0
+PY
+if [ "$status" -ne 0 ]; then
+  echo "browser smoke test FAILED; logs in $logs" >&2
+  tail -n 30 "$logs/chromium.log" "$logs/broadcast.log" >&2 || true
+fi
+exit "$status"
