@@ -63,3 +63,22 @@ start_pubsub_emulator() {
   wait_http "http://$ip:$port/" Ok 90
   export PUBSUB_EMULATOR_HOST="$ip:$port"
 }
+
+# make_netns NAME: a network namespace with lo and a veth pair (10.77.0.1 on veth-a, 10.77.0.2
+# on veth-b) whose addresses browsers and libnice use for ICE (they refuse loopback).
+make_netns() {
+  local ns=$1
+  ip netns add "$ns"
+  local in_ns=(ip netns exec "$ns")
+  "${in_ns[@]}" ip link set lo up
+  "${in_ns[@]}" ip link add veth-a type veth peer name veth-b
+  "${in_ns[@]}" ip addr add 10.77.0.1/24 dev veth-a
+  "${in_ns[@]}" ip addr add 10.77.0.2/24 dev veth-b
+  "${in_ns[@]}" ip link set veth-a up
+  "${in_ns[@]}" ip link set veth-b up
+  # Without accept_local, STUN between two local addresses is dropped as martian.
+  local conf
+  for conf in all default veth-a veth-b; do
+    "${in_ns[@]}" sysctl -qw "net.ipv4.conf.$conf.accept_local=1"
+  done
+}

@@ -33,6 +33,7 @@ async fn stats(State(ops): State<Ops>) -> Json<Value> {
         "rtpIn": s.rtp_in,
         "rtpForwarded": s.rtp_forwarded,
         "droppedUnknownSender": s.dropped_unknown_sender,
+        "droppedPadding": s.dropped_padding,
         "droppedCodecMismatch": s.dropped_codec_mismatch,
         "droppedByStack": s.dropped_by_stack,
         "sendErrors": s.send_errors,

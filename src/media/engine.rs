@@ -581,7 +581,13 @@ impl Engine {
                     PeerOutput::Failed => closing.push(id),
                     PeerOutput::Media { mid, packet } => {
                         self.stats.rtp_in += 1;
-                        self.inbound.push((id, mid, packet));
+                        // Padding-only packets are the publisher's bandwidth probes toward us;
+                        // forwarding them would only spend subscribers' bandwidth.
+                        if packet.payload.is_empty() {
+                            self.stats.dropped_padding += 1;
+                        } else {
+                            self.inbound.push((id, mid, packet));
+                        }
                     }
                     PeerOutput::KeyframeRequest { slot } => {
                         if let Some(track) = self

@@ -171,6 +171,8 @@ pub struct MediaStats {
     pub rtp_in: u64,
     pub rtp_forwarded: u64,
     pub dropped_unknown_sender: u64,
+    /// Padding-only packets (bandwidth probes), not forwarded.
+    pub dropped_padding: u64,
     pub dropped_codec_mismatch: u64,
     pub dropped_by_stack: u64,
     pub send_errors: u64,

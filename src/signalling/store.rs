@@ -485,40 +485,57 @@ impl Store {
             .await
     }
 
-    /// Applies `write` in a transaction if `still` holds on the fresh document.
+    /// Applies `write` if `still` holds on the fresh document: a compare-and-set on the
+    /// document's update time, so the write lands only on exactly the version the decision
+    /// was made on (a concurrent change makes it decide again on the new version).
     async fn conditional(
         &self,
         key: &SessionKey,
         write: SessionWrite,
-        still: impl Fn(&Observed, &str) -> bool + Send + Sync + Clone + 'static,
+        still: impl Fn(&Observed, &str) -> bool,
     ) -> Result<bool, FirestoreError> {
-        let (key, me) = (key.clone(), self.instance.clone());
-        let write = std::sync::Arc::new(write);
-        self.db
-            .run_transaction(move |db, tx| {
-                let (key, me, write, still) =
-                    (key.clone(), me.clone(), write.clone(), still.clone());
-                Box::pin(async move {
-                    let parent = db.parent_path(ROOMS, &key.room)?;
-                    let doc = db
-                        .fluent()
-                        .select()
-                        .by_id_in(SESSIONS)
-                        .parent(&parent)
-                        .one(&key.session)
-                        .await?;
-                    let Some(doc) = doc else {
-                        return Ok(false);
-                    };
-                    let json: Value = FirestoreDb::deserialize_doc_to(&doc)?;
-                    if !still(&Observed::from_doc(&json), &me) {
-                        return Ok(false);
-                    }
-                    add_session_write(&db, tx, &parent, &key.session, &write)?;
-                    Ok(true)
-                })
-            })
-            .await
+        let parent = self.db.parent_path(ROOMS, &key.room)?;
+        for _ in 0..5 {
+            let doc = self
+                .db
+                .fluent()
+                .select()
+                .by_id_in(SESSIONS)
+                .parent(&parent)
+                .one(&key.session)
+                .await?;
+            let Some(doc) = doc else {
+                return Ok(false);
+            };
+            let json: Value = FirestoreDb::deserialize_doc_to(&doc)?;
+            if !still(&Observed::from_doc(&json), &self.instance) {
+                return Ok(false);
+            }
+            let Some(version) = doc.update_time else {
+                return Ok(false);
+            };
+            let version = firestore::timestamp_utils::from_timestamp(version)?;
+            let result = self
+                .db
+                .fluent()
+                .update()
+                .fields(write.mask())
+                .in_col(SESSIONS)
+                .precondition(FirestoreWritePrecondition::UpdateTime(version))
+                .document_id(&key.session)
+                .parent(&parent)
+                .object(&write)
+                .execute::<()>()
+                .await;
+            match result {
+                Ok(()) => return Ok(true),
+                Err(FirestoreError::DatabaseError(e)) if e.public.code == "FailedPrecondition" => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
     }
 
     async fn update_existing(

@@ -21,18 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip netns add "$ns"
+make_netns "$ns"
 in_ns=(ip netns exec "$ns")
-"${in_ns[@]}" ip link set lo up
-"${in_ns[@]}" ip link add veth-a type veth peer name veth-b
-"${in_ns[@]}" ip addr add 10.77.0.1/24 dev veth-a
-"${in_ns[@]}" ip addr add 10.77.0.2/24 dev veth-b
-"${in_ns[@]}" ip link set veth-a up
-"${in_ns[@]}" ip link set veth-b up
-# Without accept_local, STUN between two local addresses is dropped as martian.
-for conf in all default veth-a veth-b; do
-  "${in_ns[@]}" sysctl -qw "net.ipv4.conf.$conf.accept_local=1"
-done
 export IN_NETNS="$ns"
 
 (cd web && node build.mjs)

@@ -186,7 +186,10 @@ impl Broadcast {
         cmd.arg("broadcast")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info,firesfu=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("FIRESFU_TEST_LOG").unwrap_or("info,firesfu=debug".into()),
+            )
             .env("GOOGLE_CLOUD_PROJECT", &project.id)
             .env("FIRESTORE_EMULATOR_HOST", &project.host)
             .env("FIRESFU_INSTANCE_ID", &instance)

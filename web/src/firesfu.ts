@@ -39,6 +39,8 @@ export interface JoinOptions {
   /** Receive slots to offer up front (more are added when the server asks). */
   initialSlots?: { audio: number; video: number };
   onChange?: (session: RoomSession) => void;
+  /** Each remote track, when the answer creates it (it unmutes on its first packet). */
+  onTrackReady?: (track: MediaStreamTrack, transceiver: RTCRtpTransceiver) => void;
 }
 
 const ONE_HOUR_MS = 3600_000;
@@ -71,6 +73,9 @@ export class RoomSession {
   wants = { audio: 0, video: 0 };
   revision = 0;
   answeredRevision = 0;
+  /** performance.now() when the first offer was written and when its answer arrived. */
+  offerWrittenAt = 0;
+  answeredAt = 0;
   private pending = false;
   private unsubscribe: Unsubscribe | null = null;
   private readonly ref;
@@ -84,23 +89,29 @@ export class RoomSession {
 
   static async join(opts: JoinOptions): Promise<RoomSession> {
     const s = new RoomSession(opts);
+    s.pc.addEventListener("track", (e) => opts.onTrackReady?.(e.track, e.transceiver));
     for (const track of opts.stream?.getTracks() ?? []) {
       s.pc.addTransceiver(track, { direction: "sendonly", streams: [opts.stream!] });
     }
     for (let i = 0; i < (opts.initialSlots?.audio ?? 0); i++) s.pc.addTransceiver("audio", { direction: "recvonly" });
     for (let i = 0; i < (opts.initialSlots?.video ?? 0); i++) s.pc.addTransceiver("video", { direction: "recvonly" });
     await s.offer();
-    s.unsubscribe = onSnapshot(
-      s.ref,
+    s.listen();
+    return s;
+  }
+
+  private listen(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = onSnapshot(
+      this.ref,
       (snap) => {
-        if (snap.exists()) s.enqueue(snap.data());
+        if (snap.exists()) this.enqueue(snap.data());
       },
       (err) => {
-        s.error = { code: "listen-failed", message: err.message, revision: null };
-        opts.onChange?.(s);
+        this.error = { code: "listen-failed", message: err.message, revision: null };
+        this.opts.onChange?.(this);
       },
     );
-    return s;
   }
 
   /** Receive slots this connection has, by kind. */
@@ -123,6 +134,7 @@ export class RoomSession {
     await gathered(this.pc);
     const sdp = this.pc.localDescription!.sdp;
     if (this.revision === 1) {
+      this.offerWrittenAt = performance.now();
       await setDoc(this.ref, {
         v: 1,
         uid: this.opts.uid,
@@ -136,6 +148,21 @@ export class RoomSession {
     } else {
       await updateDoc(this.ref, { offer: { sdp, revision: this.revision }, state: "offered" });
     }
+    this.watchPending(this.revision);
+  }
+
+  /**
+   * While an offer waits for its answer, listen afresh now and then: a listener can stay on a
+   * stale version of the document (seen with the Firestore emulator, whose listeners reset and
+   * replay their targets), and nothing else would ever deliver the answer.
+   */
+  private watchPending(revision: number, delayMs = 1500): void {
+    setTimeout(() => {
+      if (!this.pending || this.revision !== revision || this.pc.signalingState === "closed") return;
+      console.warn(`firesfu: no answer to offer ${revision} yet; listening again`);
+      this.listen();
+      this.watchPending(revision, Math.min(delayMs * 2, 10_000));
+    }, delayMs);
   }
 
   /** Snapshots are handled one at a time, in order (handling awaits the peer connection). */
@@ -155,6 +182,7 @@ export class RoomSession {
     if (this.pending && answer?.revision === this.revision && (d.state === "answered" || d.state === "connected")) {
       this.pending = false;
       this.answeredRevision = answer.revision;
+      if (answer.revision === 1) this.answeredAt = performance.now();
       await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     } else if (this.pending && this.error?.revision === this.revision && d.state !== "offered" && d.state !== "answering") {
       // The server refused this offer: roll it back (a live session keeps its old one).

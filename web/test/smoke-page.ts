@@ -1,7 +1,7 @@
 // The page of the Chromium smoke test: joins a room with the fake camera through the real
 // Firebase SDK (rules enforced by the emulator) and exposes what it receives.
 import { initializeApp } from "firebase/app";
-import { connectFirestoreEmulator, getFirestore } from "firebase/firestore";
+import { connectFirestoreEmulator, initializeFirestore } from "firebase/firestore";
 import { RoomSession } from "../src/firesfu";
 
 interface SmokeConfig {
@@ -16,15 +16,53 @@ interface SmokeConfig {
 declare global {
   interface Window {
     runSmoke: (cfg: SmokeConfig) => Promise<void>;
+    benchJoins: (cfg: SmokeConfig, joins: number) => Promise<{ answer: number[]; firstMedia: number[] }>;
     smokeStats: () => Promise<unknown>;
     session?: RoomSession;
   }
 }
 
-window.runSmoke = async (cfg) => {
+function firestore(cfg: SmokeConfig) {
   const app = initializeApp({ projectId: cfg.project, apiKey: "demo-key" });
-  const db = getFirestore(app);
+  const db = initializeFirestore(app, {});
   connectFirestoreEmulator(db, cfg.host, cfg.port, { mockUserToken: { user_id: cfg.uid, sub: cfg.uid } });
+  return db;
+}
+
+// Joins `joins` times in a row, measuring offer written → answer applied and offer written →
+// first RTP packet of the room's media (the remote track unmutes on its first packet).
+window.benchJoins = async (cfg, joins) => {
+  const db = firestore(cfg);
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 320, height: 240 } });
+  const answer: number[] = [];
+  const firstMedia: number[] = [];
+  for (let i = 0; i < joins; i++) {
+    let unmuted = 0;
+    let resolveMedia: () => void = () => {};
+    const media = new Promise<void>((r) => (resolveMedia = r));
+    const session = await RoomSession.join({
+      db, roomId: cfg.room, sessionId: `${cfg.session}-${i}`, uid: cfg.uid, displayName: "Chromium",
+      token: null, stream, initialSlots: { audio: 1, video: 1 },
+      onChange: (s) => console.log(`${performance.now().toFixed(0)} join ${i}: ${s.state} ${s.revision}/${s.answeredRevision}`),
+      onTrackReady: (track: MediaStreamTrack) => {
+        track.addEventListener("unmute", () => { if (!unmuted) { unmuted = performance.now(); resolveMedia(); } });
+      },
+    });
+    await Promise.race([media, new Promise((r) => setTimeout(r, 10_000))]);
+    if (!unmuted) {
+      const rest = await fetch(`http://${cfg.host}:${cfg.port}/v1/projects/${cfg.project}/databases/(default)/documents/rooms/${cfg.room}/sessions/${cfg.session}-${i}`, { headers: { Authorization: "Bearer owner" } }).then((r) => r.json());
+      throw new Error(`join ${i}: no media within 10 s (SDK state ${session.state}, REST state ${JSON.stringify(rest.fields?.state)}, REST updateTime ${rest.updateTime}, pc ${session.pc.signalingState}/${session.pc.connectionState})`);
+    }
+    answer.push(session.answeredAt - session.offerWrittenAt);
+    firstMedia.push(unmuted - session.offerWrittenAt);
+    await session.leave();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { answer, firstMedia };
+};
+
+window.runSmoke = async (cfg) => {
+  const db = firestore(cfg);
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 320, height: 240 } });
   window.session = await RoomSession.join({
     db,

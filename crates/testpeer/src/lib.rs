@@ -2,6 +2,7 @@
 //! driven through the documented Firestore protocol. Used by the integration tests, the
 //! benchmarks and the browser smoke test (as the `testpeer` command).
 
+pub mod endpoint;
 pub mod firestore;
 pub mod ivf;
 pub mod payload;

@@ -3,26 +3,18 @@
 //! tagged audio and video and checks every frame it receives.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::rtp::RawPacket;
-use str0m::rtp::rtcp::Rtcp;
-use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::net::UdpSocket;
+use str0m::change::SdpPendingOffer;
 use tokio::sync::mpsc;
 
+use crate::endpoint::{Endpoint, MediaSpec, update};
 use crate::firestore::SessionDoc;
-use crate::ivf::IvfClip;
-use crate::payload;
 
 #[derive(Debug, Clone)]
 pub enum VideoSource {
@@ -85,7 +77,14 @@ pub struct Report {
     pub answered_revision: i64,
     /// Offer written → answer seen, per answered revision.
     pub answer_latency: Vec<Duration>,
+    /// Offer written → answer written, in Firestore's own clock (the document's create and
+    /// update times), for the first offer.
+    pub answer_written: Option<Duration>,
+    /// RTP packets received (all kinds).
+    pub rtp_received: u64,
     pub connected: bool,
+    /// Remote description applied → ICE and DTLS connected (this client's side).
+    pub connect_time: Option<Duration>,
     pub sent_audio: u64,
     pub sent_video: u64,
     /// By the source tag in the payload (the publisher's session id).
@@ -144,14 +143,7 @@ impl Peer {
         };
         let report = Arc::new(Mutex::new(Report::default()));
         let (control, control_rx) = mpsc::unbounded_channel();
-        let socket = UdpSocket::bind(SocketAddr::new(spec.bind_ip, 0)).await?;
-        let task = tokio::spawn(run(
-            spec.clone(),
-            doc.clone(),
-            socket,
-            report.clone(),
-            control_rx,
-        ));
+        let task = tokio::spawn(run(spec.clone(), doc.clone(), report.clone(), control_rx));
         Ok(Peer {
             spec,
             report,
@@ -199,150 +191,56 @@ impl Peer {
     }
 }
 
-struct Media {
-    audio_tx: Option<Mid>,
-    video_tx: Option<Mid>,
-    recv: Vec<(Mid, MediaKind)>,
-    audio_seq: u32,
-    video_seq: u32,
-    next_audio: Instant,
-    next_video: Instant,
-    clip: Option<IvfClip>,
-}
-
 async fn run(
     spec: PeerSpec,
     doc: SessionDoc,
-    socket: UdpSocket,
     report: Arc<Mutex<Report>>,
     mut control: mpsc::UnboundedReceiver<Leave>,
 ) -> anyhow::Result<()> {
-    let result = drive(&spec, &doc, &socket, &report, &mut control).await;
-    if let Ok(mut r) = report.lock() {
+    let result = drive(&spec, &doc, &report, &mut control).await;
+    update(&report, |r| {
         r.finished = Some(match &result {
             Ok(()) => "left".into(),
             Err(e) => format!("error: {e:#}"),
-        });
-    }
+        })
+    });
     result
 }
 
 async fn drive(
     spec: &PeerSpec,
     doc: &SessionDoc,
-    socket: &UdpSocket,
     report: &Arc<Mutex<Report>>,
     control: &mut mpsc::UnboundedReceiver<Leave>,
 ) -> anyhow::Result<()> {
-    let local = socket.local_addr()?;
-    let start = Instant::now();
-    let mut rtc = Rtc::builder()
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .set_stats_interval(Some(Duration::from_secs(1)))
-        .enable_raw_packets(true)
-        .build(start);
-    rtc.add_local_candidate(Candidate::host(local, "udp").context("host candidate")?)
-        .context("candidate refused")?;
-
-    let clip = match &spec.video {
-        VideoSource::Ivf(path) => Some(IvfClip::load(path)?),
-        VideoSource::Tagged { .. } => None,
+    let media = MediaSpec {
+        tag: spec.session.clone(),
+        publish_audio: spec.publish_audio,
+        publish_video: spec.publish_video,
+        video: spec.video.clone(),
     };
-    let mut media = Media {
-        audio_tx: None,
-        video_tx: None,
-        recv: Vec::new(),
-        audio_seq: 0,
-        video_seq: 0,
-        next_audio: start,
-        next_video: start,
-        clip,
-    };
-    let mut api = rtc.sdp_api();
-    let stream = Some(spec.session.clone());
-    if spec.publish_audio {
-        media.audio_tx = Some(api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            stream.clone(),
-            Some("mic".into()),
-            None,
-        ));
-    }
-    if spec.publish_video {
-        media.video_tx = Some(api.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            stream.clone(),
-            Some("cam".into()),
-            None,
-        ));
-    }
-    for _ in 0..spec.recv_audio {
-        media.recv.push((
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None),
-            MediaKind::Audio,
-        ));
-    }
-    for _ in 0..spec.recv_video {
-        media.recv.push((
-            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None),
-            MediaKind::Video,
-        ));
-    }
-    let (offer, pending_offer) = api.apply().context("nothing to offer")?;
+    let mut ep = Endpoint::bind(spec.bind_ip, media, report.clone()).await?;
+    let (offer, first) = ep.first_offer(spec.recv_audio, spec.recv_video)?;
 
     let (mut snapshots, listener) = doc.listen().await?;
-    doc.create(
-        &spec.display_name,
-        spec.token.as_deref(),
-        &offer.to_sdp_string(),
-    )
-    .await?;
-    let first_offer_at = Instant::now();
-    let mut pending: Option<(SdpPendingOffer, i64, Instant)> =
-        Some((pending_offer, 1, first_offer_at));
+    doc.create(&spec.display_name, spec.token.as_deref(), &offer)
+        .await?;
+    let now = Instant::now();
+    ep.signalled_at = Some(now);
+    let mut pending: Option<(SdpPendingOffer, i64, Instant)> = Some((first, 1, now));
     let mut revision = 1i64;
-    update(report, |r| {
-        r.revision = 1;
-        r.recv_slots = count(&media.recv);
-    });
+    update(report, |r| r.revision = 1);
 
-    let mut buf = vec![0u8; 2000];
     let outcome: anyhow::Result<()> = loop {
-        // Drain everything str0m wants to do before waiting.
-        let timeout = loop {
-            match rtc.poll_output() {
-                Ok(Output::Timeout(t)) => break t,
-                Ok(Output::Transmit(t)) => {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
-                }
-                Ok(Output::Event(e)) => {
-                    on_event(e, &mut rtc, &media, report, start, first_offer_at)
-                }
-                Err(e) => tracing::debug!("str0m: {e}"),
-            }
-        };
-        if !rtc.is_alive() {
+        let deadline = ep.drain().await;
+        if !ep.rtc.is_alive() {
             break Err(anyhow::anyhow!("the peer connection died"));
         }
-        let wait = timeout.min(Instant::now() + Duration::from_millis(10));
+        let wait = deadline.min(Instant::now() + Duration::from_millis(10));
         tokio::select! {
-            received = socket.recv_from(&mut buf) => {
+            received = ep.recv() => {
                 let (n, source) = received?;
-                if let Ok(contents) = (&buf[..n]).try_into() {
-                    let input = Input::Receive(Instant::now(), Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: local,
-                        contents,
-                    });
-                    if let Err(e) = rtc.handle_input(input) {
-                        tracing::debug!("str0m input: {e}");
-                    }
-                }
+                ep.receive(n, source);
             }
             snapshot = snapshots.recv() => {
                 let Some(snapshot) = snapshot else { break Err(anyhow::anyhow!("listener stopped")) };
@@ -351,15 +249,15 @@ async fn drive(
                     continue;
                 };
                 on_snapshot(&snapshot, report);
-                if let Err(e) = apply_answer(&snapshot, &mut rtc, &mut pending, report) {
+                if let Err(e) = apply_answer(&snapshot, &mut ep, &mut pending, report) {
                     break Err(e);
                 }
-                if spec.follow_wants && pending.is_none()
-                    && let Some(sdp) = more_slots(&snapshot, &mut rtc, &mut media)
+                if spec.follow_wants
+                    && pending.is_none()
+                    && let Some((sdp, p)) = more_slots(&snapshot, &mut ep)
                 {
                     revision += 1;
-                    update(report, |r| { r.revision = revision; r.recv_slots = count(&media.recv); });
-                    let (sdp, p) = sdp;
+                    update(report, |r| r.revision = revision);
                     if let Err(e) = doc.reoffer(&sdp, revision).await {
                         break Err(e);
                     }
@@ -368,39 +266,18 @@ async fn drive(
             }
             how = control.recv() => {
                 match how {
-                    Some(Leave::Close) => { doc.close().await?; }
-                    Some(Leave::Delete) => { doc.delete().await?; }
+                    Some(Leave::Close) => doc.close().await?,
+                    Some(Leave::Delete) => doc.delete().await?,
                     Some(Leave::Vanish) | None => {}
                 }
                 break Ok(());
             }
-            _ = tokio::time::sleep_until(wait.into()) => {
-                let now = Instant::now();
-                if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!("str0m timeout: {e}");
-                }
-                if rtc.is_connected() {
-                    send_media(&mut rtc, &mut media, spec, now, report);
-                }
-            }
+            _ = tokio::time::sleep_until(wait.into()) => ep.tick(Instant::now()),
         }
     };
     listener.stop().await;
-    rtc.disconnect();
+    ep.close();
     outcome
-}
-
-fn update(report: &Arc<Mutex<Report>>, f: impl FnOnce(&mut Report)) {
-    if let Ok(mut r) = report.lock() {
-        f(&mut r);
-    }
-}
-
-fn count(recv: &[(Mid, MediaKind)]) -> (usize, usize) {
-    (
-        recv.iter().filter(|(_, k)| *k == MediaKind::Audio).count(),
-        recv.iter().filter(|(_, k)| *k == MediaKind::Video).count(),
-    )
 }
 
 fn int(v: Option<&Value>) -> Option<i64> {
@@ -446,7 +323,7 @@ fn on_snapshot(doc: &Value, report: &Arc<Mutex<Report>>) {
 
 fn apply_answer(
     doc: &Value,
-    rtc: &mut Rtc,
+    ep: &mut Endpoint,
     pending: &mut Option<(SdpPendingOffer, i64, Instant)>,
     report: &Arc<Mutex<Report>>,
 ) -> anyhow::Result<()> {
@@ -463,16 +340,14 @@ fn apply_answer(
             .and_then(Value::as_str)
             .context("answer without sdp")?;
         let (p, _, written) = pending.take().expect("checked above");
-        let answer = SdpAnswer::from_sdp_string(sdp).context("unparseable answer")?;
-        rtc.sdp_api()
-            .accept_answer(p, answer)
-            .context("answer refused by str0m")?;
-        // str0m's ICE agent only starts on an input: with an ICE-lite server nothing else would
-        // wake it.
-        rtc.handle_input(Input::Timeout(Instant::now()))?;
+        ep.accept_answer(p, sdp)?;
+        let in_firestore = (revision == 1).then(|| firestore_elapsed(doc)).flatten();
         update(report, |r| {
             r.answered_revision = revision;
             r.answer_latency.push(written.elapsed());
+            if in_firestore.is_some() {
+                r.answer_written = in_firestore;
+            }
         });
         return Ok(());
     }
@@ -487,186 +362,23 @@ fn apply_answer(
     Ok(())
 }
 
+/// Update time − create time of a document snapshot (both Firestore server times).
+fn firestore_elapsed(doc: &Value) -> Option<Duration> {
+    let time = |field: &str| chrono::DateTime::parse_from_rfc3339(doc.get(field)?.as_str()?).ok();
+    (time("_firestore_updated")? - time("_firestore_created")?)
+        .to_std()
+        .ok()
+}
+
 /// A re-offer when the server wants more receive slots than we have.
-fn more_slots(doc: &Value, rtc: &mut Rtc, media: &mut Media) -> Option<(String, SdpPendingOffer)> {
+fn more_slots(doc: &Value, ep: &mut Endpoint) -> Option<(String, SdpPendingOffer)> {
     let state = doc.get("state").and_then(Value::as_str)?;
     if !matches!(state, "answered" | "connected") {
         return None;
     }
     let wants = doc.get("wants")?;
-    let (have_a, have_v) = count(&media.recv);
+    let (have_a, have_v) = ep.slots();
     let need_a = (int(wants.get("audio")).unwrap_or(0) as usize).saturating_sub(have_a);
     let need_v = (int(wants.get("video")).unwrap_or(0) as usize).saturating_sub(have_v);
-    if need_a + need_v == 0 {
-        return None;
-    }
-    let mut api = rtc.sdp_api();
-    for _ in 0..need_a {
-        media.recv.push((
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None),
-            MediaKind::Audio,
-        ));
-    }
-    for _ in 0..need_v {
-        media.recv.push((
-            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None),
-            MediaKind::Video,
-        ));
-    }
-    let (offer, pending) = api.apply()?;
-    Some((offer.to_sdp_string(), pending))
-}
-
-fn on_event(
-    event: Event,
-    _rtc: &mut Rtc,
-    media: &Media,
-    report: &Arc<Mutex<Report>>,
-    start: Instant,
-    first_offer_at: Instant,
-) {
-    match event {
-        Event::Connected => update(report, |r| r.connected = true),
-        Event::MediaData(data) => {
-            let now = start.elapsed();
-            let mid = data.mid.to_string();
-            let kind = media
-                .recv
-                .iter()
-                .find(|(m, _)| *m == data.mid)
-                .map(|(_, k)| *k);
-            update(report, |r| {
-                if r.first_media.is_none() {
-                    r.first_media = Some(first_offer_at.elapsed());
-                }
-                let source = match payload::check(&data.data) {
-                    Some(stamp) => {
-                        let expected = match kind {
-                            Some(MediaKind::Audio) => b'a',
-                            _ => b'v',
-                        };
-                        if stamp.kind != expected {
-                            r.corrupt += 1;
-                            return;
-                        }
-                        stamp.tag
-                    }
-                    None if payload::is_tagged(&data.data) => {
-                        r.corrupt += 1;
-                        return;
-                    }
-                    // Media from a publisher that is not a testpeer (a browser): attribute it
-                    // to the participant the document says this slot carries.
-                    None => {
-                        r.foreign += 1;
-                        match r.slots.get(&mid).cloned().flatten() {
-                            Some(participant) => participant,
-                            None => return,
-                        }
-                    }
-                };
-                let entry = r.received.entry(source.clone()).or_insert(Received {
-                    first: now,
-                    ..Default::default()
-                });
-                entry.last = now;
-                match kind {
-                    Some(MediaKind::Audio) => entry.audio += 1,
-                    _ => entry.video += 1,
-                }
-                r.mid_sources.insert(mid, source);
-            });
-        }
-        // str0m 0.25 neither emits `KeyframeRequest` reliably nor media stats events here, so
-        // keyframe requests are counted from the raw RTCP it received.
-        Event::RawPacket(raw) => {
-            if let RawPacket::RtcpRx(Rtcp::Pli(_) | Rtcp::Fir(_)) = *raw {
-                update(report, |r| r.keyframe_requests += 1);
-            }
-        }
-        Event::PeerStats(stats) => update(report, |r| {
-            r.rtt = stats
-                .selected_candidate_pair
-                .and_then(|p| p.current_round_trip_time)
-        }),
-        _ => {}
-    }
-}
-
-fn send_media(
-    rtc: &mut Rtc,
-    media: &mut Media,
-    spec: &PeerSpec,
-    now: Instant,
-    report: &Arc<Mutex<Report>>,
-) {
-    if let Some(mid) = media.audio_tx
-        && now >= media.next_audio
-    {
-        media.next_audio += Duration::from_millis(20);
-        if media.next_audio < now {
-            media.next_audio = now + Duration::from_millis(20);
-        }
-        let seq = media.audio_seq;
-        let data = payload::make(&spec.session, b'a', seq, 120);
-        if write(
-            rtc,
-            mid,
-            Codec::Opus,
-            MediaTime::new(seq as u64 * 960, Frequency::FORTY_EIGHT_KHZ),
-            now,
-            data,
-        ) {
-            media.audio_seq += 1;
-            update(report, |r| r.sent_audio += 1);
-        }
-    }
-    if let Some(mid) = media.video_tx
-        && now >= media.next_video
-    {
-        media.next_video += Duration::from_millis(33);
-        if media.next_video < now {
-            media.next_video = now + Duration::from_millis(33);
-        }
-        let seq = media.video_seq;
-        let data = match (&spec.video, media.clip.as_mut()) {
-            (VideoSource::Ivf(_), Some(clip)) => clip.next_frame(),
-            (VideoSource::Tagged { frame_bytes }, _) => {
-                payload::make(&spec.session, b'v', seq, *frame_bytes)
-            }
-            _ => return,
-        };
-        if write(
-            rtc,
-            mid,
-            Codec::Vp8,
-            MediaTime::from_90khz(seq as u64 * 3000),
-            now,
-            data,
-        ) {
-            media.video_seq += 1;
-            update(report, |r| r.sent_video += 1);
-        }
-    }
-}
-
-fn write(
-    rtc: &mut Rtc,
-    mid: Mid,
-    codec: Codec,
-    time: MediaTime,
-    now: Instant,
-    data: Arc<[u8]>,
-) -> bool {
-    let Some(writer) = rtc.writer(mid) else {
-        return false;
-    };
-    let Some(pt) = writer
-        .payload_params()
-        .find(|p| p.spec().codec == codec)
-        .map(|p| p.pt())
-    else {
-        return false;
-    };
-    writer.write(pt, now, time, data).is_ok()
+    ep.more_slots(need_a, need_v)
 }

@@ -1,0 +1,117 @@
+//! `bench`: the measurements behind docs/benchmarks.md (run them with `make bench`).
+
+mod floor;
+mod forward;
+mod janus;
+mod join;
+mod stats;
+
+use std::net::IpAddr;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Offer → answer and offer → first media latency over the Firestore emulator.
+    Join {
+        #[arg(long)]
+        emulator: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value_t = 60)]
+        joins: usize,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_ip: IpAddr,
+    },
+    /// CPU per forwarded packet through firesfu (1 publisher → N subscribers).
+    ForwardFiresfu {
+        #[arg(long)]
+        emulator: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        stats_url: String,
+        #[arg(long)]
+        pid: u32,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// The same load through Janus's videoroom.
+    ForwardJanus {
+        #[arg(long)]
+        url: String,
+        /// Process group of the Janus process.
+        #[arg(long)]
+        pgid: u32,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// The SRTP + UDP floor per forwarded packet.
+    Floor {
+        #[arg(long, default_value_t = 20)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 20000)]
+        packets: usize,
+        #[arg(long, default_value_t = 1100)]
+        payload_bytes: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    #[arg(long, default_value_t = 20)]
+    subscribers: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Video frame size: 34 kB frames at 30 fps ≈ 950 packets/s (plus 50 audio).
+    #[arg(long, default_value_t = 34_000)]
+    frame_bytes: usize,
+    #[arg(long)]
+    bind_ip: IpAddr,
+}
+
+impl LoadArgs {
+    fn load(&self) -> forward::Load {
+        forward::Load {
+            subscribers: self.subscribers,
+            seconds: self.seconds,
+            frame_bytes: self.frame_bytes,
+            bind_ip: self.bind_ip,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let result = match Args::parse().command {
+        Command::Join {
+            emulator,
+            project,
+            joins,
+            bind_ip,
+        } => join::run(&emulator, &project, joins, bind_ip).await?,
+        Command::ForwardFiresfu {
+            emulator,
+            project,
+            stats_url,
+            pid,
+            load,
+        } => forward::firesfu(&emulator, &project, &stats_url, pid, &load.load()).await?,
+        Command::ForwardJanus { url, pgid, load } => {
+            forward::janus(&url, pgid, &load.load()).await?
+        }
+        Command::Floor {
+            subscribers,
+            packets,
+            payload_bytes,
+        } => floor::run(subscribers, packets, payload_bytes)?,
+    };
+    eprintln!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
