@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{Broadcast, Project};
 use serde_json::{Value, json};
+use testpeer::Leave;
 use testpeer::firestore::SessionDoc;
-use testpeer::{Leave, Peer, PeerSpec};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -148,12 +148,8 @@ async fn each_bad_document_gets_its_own_error_code_and_others_are_still_served()
     .await;
 
     // The daemon is still up and serves a real pair in the same room.
-    let a = Peer::join(&project.db, PeerSpec::new(&room, "alice"))
-        .await
-        .unwrap();
-    let b = Peer::join(&project.db, PeerSpec::new(&room, "bob"))
-        .await
-        .unwrap();
+    let a = project.join(&room, "alice").await;
+    let b = project.join(&room, "bob").await;
     a.wait_until("media", T, |r| r.video_from("bob") > 5)
         .await
         .unwrap();
@@ -170,12 +166,8 @@ async fn a_stale_reoffer_is_refused_without_ending_the_session() {
     let project = Project::new().await;
     let room = project.room("stale").await;
     let _sfu = Broadcast::start(&project).await;
-    let a = Peer::join(&project.db, PeerSpec::new(&room, "alice"))
-        .await
-        .unwrap();
-    let b = Peer::join(&project.db, PeerSpec::new(&room, "bob"))
-        .await
-        .unwrap();
+    let a = project.join(&room, "alice").await;
+    let b = project.join(&room, "bob").await;
     let before = b
         .wait_until("media", T, |r| r.video_from("alice") > 5)
         .await

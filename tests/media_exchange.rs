@@ -40,9 +40,7 @@ async fn two_participants_exchange_audio_and_video() {
     let room = project.room("duo").await;
     let sfu = Broadcast::start(&project).await;
 
-    let alice = Peer::join(&project.db, PeerSpec::new(&room, "alice"))
-        .await
-        .unwrap();
+    let alice = project.join(&room, "alice").await;
     let mut bob_spec = PeerSpec::new(&room, "bob");
     (bob_spec.recv_audio, bob_spec.recv_video) = (1, 1);
     let bob = Peer::join(&project.db, bob_spec).await.unwrap();
@@ -103,15 +101,7 @@ async fn two_participants_exchange_audio_and_video() {
     assert_eq!(a.mid_sources.values().filter(|t| *t == "bob").count(), 2);
 
     // The roster lists both with their tracks.
-    let roster = project
-        .db
-        .fluent()
-        .select()
-        .from("participants")
-        .parent(project.db.parent_path("rooms", &room).unwrap())
-        .query()
-        .await
-        .unwrap();
+    let roster = project.roster(&room).await;
     assert_eq!(roster.len(), 2);
 
     // The server's counters (refreshed every second) show the forwarding.
@@ -131,12 +121,8 @@ async fn three_participants_each_receive_both_others_and_a_late_joiner_is_receiv
     let room = project.room("trio").await;
     let _sfu = Broadcast::start(&project).await;
 
-    let a = Peer::join(&project.db, PeerSpec::new(&room, "ann"))
-        .await
-        .unwrap();
-    let b = Peer::join(&project.db, PeerSpec::new(&room, "ben"))
-        .await
-        .unwrap();
+    let a = project.join(&room, "ann").await;
+    let b = project.join(&room, "ben").await;
     a.wait_until("ann receives ben", T, |r| receives_from(r, "ben", 10))
         .await
         .unwrap();
@@ -145,9 +131,7 @@ async fn three_participants_each_receive_both_others_and_a_late_joiner_is_receiv
         .unwrap();
 
     // Cid joins later: the earlier two re-offer for more slots and receive her too.
-    let c = Peer::join(&project.db, PeerSpec::new(&room, "cid"))
-        .await
-        .unwrap();
+    let c = project.join(&room, "cid").await;
     for (peer, others) in [
         (&a, ["ben", "cid"]),
         (&b, ["ann", "cid"]),
@@ -180,15 +164,9 @@ async fn participants_who_leave_stop_being_received() {
     let room = project.room("leavers").await;
     let sfu = Broadcast::start(&project).await;
 
-    let a = Peer::join(&project.db, PeerSpec::new(&room, "stay"))
-        .await
-        .unwrap();
-    let b = Peer::join(&project.db, PeerSpec::new(&room, "closer"))
-        .await
-        .unwrap();
-    let c = Peer::join(&project.db, PeerSpec::new(&room, "deleter"))
-        .await
-        .unwrap();
+    let a = project.join(&room, "stay").await;
+    let b = project.join(&room, "closer").await;
+    let c = project.join(&room, "deleter").await;
     a.wait_until("all", T, |r| {
         receives_from(r, "closer", 10) && receives_from(r, "deleter", 10)
     })
@@ -221,15 +199,7 @@ async fn participants_who_leave_stop_being_received() {
     })
     .await
     .unwrap();
-    let roster = project
-        .db
-        .fluent()
-        .select()
-        .from("participants")
-        .parent(project.db.parent_path("rooms", &room).unwrap())
-        .query()
-        .await
-        .unwrap();
+    let roster = project.roster(&room).await;
     assert_eq!(roster.len(), 1, "{roster:?}");
     let doc = closed.read().await.unwrap().unwrap();
     assert_eq!(doc["state"], "closed");
@@ -248,9 +218,7 @@ async fn a_peer_that_goes_silent_is_closed_with_peer_timeout() {
         },
     )
     .await;
-    let a = Peer::join(&project.db, PeerSpec::new(&room, "ghost"))
-        .await
-        .unwrap();
+    let a = project.join(&room, "ghost").await;
     a.wait_until("connected", T, |r| r.state.as_deref() == Some("connected"))
         .await
         .unwrap();
@@ -278,12 +246,8 @@ async fn full_ice_mode_also_connects() {
         },
     )
     .await;
-    let a = Peer::join(&project.db, PeerSpec::new(&room, "full-a"))
-        .await
-        .unwrap();
-    let b = Peer::join(&project.db, PeerSpec::new(&room, "full-b"))
-        .await
-        .unwrap();
+    let a = project.join(&room, "full-a").await;
+    let b = project.join(&room, "full-b").await;
     let ra = a
         .wait_until("media", T, |r| receives_from(r, "full-b", 10))
         .await

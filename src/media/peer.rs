@@ -100,6 +100,8 @@ pub struct Peer {
     pub display_name: String,
     pub ufrag: String,
     pc: RTCPeerConnection,
+    /// Our host candidates, added with the first answer.
+    candidates: Vec<SocketAddr>,
     has_candidates: bool,
     roles: HashMap<String, TrackRole>,
     publishes: HashMap<String, Publish>,
@@ -157,6 +159,7 @@ impl Peer {
             display_name,
             ufrag,
             pc,
+            candidates: setup.candidates.clone(),
             has_candidates: false,
             roles: HashMap::new(),
             publishes: HashMap::new(),
@@ -167,8 +170,8 @@ impl Peer {
         })
     }
 
-    fn add_candidates(&mut self, candidates: &[SocketAddr]) -> Result<(), String> {
-        for addr in candidates {
+    fn add_candidates(&mut self) -> Result<(), String> {
+        for addr in self.candidates.clone() {
             let candidate = CandidateHostConfig {
                 base_config: CandidateConfig {
                     network: "udp".to_owned(),
@@ -212,7 +215,6 @@ impl Peer {
         now: Instant,
         sdp: &str,
         summary: &OfferSummary,
-        candidates: &[SocketAddr],
         slot_stream: impl Fn(&str) -> String,
     ) -> Result<String, String> {
         let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| e.to_string())?;
@@ -268,7 +270,7 @@ impl Peer {
             }
         }
         if !self.has_candidates {
-            self.add_candidates(candidates)?;
+            self.add_candidates()?;
         }
         let answer = self.pc.create_answer(None).map_err(|e| e.to_string())?;
         self.pc

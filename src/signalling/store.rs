@@ -325,12 +325,7 @@ impl Store {
             expires_at: Some(timestamp(answer.expires)),
             ..Default::default()
         };
-        self.conditional(key, write, move |o, me| {
-            o.state == Some(SessionState::Answering)
-                && o.instance.as_deref() == Some(me)
-                && o.offer_revision == Some(revision)
-        })
-        .await
+        self.conditional(key, write, answering(revision)).await
     }
 
     /// Reports that the claimed offer `revision` could not be negotiated.
@@ -343,12 +338,7 @@ impl Store {
         now: SystemTime,
     ) -> Result<bool, FirestoreError> {
         let write = refusal_write(error, Some(revision), live, now);
-        self.conditional(key, write, move |o, me| {
-            o.state == Some(SessionState::Answering)
-                && o.instance.as_deref() == Some(me)
-                && o.offer_revision == Some(revision)
-        })
-        .await
+        self.conditional(key, write, answering(revision)).await
     }
 
     /// `answered` → `connected`, when the document is still ours and not mid-negotiation.
@@ -376,13 +366,7 @@ impl Store {
         error: &SessionError,
         now: SystemTime,
     ) -> Result<bool, FirestoreError> {
-        let write = SessionWrite {
-            state: Some(state.as_str().to_owned()),
-            error: Some(error_value(error, None)),
-            updated_at: Some(timestamp(now)),
-            expires_at: Some(timestamp(now + ENDED_TTL)),
-            ..Default::default()
-        };
+        let write = ending_write(state, error, now);
         self.conditional(key, write, |o, me| {
             o.instance.as_deref() == Some(me)
                 && !matches!(o.state, Some(SessionState::Closed | SessionState::Failed))
@@ -400,13 +384,7 @@ impl Store {
             ErrorCode::SessionLost,
             "the server instance that answered this session no longer holds it; join again",
         );
-        let write = SessionWrite {
-            state: Some(SessionState::Failed.as_str().to_owned()),
-            error: Some(error_value(&error, None)),
-            updated_at: Some(timestamp(now)),
-            expires_at: Some(timestamp(now + ENDED_TTL)),
-            ..Default::default()
-        };
+        let write = ending_write(SessionState::Failed, &error, now);
         self.conditional(key, write, |o, me| decide(o, me, false) == Decision::Lost)
             .await
     }
@@ -561,6 +539,26 @@ impl Store {
             Err(FirestoreError::DataNotFoundError(_)) => Ok(()),
             other => other,
         }
+    }
+}
+
+/// The document still waits for our answer to `revision`.
+fn answering(revision: i64) -> impl Fn(&Observed, &str) -> bool {
+    move |o, me| {
+        o.state == Some(SessionState::Answering)
+            && o.instance.as_deref() == Some(me)
+            && o.offer_revision == Some(revision)
+    }
+}
+
+/// A terminal state with its reason; the document then expires soon.
+fn ending_write(state: SessionState, error: &SessionError, now: SystemTime) -> SessionWrite {
+    SessionWrite {
+        state: Some(state.as_str().to_owned()),
+        error: Some(error_value(error, None)),
+        updated_at: Some(timestamp(now)),
+        expires_at: Some(timestamp(now + ENDED_TTL)),
+        ..Default::default()
     }
 }
 

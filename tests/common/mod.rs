@@ -144,6 +144,25 @@ impl Project {
             .unwrap();
         name.to_owned()
     }
+
+    /// A str0m participant with the default spec (publishes audio and video, follows `wants`).
+    pub async fn join(&self, room: &str, session: &str) -> testpeer::Peer {
+        testpeer::Peer::join(&self.db, testpeer::PeerSpec::new(room, session))
+            .await
+            .unwrap()
+    }
+
+    /// The room's `participants` documents (the roster the server writes).
+    pub async fn roster(&self, room: &str) -> Vec<firestore::FirestoreDocument> {
+        self.db
+            .fluent()
+            .select()
+            .from("participants")
+            .parent(self.db.parent_path("rooms", room).unwrap())
+            .query()
+            .await
+            .unwrap()
+    }
 }
 
 /// A running `firesfu broadcast`.

@@ -1,31 +1,19 @@
 // Drives Debian's Chromium (no browser download) through the smoke page and waits until it
 // decodes video from the room. Prints the page's stats as JSON; exits 1 on failure.
-import http from "node:http";
-import { readFileSync, mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { launchChromium, servePage } from "./browser.mjs";
 
 const [project, emulatorHost, room, session, artifacts] = process.argv.slice(2);
 const [host, port] = emulatorHost.split(":");
-const files = { "/smoke.html": "text/html", "/smoke.js": "text/javascript" };
-const server = http.createServer((req, res) => {
-  const type = files[req.url];
-  if (!type) { res.writeHead(404).end(); return; }
-  res.writeHead(200, { "content-type": type }).end(readFileSync(new URL(`../dist${req.url}`, import.meta.url)));
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const pagePort = server.address().port;
+const { server, url } = await servePage();
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
-});
+const browser = await launchChromium();
 let ok = false;
 let stats = null;
 try {
   const page = await browser.newPage();
   page.on("console", (m) => console.error(`[page] ${m.text()}`));
-  await page.goto(`http://127.0.0.1:${pagePort}/smoke.html`);
+  await page.goto(url);
   await page.waitForFunction(() => typeof window.runSmoke === "function");
   await page.evaluate((cfg) => window.runSmoke(cfg), { project, host, port: Number(port), room, session, uid: `uid-${session}` });
   const deadline = Date.now() + 30_000;

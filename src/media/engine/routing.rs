@@ -1,0 +1,202 @@
+//! The engine's session side: applying offers, keeping the rooms' routing and the forwarding
+//! table in step, and telling signalling what each participant now receives.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::Engine;
+use crate::media::offer::inspect_offer;
+use crate::media::peer::Peer;
+use crate::media::rewrite::Translation;
+use crate::media::room::{Changes, TrackRef};
+use crate::media::{
+    MediaEvent, Negotiated, NegotiationError, PeerId, Roster, SessionEvent, SessionKey,
+    SessionView, SlotSource, SlotView,
+};
+
+impl Engine {
+    pub(super) fn negotiate(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        display_name: String,
+        sdp: &str,
+    ) -> Result<Negotiated, NegotiationError> {
+        let summary = inspect_offer(sdp, &self.config.codecs)?;
+        let (id, created) = match self.sessions.get(&key) {
+            Some(&id) => (id, false),
+            None => {
+                let id = PeerId(self.next_id);
+                self.next_id += 1;
+                let peer = Peer::new(id, key.clone(), display_name, &self.setup, now)
+                    .map_err(NegotiationError::Rejected)?;
+                self.peers.insert(id, peer);
+                (id, true)
+            }
+        };
+
+        // Decide the room's new routing on a copy: it only replaces the room once the stack
+        // accepted the offer.
+        let mut room = self.rooms.get(&key.room).cloned().unwrap_or_default();
+        let published = summary
+            .published()
+            .map(|m| (m.mid.clone(), m.kind))
+            .collect();
+        let slots = summary.slots().map(|m| (m.mid.clone(), m.kind)).collect();
+        let changes = room.negotiate(id, published, slots);
+        let streams: HashMap<String, String> = room
+            .slots(id)
+            .iter()
+            .filter_map(|s| {
+                let publisher = self.peers.get(&s.source.as_ref()?.publisher)?;
+                Some((s.mid.clone(), publisher.key.session.clone()))
+            })
+            .collect();
+
+        let peer = self.peers.get_mut(&id).ok_or(NegotiationError::Closed)?;
+        let answer = peer.negotiate(now, sdp, &summary, |mid| {
+            streams
+                .get(mid)
+                .cloned()
+                .unwrap_or_else(|| "firesfu".to_owned())
+        });
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(reason) => {
+                if created && let Some(mut peer) = self.peers.remove(&id) {
+                    peer.close();
+                }
+                return Err(NegotiationError::Rejected(reason));
+            }
+        };
+        if created {
+            let ufrag = peer.ufrag.clone();
+            self.demux.add_peer(&ufrag, id);
+            self.sessions.insert(key.clone(), id);
+            if !self.config.ice_lite {
+                // Full ICE: our checks' responses come from the client's candidates and carry
+                // no USERNAME, so those addresses must already route to this peer.
+                for addr in &summary.candidates {
+                    self.demux.learn(*addr, id);
+                }
+            }
+        }
+        self.rooms.insert(key.room.clone(), room);
+        self.stats.negotiations += 1;
+        self.apply_changes(now, &changes, Some(id));
+        self.dirty.push(id);
+        Ok(Negotiated {
+            peer: id,
+            answer,
+            view: self.view_of(id),
+            roster: self.roster_of(id),
+        })
+    }
+
+    /// Makes the forwarding state follow the room's new assignments and tells the affected
+    /// participants (except `negotiating`, whose view travels with its answer).
+    pub(super) fn apply_changes(
+        &mut self,
+        now: Instant,
+        changes: &Changes,
+        negotiating: Option<PeerId>,
+    ) {
+        for slot in &changes.stopped {
+            self.forwards.remove_slot(slot);
+            if let Some(p) = self.peers.get_mut(&slot.subscriber) {
+                p.stop_slot(&slot.mid);
+            }
+        }
+        for (slot, track) in &changes.started {
+            let Some((codecs, exts)) = self
+                .peers
+                .get(&track.publisher)
+                .and_then(|p| p.publish_params(&track.mid))
+                .map(|(c, e)| (c.to_vec(), e.to_vec()))
+            else {
+                continue;
+            };
+            let Some(subscriber) = self.peers.get_mut(&slot.subscriber) else {
+                continue;
+            };
+            let Some((sub_codecs, sub_exts)) = subscriber.slot_params(&slot.mid) else {
+                continue;
+            };
+            let translation = Translation::new(&codecs, sub_codecs, &exts, sub_exts, &slot.mid);
+            subscriber.start_slot(&slot.mid, track.clone(), translation);
+            let connected = subscriber.connected;
+            self.forwards.add(track.clone(), slot.clone());
+            if connected {
+                self.request_keyframe(now, track);
+            }
+        }
+        for peer in &changes.views_changed {
+            if Some(*peer) != negotiating && self.peers.contains_key(peer) {
+                let view = self.view_of(*peer);
+                self.emit(*peer, SessionEvent::ViewChanged(view));
+            }
+        }
+    }
+
+    pub(super) fn emit(&self, id: PeerId, what: SessionEvent) {
+        if let Some(peer) = self.peers.get(&id) {
+            let _ = self.events.send(MediaEvent {
+                peer: id,
+                session: peer.key.clone(),
+                what,
+            });
+        }
+    }
+
+    pub(super) fn view_of(&mut self, id: PeerId) -> SessionView {
+        self.views_made += 1;
+        let version = self.views_made;
+        let Some(room) = self
+            .peers
+            .get(&id)
+            .and_then(|p| self.rooms.get(&p.key.room))
+        else {
+            return SessionView::default();
+        };
+        SessionView {
+            version,
+            wants: room.wants(id),
+            slots: room
+                .slots(id)
+                .iter()
+                .map(|s| SlotView {
+                    mid: s.mid.clone(),
+                    kind: s.kind,
+                    source: s.source.as_ref().and_then(|t| {
+                        let publisher = self.peers.get(&t.publisher)?;
+                        Some(SlotSource {
+                            session: publisher.key.session.clone(),
+                            display_name: publisher.display_name.clone(),
+                            mid: t.mid.clone(),
+                        })
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn roster_of(&self, id: PeerId) -> Roster {
+        let peer = self.peers.get(&id);
+        Roster {
+            display_name: peer.map(|p| p.display_name.clone()).unwrap_or_default(),
+            tracks: peer
+                .and_then(|p| self.rooms.get(&p.key.room))
+                .map(|r| r.published(id).to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub(super) fn request_keyframe(&mut self, now: Instant, track: &TrackRef) {
+        if let Some(p) = self.peers.get_mut(&track.publisher) {
+            if p.request_keyframe(now, &track.mid) {
+                self.stats.keyframe_requests += 1;
+            }
+            self.dirty.push(track.publisher);
+        }
+    }
+}

@@ -1,0 +1,26 @@
+// What the browser tests and the browser benchmark share: a static server for the bundled
+// page and Debian's Chromium (never a downloaded browser) with a fake camera and microphone.
+import http from "node:http";
+import { readFileSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const files = { "/smoke.html": "text/html", "/smoke.js": "text/javascript" };
+
+/** Serves web/dist on a free loopback port; returns {server, url}. */
+export async function servePage() {
+  const server = http.createServer((req, res) => {
+    const type = files[req.url];
+    if (!type) { res.writeHead(404).end(); return; }
+    res.writeHead(200, { "content-type": type }).end(readFileSync(new URL(`../dist${req.url}`, import.meta.url)));
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { server, url: `http://127.0.0.1:${server.address().port}/smoke.html` };
+}
+
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+  });
+}
