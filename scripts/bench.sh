@@ -19,7 +19,7 @@ cargo build --release -p firesfu -p testpeer -p bench --bins
 bench=target/release/bench
 
 ns="fsfu-bench-$$"
-cleanup() { stop_groups; ip netns del "$ns" 2>/dev/null || true; }
+cleanup() { stop_groups; stop_postgres; ip netns del "$ns" 2>/dev/null || true; }
 trap cleanup EXIT
 make_netns "$ns"
 in_ns=(ip netns exec "$ns")
@@ -57,6 +57,16 @@ sleep 2
   --stats-url http://127.0.0.1:8080/stats --pid "$firesfu_pid" \
   --subscribers "$subscribers" --seconds "$seconds" --bind-ip 10.77.0.2 2>"$out/firesfu.json"
 kill -TERM -- "-$PID_BROADCAST"
+
+echo "== sidecar (core 0) on PostgreSQL 15 (core 1)"
+start_postgres "$out/pg"
+"${in_ns[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "CREATE DATABASE bench" >/dev/null
+start_group SIDECAR "$out/logs/sidecar.log" "${in_ns[@]}" taskset -c 0 env \
+  GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" DATABASE_URL="$FIRESFU_TEST_PG/bench" \
+  APP_PORT=8090 FIRESFU_SIDECAR_BIND_IP=127.0.0.1 target/release/firesfu sidecar
+wait_http "http://127.0.0.1:8090/healthz" ok 30
+"${in_ns[@]}" taskset -c 1 "$bench" api --url http://127.0.0.1:8090 --concurrency 50 --seconds "$seconds" 2>"$out/api.json"
+kill -TERM -- "-$PID_SIDECAR"
 
 echo "== Janus $(janus --version 2>/dev/null | head -1 | awk '{print $3, $4}') videoroom (core 0)"
 conf="$out/janus"
@@ -103,6 +113,7 @@ floor = {r["profile"]: r["usPerForwardedPacket"] for r in json.load(open(f"{out}
 fires = json.load(open(f"{out}/firesfu.json"))
 janus = json.load(open(f"{out}/janus.json"))
 join = json.load(open(f"{out}/join.json"))
+api = json.load(open(f"{out}/api.json"))
 chrome = json.load(open(f"{out}/chromium-join.json"))
 def pct(values, p):
     v = sorted(values)
@@ -118,6 +129,10 @@ for key, label in [("answer", "offer written -> answer applied"), ("firstMedia",
     fine = [x for i, x in enumerate(v) if i not in stalled]
     print(f"| Chromium: {label}, ms (n={len(v)}) | p50 {pct(v, 50):.0f}, p95 {pct(v, 95):.0f}, max {max(v):.0f} |")
     print(f"| … without the {len(stalled)} joins whose emulator listener went stale (n={len(fine)}) | p50 {pct(fine, 50):.0f}, p95 {pct(fine, 95):.0f}, max {max(fine):.0f} |")
+l = api["login"]
+print(f"| sidecar login (Argon2id m=19 MiB, t=2, p=1), ms (n={l['n']}) | p50 {l['p50']:.0f}, p95 {l['p95']:.0f} |")
+r = api["rooms"]
+print(f"| sidecar GET /v1/rooms (20 rooms), {r['concurrency']} concurrent clients | {r['requestsPerSecond']:.0f} requests/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['errors']} errors |")
 print(f"| firesfu CPU per forwarded packet, 1 → {subs} | {fires['usPerForwardedPacket']:.2f} µs ({fires['forwarded']/fires['seconds']:.0f} packets/s forwarded) |")
 print(f"| Janus CPU per forwarded packet, same load | {janus['usPerForwardedPacket']:.2f} µs ({janus['forwarded']/janus['seconds']:.0f} packets/s forwarded) |")
 print(f"| SRTP+UDP floor (GCM / AES-CM-SHA1) | {gcm:.2f} / {floor['AES_CM_128_HMAC_SHA1_80']:.2f} µs |")

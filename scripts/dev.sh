@@ -8,7 +8,7 @@ cd "$FIRESFU_ROOT"
 project=${GOOGLE_CLOUD_PROJECT:-demo-firesfu}
 logs="$FIRESFU_ROOT/.dev/logs"
 mkdir -p "$logs"
-trap 'echo; echo "stopping…"; stop_groups' EXIT
+trap 'echo; echo "stopping…"; stop_groups; stop_postgres' EXIT
 trap 'exit 130' INT TERM
 
 bash scripts/deps.sh
@@ -16,11 +16,19 @@ cargo build --bin firesfu
 
 start_firestore_emulator "$logs"
 start_pubsub_emulator "$logs" "$project"
+start_postgres "$FIRESFU_ROOT/.dev/pg"
+psql "$FIRESFU_TEST_PG/postgres" -qtc "SELECT 1 FROM pg_database WHERE datname = 'firesfu'" | grep -q 1 \
+  || psql "$FIRESFU_TEST_PG/postgres" -qc "CREATE DATABASE firesfu" >/dev/null
+(cd web && node build.mjs)
 
-# A room to join (rooms are the application's; the sidecar will own them).
-curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
-  "http://$FIRESTORE_EMULATOR_HOST/v1/projects/$project/databases/(default)/documents/rooms/demo" \
-  -d '{"fields":{"name":{"stringValue":"Demo room"}}}' >/dev/null
+sidecar_port=${FIRESFU_SIDECAR_PORT:-8090}
+# A stable join-token key for this checkout (tokens survive sidecar restarts).
+[ -f .dev/join-key.pem ] || openssl genpkey -algorithm ed25519 -out .dev/join-key.pem 2>/dev/null
+start_group SIDECAR "$logs/sidecar.log" env \
+  GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
+  DATABASE_URL="$FIRESFU_TEST_PG/firesfu" APP_PORT="$sidecar_port" FIRESFU_JOIN_KEY_FILE=.dev/join-key.pem \
+  FIRESFU_WEB_ROOT=web/dist target/debug/firesfu sidecar
+wait_http "http://127.0.0.1:$sidecar_port/healthz" ok 60
 
 # Browsers never use loopback ICE candidates: advertise this machine's primary address.
 advertise=${FIRESFU_ADVERTISE_IPS:-$(ip -4 route get 192.0.2.1 2>/dev/null | awk '{for(i=1;i<=NF;i++) if($i=="src") print $(i+1)}')}
@@ -31,19 +39,23 @@ http_port=${APP_PORT:-8080}
 start_group BROADCAST "$logs/broadcast.log" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
   FIRESFU_UDP_BIND="0.0.0.0:$udp_port" FIRESFU_ADVERTISE_IPS="$advertise" \
-  FIRESFU_DEV_NO_AUTH=true APP_PORT="$http_port" \
+  FIRESFU_JWKS_URL="http://127.0.0.1:$sidecar_port/.well-known/jwks.json" APP_PORT="$http_port" \
   target/debug/firesfu broadcast
 wait_http "http://127.0.0.1:$http_port/healthz" ok 30
 
 cat <<INFO
 
 firesfu is running (project $project):
-  Firestore emulator   http://$FIRESTORE_EMULATOR_HOST        (room "demo" created)
+  web app + API        http://127.0.0.1:$sidecar_port/   (OpenAPI: /openapi.json)
+  Firestore emulator   http://$FIRESTORE_EMULATOR_HOST
   Pub/Sub emulator     http://$PUBSUB_EMULATOR_HOST
-  broadcast            media udp $advertise:$udp_port, http://127.0.0.1:$http_port/stats
+  PostgreSQL           $FIRESFU_TEST_PG/firesfu
+  broadcast            media udp $advertise:$udp_port, http://127.0.0.1:$http_port/stats (join tokens required)
   logs                 $logs/
-  join from a client   see docs/signalling.md; e.g.
-                       cargo run -p testpeer -- --emulator $FIRESTORE_EMULATOR_HOST --project $project --room demo --name ada
+  join from a client   docs/signalling.md; a join token from the API (docs/sidecar.md):
+                       curl -s -XPOST localhost:$sidecar_port/v1/accounts -H content-type:application/json -d '{"username":"ada","password":"correct horse battery"}'
+                       then POST /v1/sessions, POST /v1/rooms, POST /v1/rooms/{id}/join, and
+                       cargo run -p testpeer -- --emulator $FIRESTORE_EMULATOR_HOST --project $project --room <id> --name ada --token <token> --uid <firebase.uid>
 
 Ctrl-C stops everything.
 INFO

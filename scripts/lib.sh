@@ -82,3 +82,36 @@ make_netns() {
     "${in_ns[@]}" sysctl -qw "net.ipv4.conf.$conf.accept_local=1"
   done
 }
+
+# start_postgres DIR: a throwaway PostgreSQL 15 cluster in DIR (initdb once), listening on a
+# free loopback port, trust authentication for role `firesfu`. Exports FIRESFU_TEST_PG
+# (a URL without database name). PostgreSQL refuses to run as root: it runs as `postgres`.
+PG_DIRS=()
+start_postgres() {
+  local dir=$1 port
+  local bin=/usr/lib/postgresql/15/bin
+  mkdir -p "$dir"
+  chown postgres "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U firesfu --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
+  fi
+  # A cluster left running by an interrupted run (or in another namespace) is stopped first.
+  runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -f "$dir/data/postmaster.pid"
+  port=$(free_port)
+  local run=()
+  [ -n "${IN_NETNS:-}" ] && run=(ip netns exec "$IN_NETNS")
+  "${run[@]}" runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    start >/dev/null
+  PG_DIRS+=("$dir")
+  export FIRESFU_TEST_PG="postgres://firesfu@127.0.0.1:$port"
+}
+
+stop_postgres() {
+  local dir
+  for dir in "${PG_DIRS[@]}"; do
+    runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  done
+  PG_DIRS=()
+}

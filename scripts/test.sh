@@ -13,10 +13,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 logs="$FIRESFU_ROOT/target/test-logs"
 mkdir -p "$logs"
-trap stop_groups EXIT
-echo "== emulators"
+trap 'stop_groups; stop_postgres' EXIT
+echo "== emulators and PostgreSQL"
 start_firestore_emulator "$logs"
 echo "firestore emulator at $FIRESTORE_EMULATOR_HOST"
+start_postgres "$FIRESFU_ROOT/target/test-pg"
+echo "postgres at $FIRESFU_TEST_PG"
 
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2

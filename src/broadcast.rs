@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use crate::cli::BroadcastArgs;
 use crate::media::codecs::{SUPPORTED_AUDIO, SUPPORTED_VIDEO};
 use crate::media::{CodecSupport, MediaConfig, spawn_engine};
+use crate::signalling::admission::{Admission, KeyCache};
 use crate::signalling::driver::Driver;
 use crate::signalling::session::SessionContext;
 use crate::signalling::store::Store;
@@ -48,17 +49,25 @@ fn media_config(args: &BroadcastArgs) -> anyhow::Result<MediaConfig> {
     })
 }
 
-pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
-    if !args.dev_no_auth {
-        // Join-token verification arrives with the sidecar (JWKS); until then the only way to
-        // run is the explicit development switch, never a silent "admit everyone".
-        bail!(
-            "no join-token verifier is configured; for local development pass --dev-no-auth=true \
-             (FIRESFU_DEV_NO_AUTH=true)"
-        );
+async fn admission(args: &BroadcastArgs) -> anyhow::Result<Admission> {
+    match (&args.jwks_url, args.dev_no_auth) {
+        (Some(url), _) => Ok(Admission::Tokens(
+            KeyCache::fetch(url, Duration::from_secs(30)).await?,
+        )),
+        (None, true) => Ok(Admission::Open),
+        // Never a silent "admit everyone".
+        (None, false) => bail!(
+            "no join-token keys: set FIRESFU_JWKS_URL to the sidecar's /.well-known/jwks.json, \
+             or for local development FIRESFU_DEV_NO_AUTH=true"
+        ),
     }
+}
+
+pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
+    let admission = Arc::new(admission(&args).await?);
     let instance = instance_id(&args);
     let config = media_config(&args)?;
+    let codecs = Arc::new(config.codecs.clone());
     let db = crate::gcp::firestore(&args.gcp).await?;
     let (engine, media_events) = spawn_engine(config).context("cannot start the media engine")?;
     let engine = Arc::new(engine);
@@ -77,10 +86,10 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         store: store.clone(),
         engine: engine.clone(),
         driver: driver_tx,
-        require_token: !args.dev_no_auth,
+        admission,
+        codecs,
         live_ttl: Duration::from_secs(args.session_ttl_secs.max(60)),
     };
-    tracing::warn!("DEVELOPMENT MODE: sessions are admitted without a join token (--dev-no-auth)");
     tracing::info!(
         %instance,
         project = %args.gcp.project,

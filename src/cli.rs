@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Answer offers from Firestore and forward media between the participants of each room.
     Broadcast(BroadcastArgs),
+    /// The HTTP API for users, rooms, room images and join tokens (PostgreSQL).
+    Sidecar(crate::sidecar::SidecarArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -105,7 +107,11 @@ pub struct BroadcastArgs {
     /// How far ahead `expiresAt` of live session documents is kept (TTL cleanup), seconds.
     #[arg(long, env = "FIRESFU_SESSION_TTL_SECS", default_value_t = 7200)]
     pub session_ttl_secs: u64,
-    /// DEVELOPMENT ONLY: admit sessions without a join token.
+    /// The sidecar's JWKS (`http://sidecar/.well-known/jwks.json`): sessions must carry a join
+    /// token signed by one of its keys.
+    #[arg(long, env = "FIRESFU_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// DEVELOPMENT ONLY: admit sessions without a join token (ignored when FIRESFU_JWKS_URL is set).
     #[arg(long, env = "FIRESFU_DEV_NO_AUTH", default_value_t = false, action = ArgAction::Set)]
     pub dev_no_auth: bool,
     /// Port of the HTTP endpoint with /healthz and /stats.

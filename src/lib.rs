@@ -3,6 +3,8 @@
 //! - [`signalling`]: the Firestore document protocol and the server's side of it;
 //! - [`media`]: the media plane (one UDP socket, `rtc` peer connections, room forwarding);
 //! - [`broadcast`]: the `firesfu broadcast` daemon wiring the two together;
+//! - [`sidecar`]: `firesfu sidecar`, users, rooms and join tokens on PostgreSQL;
+//! - [`jointoken`]: the join tokens the sidecar issues and broadcast instances verify;
 //! - [`gcp`]: Google clients, built so that emulators never leak traffic to Google;
 //! - [`telemetry`]: logs (and later traces and metrics).
 #![forbid(unsafe_code)]
@@ -11,6 +13,8 @@ pub mod broadcast;
 pub mod cli;
 pub mod gcp;
 pub mod http;
+pub mod jointoken;
 pub mod media;
+pub mod sidecar;
 pub mod signalling;
 pub mod telemetry;

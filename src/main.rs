@@ -7,6 +7,7 @@ async fn main() -> std::process::ExitCode {
     firesfu::telemetry::init(&cli.common);
     let result = match cli.command {
         Command::Broadcast(args) => firesfu::broadcast::run(args).await,
+        Command::Sidecar(args) => firesfu::sidecar::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

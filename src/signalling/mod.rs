@@ -4,6 +4,7 @@
 //! offer revision in a transaction, has the media engine answer it, and writes the answer, the
 //! session state and what the participant receives. `docs/signalling.md` is the contract.
 
+pub mod admission;
 pub mod decide;
 pub mod driver;
 pub mod protocol;

@@ -9,6 +9,8 @@ pub const PROTOCOL_VERSION: i64 = 1;
 pub const ROOMS: &str = "rooms";
 pub const SESSIONS: &str = "sessions";
 pub const PARTICIPANTS: &str = "participants";
+/// `joinTokens/{jti}`: which session a join token admitted (single use). Server-only.
+pub const JOIN_TOKENS: &str = "joinTokens";
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -68,6 +70,16 @@ pub enum ErrorCode {
     NegotiationFailed,
     /// No join token, and the server requires one.
     TokenRequired,
+    /// The join token is malformed, signed by an unknown key, or issued to another user.
+    TokenInvalid,
+    /// The join token expired.
+    TokenExpired,
+    /// The join token is for another room.
+    TokenWrongRoom,
+    /// The join token already admitted another session.
+    TokenReused,
+    /// The join token does not grant what the offer does (publish or subscribe).
+    TokenForbidden,
     /// ICE or DTLS did not complete, or broke.
     ConnectFailed,
     /// Nothing heard from the client's peer connection for too long.
@@ -90,6 +102,11 @@ impl ErrorCode {
             ErrorCode::StaleRevision => "stale-revision",
             ErrorCode::NegotiationFailed => "negotiation-failed",
             ErrorCode::TokenRequired => "token-required",
+            ErrorCode::TokenInvalid => "token-invalid",
+            ErrorCode::TokenExpired => "token-expired",
+            ErrorCode::TokenWrongRoom => "token-wrong-room",
+            ErrorCode::TokenReused => "token-reused",
+            ErrorCode::TokenForbidden => "token-forbidden",
             ErrorCode::ConnectFailed => "connect-failed",
             ErrorCode::PeerTimeout => "peer-timeout",
             ErrorCode::SessionLost => "session-lost",
@@ -97,7 +114,7 @@ impl ErrorCode {
         }
     }
 
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidDocument,
         ErrorCode::UnsupportedVersion,
         ErrorCode::SdpTooLarge,
@@ -107,6 +124,11 @@ impl ErrorCode {
         ErrorCode::StaleRevision,
         ErrorCode::NegotiationFailed,
         ErrorCode::TokenRequired,
+        ErrorCode::TokenInvalid,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenWrongRoom,
+        ErrorCode::TokenReused,
+        ErrorCode::TokenForbidden,
         ErrorCode::ConnectFailed,
         ErrorCode::PeerTimeout,
         ErrorCode::SessionLost,

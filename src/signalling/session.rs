@@ -8,12 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
+use super::admission::Admission;
 use super::decide::Decision;
 use super::protocol::{ErrorCode, SessionError, SessionState};
 use super::store::{AnswerWrite, Claim, ENDED_TTL, Store};
 use crate::media::{
-    CloseReason, EngineHandle, NegotiationError, OfferError, PeerId, Roster, SessionKey,
-    SessionView,
+    CloseReason, CodecSupport, EngineHandle, NegotiationError, OfferError, PeerId, Roster,
+    SessionKey, SessionView,
 };
 
 pub enum SessionMsg {
@@ -38,7 +39,8 @@ pub struct SessionContext {
     pub store: Arc<Store>,
     pub engine: Arc<EngineHandle>,
     pub driver: mpsc::UnboundedSender<DriverMsg>,
-    pub require_token: bool,
+    pub admission: Arc<Admission>,
+    pub codecs: Arc<CodecSupport>,
     /// How far ahead `expiresAt` of a live session is kept.
     pub live_ttl: Duration,
 }
@@ -160,7 +162,13 @@ impl Session {
         let claim = self
             .ctx
             .store
-            .claim(&self.key, self.live_state(), self.ctx.require_token, now())
+            .claim(
+                &self.key,
+                self.live_state(),
+                self.ctx.admission.clone(),
+                self.ctx.codecs.clone(),
+                now(),
+            )
             .await;
         let request = match claim {
             Ok(Claim::Answer(request)) => request,

@@ -16,10 +16,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::admission::Admission;
 use super::decide::{Decision, Observed, decide};
-use super::protocol::{ErrorCode, PARTICIPANTS, ROOMS, SESSIONS, SessionError, SessionState};
+use super::protocol::{
+    ErrorCode, JOIN_TOKENS, PARTICIPANTS, ROOMS, SESSIONS, SessionError, SessionState,
+};
 use super::validate::{OfferRequest, validate_offer};
-use crate::media::{Roster, SessionKey, SessionView};
+use crate::jointoken::JoinClaims;
+use crate::media::{CodecSupport, Roster, SessionKey, SessionView};
+use std::sync::Arc;
 
 const OFFERED_TARGET: FirestoreListenerTarget = FirestoreListenerTarget::new(1);
 const MINE_TARGET: FirestoreListenerTarget = FirestoreListenerTarget::new(2);
@@ -254,13 +259,19 @@ impl Store {
         &self,
         key: &SessionKey,
         live: Option<SessionState>,
-        require_token: bool,
+        admission: Arc<Admission>,
+        codecs: Arc<CodecSupport>,
         now: SystemTime,
     ) -> Result<Claim, FirestoreError> {
         let (key, me) = (key.clone(), self.instance.clone());
+        let unix_now = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         self.db
             .run_transaction(move |db, tx| {
-                let (key, me) = (key.clone(), me.clone());
+                let (key, me, admission, codecs) =
+                    (key.clone(), me.clone(), admission.clone(), codecs.clone());
                 Box::pin(async move {
                     let parent = db.parent_path(ROOMS, &key.room)?;
                     let room = db.fluent().select().by_id_in(ROOMS).one(&key.room).await?;
@@ -281,19 +292,54 @@ impl Store {
                             ErrorCode::RoomNotFound,
                             format!("room \"{}\" does not exist", key.room),
                         ),
-                        Decision::Answer { .. } => match validate_offer(&json, require_token) {
-                            Ok(request) => {
-                                let write = SessionWrite {
-                                    state: Some(SessionState::Answering.as_str().to_owned()),
-                                    instance: Some(me.clone()),
-                                    updated_at: Some(timestamp(now)),
-                                    ..Default::default()
-                                };
-                                add_session_write(&db, tx, &parent, &key.session, &write)?;
-                                return Ok(Claim::Answer(request));
+                        Decision::Answer { .. } => {
+                            match validate_offer(&json, admission.requires_token()) {
+                                Ok(mut request) => {
+                                    // A session is admitted by the token of its first offer.
+                                    if live.is_none() {
+                                        let admitted = admission
+                                            .check(
+                                                request.token.as_deref(),
+                                                request.uid.as_deref(),
+                                                &key.room,
+                                                &request.sdp,
+                                                &codecs,
+                                                unix_now,
+                                            )
+                                            .await;
+                                        let refusal = match admitted {
+                                            Err(e) => Some(e),
+                                            Ok(None) => None,
+                                            Ok(Some(claims)) => {
+                                                request.display_name = claims.name.clone();
+                                                use_token_once(&db, tx, &key, &claims).await?
+                                            }
+                                        };
+                                        if let Some(refusal) = refusal {
+                                            let revision =
+                                                observed.offer_revision.filter(|r| *r >= 1);
+                                            add_session_write(
+                                                &db,
+                                                tx,
+                                                &parent,
+                                                &key.session,
+                                                &refusal_write(&refusal, revision, live, now),
+                                            )?;
+                                            return Ok(Claim::Rejected(refusal));
+                                        }
+                                    }
+                                    let write = SessionWrite {
+                                        state: Some(SessionState::Answering.as_str().to_owned()),
+                                        instance: Some(me.clone()),
+                                        updated_at: Some(timestamp(now)),
+                                        ..Default::default()
+                                    };
+                                    add_session_write(&db, tx, &parent, &key.session, &write)?;
+                                    return Ok(Claim::Answer(request));
+                                }
+                                Err(e) => e,
                             }
-                            Err(e) => e,
-                        },
+                        }
                         Decision::Reject(e) => e,
                         _ => return Ok(Claim::Nothing),
                     };
@@ -540,6 +586,49 @@ impl Store {
             other => other,
         }
     }
+}
+
+/// Records that the token admitted this session; refuses it if it admitted another one.
+async fn use_token_once(
+    db: &FirestoreDb,
+    tx: &mut firestore::FirestoreTransaction<'_>,
+    key: &SessionKey,
+    claims: &JoinClaims,
+) -> TxResult<Option<SessionError>> {
+    let session = format!("{}/{}", key.room, key.session);
+    let used: Option<Value> = db
+        .fluent()
+        .select()
+        .by_id_in(JOIN_TOKENS)
+        .obj()
+        .one(&claims.jti)
+        .await?;
+    if let Some(used) = used {
+        if used.get("session").and_then(Value::as_str) != Some(session.as_str()) {
+            return Ok(Some(SessionError::new(
+                ErrorCode::TokenReused,
+                "this join token already admitted another session",
+            )));
+        }
+        return Ok(None);
+    }
+    let expires = std::time::UNIX_EPOCH + std::time::Duration::from_secs(claims.exp.max(0) as u64);
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Used {
+        session: String,
+        expires_at: FirestoreTimestamp,
+    }
+    db.fluent()
+        .update()
+        .in_col(JOIN_TOKENS)
+        .document_id(&claims.jti)
+        .object(&Used {
+            session,
+            expires_at: timestamp(expires),
+        })
+        .add_to_transaction(tx)?;
+    Ok(None)
 }
 
 /// The document still waits for our answer to `revision`.

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod sidecar;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

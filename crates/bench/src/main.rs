@@ -1,5 +1,6 @@
 //! `bench`: the measurements behind docs/benchmarks.md (run them with `make bench`).
 
+mod api;
 mod floor;
 mod forward;
 mod janus;
@@ -51,6 +52,17 @@ enum Command {
         pgid: u32,
         #[command(flatten)]
         load: LoadArgs,
+    },
+    /// Sidecar API: login latency and GET /v1/rooms throughput.
+    Api {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 20)]
+        logins: usize,
     },
     /// The SRTP + UDP floor per forwarded packet.
     Floor {
@@ -106,6 +118,12 @@ async fn main() -> anyhow::Result<()> {
         Command::ForwardJanus { url, pgid, load } => {
             forward::janus(&url, pgid, &load.load()).await?
         }
+        Command::Api {
+            url,
+            concurrency,
+            seconds,
+            logins,
+        } => api::run(&url, concurrency, seconds, logins).await?,
         Command::Floor {
             subscribers,
             packets,

@@ -96,6 +96,7 @@ impl SessionDoc {
     pub async fn create(
         &self,
         display_name: &str,
+        uid: &str,
         token: Option<&str>,
         sdp: &str,
     ) -> anyhow::Result<()> {
@@ -115,7 +116,7 @@ impl SessionDoc {
         let doc = Create {
             v: 1,
             display_name: display_name.to_owned(),
-            uid: format!("uid-{}", self.session),
+            uid: uid.to_owned(),
             token: token.map(str::to_owned),
             offer: json!({"sdp": sdp, "revision": 1}),
             state: "offered".into(),

@@ -24,6 +24,12 @@ struct Args {
     name: String,
     #[arg(long)]
     session: Option<String>,
+    /// Join token (from the sidecar's POST /v1/rooms/{id}/join).
+    #[arg(long)]
+    token: Option<String>,
+    /// The `uid` written into the session document (a join token's `sub`).
+    #[arg(long)]
+    uid: Option<String>,
     /// Create the room document first.
     #[arg(long)]
     create_room: bool,
@@ -63,6 +69,8 @@ async fn main() -> anyhow::Result<()> {
     let mut spec = PeerSpec::new(&args.room, &session);
     spec.display_name = args.name.clone();
     spec.bind_ip = args.bind_ip;
+    spec.token = args.token.clone();
+    spec.uid = args.uid.clone();
     spec.recv_audio = args.recv_audio;
     spec.recv_video = args.recv_video;
     spec.follow_wants = !args.no_follow;

@@ -30,6 +30,8 @@ pub struct PeerSpec {
     pub session: String,
     pub display_name: String,
     pub token: Option<String>,
+    /// The `uid` written into the session document (default `uid-<session>`).
+    pub uid: Option<String>,
     pub publish_audio: bool,
     pub publish_video: bool,
     pub recv_audio: usize,
@@ -47,6 +49,7 @@ impl PeerSpec {
             session: session.into(),
             display_name: session.into(),
             token: None,
+            uid: None,
             publish_audio: true,
             publish_video: true,
             recv_audio: 0,
@@ -223,7 +226,11 @@ async fn drive(
     let (offer, first) = ep.first_offer(spec.recv_audio, spec.recv_video)?;
 
     let (mut snapshots, listener) = doc.listen().await?;
-    doc.create(&spec.display_name, spec.token.as_deref(), &offer)
+    let uid = spec
+        .uid
+        .clone()
+        .unwrap_or_else(|| format!("uid-{}", spec.session));
+    doc.create(&spec.display_name, &uid, spec.token.as_deref(), &offer)
         .await?;
     let now = Instant::now();
     ep.signalled_at = Some(now);

@@ -1,0 +1,113 @@
+//! The sidecar's Firestore side: room documents mirror the rooms table (broadcast instances
+//! refuse offers for rooms that do not exist there), participant counts come from the rosters
+//! the broadcast instances write, and erasing data removes documents too.
+
+use std::collections::HashMap;
+
+use firestore::FirestoreDb;
+use firestore::errors::FirestoreError;
+use serde_json::json;
+
+use crate::signalling::protocol::{PARTICIPANTS, ROOMS, SESSIONS};
+
+/// Chat messages (written by the web app) live in this subcollection of a room.
+pub const MESSAGES: &str = "messages";
+
+pub async fn put_room(db: &FirestoreDb, id: &str, name: &str) -> Result<(), FirestoreError> {
+    db.fluent()
+        .update()
+        .fields(["name"])
+        .in_col(ROOMS)
+        .document_id(id)
+        .object(&json!({ "name": name }))
+        .execute::<()>()
+        .await
+}
+
+/// Deletes a room document and everything under it.
+pub async fn delete_room(db: &FirestoreDb, id: &str) -> Result<(), FirestoreError> {
+    let parent = db.parent_path(ROOMS, id)?;
+    for collection in [SESSIONS, PARTICIPANTS, MESSAGES] {
+        let docs = db
+            .fluent()
+            .select()
+            .from(collection)
+            .parent(&parent)
+            .query()
+            .await?;
+        for doc in docs {
+            let name = doc.name.rsplit('/').next().unwrap_or_default().to_owned();
+            db.fluent()
+                .delete()
+                .from(collection)
+                .parent(&parent)
+                .document_id(&name)
+                .execute()
+                .await?;
+        }
+    }
+    db.fluent()
+        .delete()
+        .from(ROOMS)
+        .document_id(id)
+        .execute()
+        .await
+}
+
+/// Participants per room id, from every room's roster.
+pub async fn participant_counts(
+    db: &FirestoreDb,
+) -> Result<HashMap<String, usize>, FirestoreError> {
+    let docs = db
+        .fluent()
+        .select()
+        .from(PARTICIPANTS)
+        .all_descendants()
+        .query()
+        .await?;
+    let mut counts = HashMap::new();
+    for doc in docs {
+        // .../documents/rooms/{room}/participants/{session}
+        let parts: Vec<&str> = doc.name.rsplit('/').collect();
+        if parts.len() >= 4 && parts[3] == ROOMS {
+            *counts.entry(parts[2].to_owned()).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// Deletes the user's session and chat documents in every room.
+pub async fn delete_user_documents(db: &FirestoreDb, uid: &str) -> Result<usize, FirestoreError> {
+    let mut deleted = 0;
+    for collection in [SESSIONS, MESSAGES, PARTICIPANTS] {
+        let docs = db
+            .fluent()
+            .select()
+            .from(collection)
+            .all_descendants()
+            .filter(|q| q.for_all([q.field("uid").eq(uid)]))
+            .query()
+            .await?;
+        for doc in docs {
+            let path = doc
+                .name
+                .split_once("/documents/")
+                .map(|(_, p)| p.to_owned())
+                .unwrap_or_default();
+            // rooms/{room}/{collection}/{id}
+            let parts: Vec<&str> = path.split('/').collect();
+            if let [ROOMS, room, _, id] = parts.as_slice() {
+                let parent = db.parent_path(ROOMS, *room)?;
+                db.fluent()
+                    .delete()
+                    .from(collection)
+                    .parent(&parent)
+                    .document_id(*id)
+                    .execute()
+                    .await?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
