@@ -14,13 +14,18 @@ use crate::signalling::driver::Driver;
 use crate::signalling::session::SessionContext;
 use crate::signalling::store::Store;
 
+/// `<host name>-<random>`: unique per process, readable in dashboards.
+pub fn host_instance(fallback: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| fallback.into());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
 pub fn instance_id(args: &BroadcastArgs) -> String {
-    args.instance_id.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "firesfu".into());
-        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
-    })
+    args.instance_id
+        .clone()
+        .unwrap_or_else(|| host_instance("firesfu"))
 }
 
 fn media_config(args: &BroadcastArgs) -> anyhow::Result<MediaConfig> {
@@ -71,6 +76,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let db = crate::gcp::firestore(&args.gcp).await?;
     let (engine, media_events) = spawn_engine(config).context("cannot start the media engine")?;
     let engine = Arc::new(engine);
+    let _observers = crate::telemetry::metrics::observe_media(engine.stats_handle());
     let http = crate::http::serve(
         std::net::SocketAddr::new(args.http_bind_ip, args.app_port),
         engine.clone(),
@@ -80,7 +86,8 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
 
     let store = Arc::new(Store::new(db, instance.clone()));
     let (observations_tx, observations) = mpsc::unbounded_channel();
-    let mut listener = store.listen(observations_tx).await?;
+    let mut listener = store.listen(observations_tx.clone()).await?;
+    let sweeper = tokio::spawn(sweep_pending_offers(store.clone(), observations_tx));
     let (driver_tx, driver_rx) = mpsc::unbounded_channel();
     let ctx = SessionContext {
         store: store.clone(),
@@ -88,6 +95,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         driver: driver_tx,
         admission,
         codecs,
+        instruments: Arc::new(crate::telemetry::metrics::SignallingInstruments::default()),
         live_ttl: Duration::from_secs(args.session_ttl_secs.max(60)),
     };
     tracing::info!(
@@ -108,12 +116,36 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
             Duration::from_secs(args.shutdown_grace_secs),
         )
         .await;
+    sweeper.abort();
     let _ = listener.shutdown().await;
     if let Ok(engine) = Arc::try_unwrap(engine) {
         engine.join();
     }
     tracing::info!("broadcast stopped");
     Ok(())
+}
+
+/// Every few seconds, offers still waiting for an answer go through the driver again, in case
+/// the listener missed them.
+async fn sweep_pending_offers(
+    store: Arc<Store>,
+    tx: mpsc::UnboundedSender<crate::signalling::store::Observation>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.pending_offers().await {
+            Ok(pending) => {
+                for observation in pending {
+                    if tx.send(observation).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot list pending offers: {e}"),
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -3,18 +3,28 @@ use firesfu::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    firesfu::telemetry::init(&cli.common);
+    let mut cli = Cli::parse();
+    let (component, instance) = match &mut cli.command {
+        Command::Broadcast(args) => {
+            let id = firesfu::broadcast::instance_id(args);
+            args.instance_id = Some(id.clone());
+            ("broadcast", id)
+        }
+        Command::Sidecar(_) => ("sidecar", firesfu::broadcast::host_instance("sidecar")),
+    };
+    let telemetry = firesfu::telemetry::init(&cli.common, component, &instance);
     let result = match cli.command {
         Command::Broadcast(args) => firesfu::broadcast::run(args).await,
         Command::Sidecar(args) => firesfu::sidecar::run(args).await,
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("firesfu: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    // Exporters flush over the network: let the runtime drive them while this thread waits.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    if result.is_ok() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
     }
 }

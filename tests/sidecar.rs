@@ -22,10 +22,7 @@ const PNG: &[u8] = &[
 const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n";
 
 fn no_options() -> SidecarOptions {
-    SidecarOptions {
-        join_key_pem: None,
-        bridge: None,
-    }
+    SidecarOptions::default()
 }
 
 async fn sidecar(project: &Project, options: SidecarOptions) -> Sidecar {
@@ -401,7 +398,7 @@ async fn broadcast_admits_valid_join_tokens_and_refuses_bad_ones_with_their_code
         &project,
         SidecarOptions {
             join_key_pem: Some(KEY_PEM.into()),
-            bridge: None,
+            ..Default::default()
         },
     )
     .await;
@@ -452,10 +449,12 @@ async fn broadcast_admits_valid_join_tokens_and_refuses_bad_ones_with_their_code
     (spec.token, spec.uid) = (Some(join_token.clone()), Some(uid.clone()));
     let peer = Peer::join(&project.db, spec).await.unwrap();
     let r = peer
-        .wait_until("connected", T, |r| r.connected)
+        .wait_until("connected", T, |r| {
+            r.connected && r.state.as_deref() == Some("connected")
+        })
         .await
         .unwrap();
-    assert_eq!(r.state.as_deref(), Some("connected"));
+    assert!(r.error.is_none());
     let count = common::eventually("live count", T, async || {
         let (_, list) = s.call("GET", "/v1/rooms", Some(&token), None).await;
         let n = list["rooms"]
@@ -738,8 +737,8 @@ async fn the_bridge_turns_an_external_identity_into_a_join_token_and_a_room() {
     let s = sidecar(
         &project,
         SidecarOptions {
-            join_key_pem: None,
             bridge: Some(("https://chat.example".into(), public.into())),
+            ..Default::default()
         },
     )
     .await;

@@ -170,6 +170,12 @@ pub struct MediaStats {
     pub datagrams_out: u64,
     pub rtp_in: u64,
     pub rtp_forwarded: u64,
+    pub rtp_bytes_in: u64,
+    pub rtp_bytes_forwarded: u64,
+    pub tracks_published: u64,
+    pub tracks_forwarded: u64,
+    /// NACK feedback from subscribers (answered by the stack's retransmission buffer).
+    pub nacks_received: u64,
     pub dropped_unknown_sender: u64,
     /// Padding-only packets (bandwidth probes), not forwarded.
     pub dropped_padding: u64,

@@ -24,6 +24,7 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -33,6 +34,7 @@ use rtc::rtp_transceiver::{
 };
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::statistics::StatsSelector;
 
 use super::codecs::{build_media_engine, codec_descs, ext_descs};
 use super::keyframe::{DEFAULT_INTERVAL, KeyframeLimiter};
@@ -92,6 +94,8 @@ pub enum PeerOutput {
     KeyframeRequest {
         slot: String,
     },
+    /// The subscriber reported lost packets (the stack retransmits them).
+    Nack,
 }
 
 pub struct Peer {
@@ -463,6 +467,12 @@ impl Peer {
                         if wants_keyframe {
                             out.push(PeerOutput::KeyframeRequest { slot: mid.clone() });
                         }
+                        if packets
+                            .iter()
+                            .any(|p| p.as_any().is::<TransportLayerNack>())
+                        {
+                            out.push(PeerOutput::Nack);
+                        }
                     }
                 }
                 _ => {}
@@ -558,6 +568,27 @@ impl Peer {
         );
         tracing::debug!(peer = self.id.0, mid, media_ssrc, ?sent, "keyframe request");
         sent.is_ok()
+    }
+
+    pub fn published_count(&self) -> usize {
+        self.publishes.len()
+    }
+
+    /// ICE round-trip time (seconds) and the fraction of published packets lost on the way in.
+    pub fn quality(&mut self, now: Instant) -> (Option<f64>, Option<f64>) {
+        let report = self.pc.get_stats(now, StatsSelector::None);
+        let rtt = report
+            .candidate_pairs()
+            .filter(|p| p.nominated && p.current_round_trip_time > 0.0)
+            .map(|p| p.current_round_trip_time)
+            .next();
+        let (mut received, mut lost) = (0u64, 0i64);
+        for s in report.inbound_rtp_streams() {
+            received += s.received_rtp_stream_stats.packets_received;
+            lost += s.received_rtp_stream_stats.packets_lost.max(0);
+        }
+        let loss = (received > 0).then(|| lost as f64 / (received as f64 + lost as f64));
+        (rtt, loss)
     }
 
     pub fn close(&mut self) {

@@ -109,6 +109,9 @@ pub fn issue(
     Ok(json!({
         "roomId": room,
         "token": token,
+        // Written by the client into its session document, so the broadcast instance's join
+        // span continues this request's trace.
+        "traceparent": crate::telemetry::current_traceparent(),
         "expiresAt": claims.exp,
         "displayName": name,
         "grants": grants,

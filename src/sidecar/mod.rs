@@ -126,6 +126,22 @@ pub fn router(state: AppState, web_root: PathBuf) -> Router {
     api.fallback_service(web)
 }
 
+/// One server span per request, named after the route (never the raw URI, which may carry ids).
+fn http_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "other".into());
+    tracing::info_span!(
+        "http.request",
+        otel.name = format!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = route,
+    )
+}
+
 async fn not_found() -> Problem {
     Problem::not_found("route")
 }
@@ -205,8 +221,12 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         limiter: Arc::new(Mutex::new(ratelimit::LoginLimiter::default())),
         config: Arc::new(config),
     };
-    let app =
-        router(state, args.web_root.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = router(state, args.web_root.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            crate::telemetry::metrics::HttpInstruments::default(),
+            crate::telemetry::metrics::record_http,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(http_span));
     let addr = SocketAddr::new(args.bind_ip, args.app_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

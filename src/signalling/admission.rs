@@ -9,6 +9,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use super::protocol::{ErrorCode, SessionError};
 use crate::jointoken::{JoinClaims, TokenError, VerifyingKeys, check_grants};
@@ -130,13 +131,17 @@ impl Admission {
                 "this server admits only sessions with a join token (field `token`)",
             )
         })?;
-        let claims = match cache.verify(token, room, now) {
-            Err(TokenError::UnknownKey) => {
-                cache.refresh().await;
-                cache.verify(token, room, now)
+        let claims = async {
+            match cache.verify(token, room, now) {
+                Err(TokenError::UnknownKey) => {
+                    cache.refresh().await;
+                    cache.verify(token, room, now)
+                }
+                other => other,
             }
-            other => other,
         }
+        .instrument(tracing::info_span!("token.verify"))
+        .await
         .map_err(|e| token_error(&e))?;
         if let Some(uid) = uid
             && uid != claims.sub

@@ -72,6 +72,13 @@ impl Driver {
                 if self.seen.get(&key).is_some_and(|seen| updated <= *seen) {
                     return;
                 }
+                let now_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as i64)
+                    .unwrap_or(updated);
+                self.ctx
+                    .instruments
+                    .listener_lag((now_us - updated) as f64 / 1e6);
                 self.seen.insert(key.clone(), updated);
                 let holding = self.sessions.contains_key(&key);
                 match decide(
@@ -82,8 +89,14 @@ impl Driver {
                     Decision::Ignore => {}
                     Decision::Leave => self.send(&key, SessionMsg::Leave),
                     work => {
+                        // A client may pass its trace context (W3C `traceparent`) along.
+                        let traceparent = doc
+                            .get("traceparent")
+                            .and_then(serde_json::Value::as_str)
+                            .filter(|t| t.len() <= 128)
+                            .map(str::to_owned);
                         self.session(&key);
-                        self.send(&key, SessionMsg::Work(work));
+                        self.send(&key, SessionMsg::Work(work, traceparent));
                     }
                 }
             }

@@ -16,10 +16,13 @@ use crate::media::{
     CloseReason, CodecSupport, EngineHandle, NegotiationError, OfferError, PeerId, Roster,
     SessionKey, SessionView,
 };
+use crate::telemetry::metrics::SignallingInstruments;
+use tracing::Instrument;
 
 pub enum SessionMsg {
-    /// A decision taken on a listener snapshot (answer, reject, lost).
-    Work(Decision),
+    /// A decision taken on a listener snapshot (answer, reject, lost), with the client's
+    /// trace context if its document carries one.
+    Work(Decision, Option<String>),
     /// The client left: its document is `closed` or deleted.
     Leave,
     /// The document left our listener's targets; read it to learn why.
@@ -41,6 +44,7 @@ pub struct SessionContext {
     pub driver: mpsc::UnboundedSender<DriverMsg>,
     pub admission: Arc<Admission>,
     pub codecs: Arc<CodecSupport>,
+    pub instruments: Arc<SignallingInstruments>,
     /// How far ahead `expiresAt` of a live session is kept.
     pub live_ttl: Duration,
 }
@@ -55,6 +59,8 @@ struct Session {
     roster: Option<Roster>,
     /// Version of the newest view written (with an answer or alone).
     view_version: u64,
+    /// The first negotiation's span stays open until ICE/DTLS connect.
+    join_span: Option<tracing::Span>,
     finished: bool,
 }
 
@@ -75,6 +81,7 @@ pub async fn run_session(
         joined: None,
         roster: None,
         view_version: 0,
+        join_span: None,
         finished: false,
     };
     let mut pending: VecDeque<SessionMsg> = VecDeque::new();
@@ -93,7 +100,7 @@ pub async fn run_session(
             },
         };
         match msg {
-            SessionMsg::Work(decision) => session.work(decision).await,
+            SessionMsg::Work(decision, traceparent) => session.work(decision, traceparent).await,
             SessionMsg::Leave => session.leave().await,
             SessionMsg::Recheck => session.recheck().await,
             SessionMsg::Connected => session.connected().await,
@@ -144,9 +151,26 @@ impl Session {
         })
     }
 
-    async fn work(&mut self, decision: Decision) {
+    async fn work(&mut self, decision: Decision, traceparent: Option<String>) {
         match decision {
-            Decision::Answer { .. } | Decision::Reject(_) => self.answer().await,
+            Decision::Answer { .. } | Decision::Reject(_) => {
+                let span = tracing::info_span!(
+                    "join",
+                    otel.name = "join",
+                    room = %self.key.room,
+                    session = %self.key.session,
+                    first = self.peer.is_none(),
+                    outcome = tracing::field::Empty,
+                );
+                if let Some(tp) = &traceparent {
+                    crate::telemetry::continue_trace(&span, tp);
+                }
+                self.answer(&span).await;
+                // The first answer's span ends when the peer connects (or fails); re-offers end here.
+                if self.peer.is_some() && !self.connected && self.join_span.is_none() {
+                    self.join_span = Some(span);
+                }
+            }
             Decision::Lost => {
                 if let Err(e) = self.ctx.store.mark_lost(&self.key, now()).await {
                     tracing::warn!(key = %self.key, "cannot mark a lost session: {e}");
@@ -158,7 +182,8 @@ impl Session {
         }
     }
 
-    async fn answer(&mut self) {
+    async fn answer(&mut self, span: &tracing::Span) {
+        let started = std::time::Instant::now();
         let claim = self
             .ctx
             .store
@@ -169,10 +194,15 @@ impl Session {
                 self.ctx.codecs.clone(),
                 now(),
             )
+            .instrument(tracing::info_span!(parent: span, "firestore.claim"))
             .await;
         let request = match claim {
             Ok(Claim::Answer(request)) => request,
             Ok(Claim::Rejected(error)) => {
+                span.record("outcome", error.code.as_str());
+                self.ctx
+                    .instruments
+                    .join(started.elapsed().as_secs_f64(), "refused");
                 tracing::info!(key = %self.key, code = error.code.as_str(), "offer refused: {}", error.message);
                 self.finished = self.peer.is_none();
                 return;
@@ -187,7 +217,6 @@ impl Session {
                 return;
             }
         };
-        let started = std::time::Instant::now();
         self.uid = request.uid.clone();
         let negotiated = self
             .ctx
@@ -197,11 +226,16 @@ impl Session {
                 request.display_name.clone(),
                 request.sdp.clone(),
             )
+            .instrument(tracing::info_span!(parent: span, "media.negotiate"))
             .await;
         let negotiated = match negotiated {
             Ok(n) => n,
             Err(e) => {
                 let error = negotiation_error(&e);
+                span.record("outcome", error.code.as_str());
+                self.ctx
+                    .instruments
+                    .join(started.elapsed().as_secs_f64(), "refused");
                 tracing::info!(key = %self.key, code = error.code.as_str(), "offer not negotiated: {e}");
                 if let Err(e) = self
                     .ctx
@@ -241,14 +275,21 @@ impl Session {
                 },
                 now(),
             )
+            .instrument(tracing::info_span!(parent: span, "firestore.write_answer"))
             .await;
         match written {
-            Ok(true) => tracing::info!(
-                key = %self.key,
-                revision = request.revision,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "answer written"
-            ),
+            Ok(true) => {
+                self.ctx
+                    .instruments
+                    .join(started.elapsed().as_secs_f64(), "answered");
+                span.record("outcome", "answered");
+                tracing::info!(
+                    key = %self.key,
+                    revision = request.revision,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "answer written"
+                )
+            }
             Ok(false) => {
                 // The client re-offered or left while we answered; its next state decides.
                 self.recheck().await;
@@ -286,6 +327,9 @@ impl Session {
 
     async fn connected(&mut self) {
         self.connected = true;
+        if let Some(span) = self.join_span.take() {
+            span.record("outcome", "connected");
+        }
         if let Err(e) = self.ctx.store.mark_connected(&self.key, now()).await {
             tracing::warn!(key = %self.key, "cannot mark a session connected: {e}");
         }

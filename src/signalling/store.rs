@@ -238,6 +238,30 @@ impl Store {
         Ok(listener)
     }
 
+    /// Every session waiting for an answer, as listener observations. The sweep that calls
+    /// this catches offers a listener missed (the emulator's listeners occasionally do);
+    /// handling is idempotent, so offers seen twice cost nothing.
+    pub async fn pending_offers(&self) -> Result<Vec<Observation>, FirestoreError> {
+        let docs = self
+            .db
+            .fluent()
+            .select()
+            .from(SESSIONS)
+            .all_descendants()
+            .filter(|q| q.for_all([q.field("state").eq(SessionState::Offered.as_str())]))
+            .query()
+            .await?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|doc| {
+                let key = session_key_of(&doc.name)?;
+                let updated = doc.update_time.as_ref().map(micros).unwrap_or_default();
+                let doc = FirestoreDb::deserialize_doc_to::<Value>(&doc).ok()?;
+                Some(Observation::Changed { key, updated, doc })
+            })
+            .collect())
+    }
+
     pub async fn read(&self, key: &SessionKey) -> Result<Option<Value>, FirestoreError> {
         let parent = self.db.parent_path(ROOMS, &key.room)?;
         let doc = self

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod otlp;
 pub mod sidecar;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};

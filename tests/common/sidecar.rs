@@ -138,9 +138,11 @@ pub struct Sidecar {
     pub db: String,
 }
 
+#[derive(Default)]
 pub struct SidecarOptions {
     pub join_key_pem: Option<String>,
     pub bridge: Option<(String, String)>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Sidecar {
@@ -169,6 +171,9 @@ impl Sidecar {
             std::fs::write(&path, public_pem).unwrap();
             cmd.env("FIRESFU_BRIDGE_ISSUER", issuer)
                 .env("FIRESFU_BRIDGE_PUBLIC_KEY_FILE", path);
+        }
+        for (k, v) in options.env {
+            cmd.env(k, v);
         }
         let child = cmd
             .stdout(Stdio::from(file.try_clone().unwrap()))
@@ -249,6 +254,16 @@ impl Sidecar {
             login["accessToken"].as_str().unwrap().to_owned(),
             login["user"].clone(),
         )
+    }
+}
+
+impl Sidecar {
+    /// SIGTERM and wait (the process flushes its telemetry on the way out).
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 }
 

@@ -34,6 +34,8 @@ export interface JoinOptions {
   uid: string;
   displayName: string;
   token: string | null;
+  /** The sidecar's `traceparent`, so the server's join span joins the same trace. */
+  traceparent?: string;
   /** Tracks to publish (sendonly). */
   stream?: MediaStream;
   /** Receive slots to offer up front (more are added when the server asks). */
@@ -140,6 +142,7 @@ export class RoomSession {
         uid: this.opts.uid,
         displayName: this.opts.displayName,
         token: this.opts.token,
+        ...(this.opts.traceparent ? { traceparent: this.opts.traceparent } : {}),
         offer: { sdp, revision: 1 },
         state: "offered",
         createdAt: serverTimestamp(),

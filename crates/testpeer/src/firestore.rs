@@ -98,6 +98,7 @@ impl SessionDoc {
         display_name: &str,
         uid: &str,
         token: Option<&str>,
+        traceparent: Option<&str>,
         sdp: &str,
     ) -> anyhow::Result<()> {
         #[derive(serde::Serialize, serde::Deserialize)]
@@ -107,6 +108,8 @@ impl SessionDoc {
             display_name: String,
             uid: String,
             token: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            traceparent: Option<String>,
             offer: Value,
             state: String,
             created_at: FirestoreTimestamp,
@@ -118,6 +121,7 @@ impl SessionDoc {
             display_name: display_name.to_owned(),
             uid: uid.to_owned(),
             token: token.map(str::to_owned),
+            traceparent: traceparent.map(str::to_owned),
             offer: json!({"sdp": sdp, "revision": 1}),
             state: "offered".into(),
             created_at: ts(now),

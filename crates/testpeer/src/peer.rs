@@ -32,6 +32,8 @@ pub struct PeerSpec {
     pub token: Option<String>,
     /// The `uid` written into the session document (default `uid-<session>`).
     pub uid: Option<String>,
+    /// W3C trace context to pass to the server (the sidecar's join response carries one).
+    pub traceparent: Option<String>,
     pub publish_audio: bool,
     pub publish_video: bool,
     pub recv_audio: usize,
@@ -50,6 +52,7 @@ impl PeerSpec {
             display_name: session.into(),
             token: None,
             uid: None,
+            traceparent: None,
             publish_audio: true,
             publish_video: true,
             recv_audio: 0,
@@ -230,8 +233,14 @@ async fn drive(
         .uid
         .clone()
         .unwrap_or_else(|| format!("uid-{}", spec.session));
-    doc.create(&spec.display_name, &uid, spec.token.as_deref(), &offer)
-        .await?;
+    doc.create(
+        &spec.display_name,
+        &uid,
+        spec.token.as_deref(),
+        spec.traceparent.as_deref(),
+        &offer,
+    )
+    .await?;
     let now = Instant::now();
     ep.signalled_at = Some(now);
     let mut pending: Option<(SdpPendingOffer, i64, Instant)> = Some((first, 1, now));

@@ -20,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 mod routing;
 
+use crate::telemetry::metrics::MediaInstruments;
+
 use super::demux::{Demux, Route};
 use super::forward::ForwardTable;
 use super::peer::{ForwardError, Peer, PeerOutput, PeerSetup};
@@ -69,6 +71,11 @@ impl EngineHandle {
 
     pub fn stats(&self) -> MediaStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The shared counters (refreshed every second), for metric observers.
+    pub fn stats_handle(&self) -> Arc<Mutex<MediaStats>> {
+        self.stats.clone()
     }
 
     pub async fn negotiate(
@@ -188,6 +195,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                     events: event_tx,
                     stats: MediaStats::default(),
                     shared,
+                    instruments: MediaInstruments::default(),
                     dirty: Vec::new(),
                     outputs: Vec::new(),
                     inbound: Vec::new(),
@@ -233,6 +241,7 @@ struct Engine {
     events: mpsc::UnboundedSender<MediaEvent>,
     stats: MediaStats,
     shared: Arc<Mutex<MediaStats>>,
+    instruments: MediaInstruments,
     /// Peers touched since the last drain (may repeat; deduplicated when drained).
     dirty: Vec<PeerId>,
     /// Reused buffers, so that a drain allocates nothing in the steady state.
@@ -399,8 +408,10 @@ impl Engine {
                         }
                     }
                     PeerOutput::Failed => closing.push(id),
+                    PeerOutput::Nack => self.stats.nacks_received += 1,
                     PeerOutput::Media { mid, packet } => {
                         self.stats.rtp_in += 1;
+                        self.stats.rtp_bytes_in += packet.payload.len() as u64;
                         // Padding-only packets are the publisher's bandwidth probes toward us;
                         // forwarding them would only spend subscribers' bandwidth.
                         if packet.payload.is_empty() {
@@ -436,6 +447,7 @@ impl Engine {
                 match subscriber.forward(now, &slot.mid, &packet) {
                     Ok(()) => {
                         self.stats.rtp_forwarded += 1;
+                        self.stats.rtp_bytes_forwarded += packet.payload.len() as u64;
                         touched.push(slot.subscriber);
                     }
                     Err(ForwardError::Unforwardable(Unforwardable::CodecMismatch)) => {
@@ -489,12 +501,26 @@ impl Engine {
             tracing::info!(peer = id.0, "closing a peer that went silent");
             self.close_peer(now, id, CloseReason::Timeout);
         }
+        for peer in self.peers.values_mut().filter(|p| p.connected) {
+            let (rtt, loss) = peer.quality(now);
+            self.instruments.peer_quality(rtt, loss);
+        }
         self.publish_stats();
     }
 
     fn publish_stats(&mut self) {
         self.stats.peers = self.peers.len();
         self.stats.rooms = self.rooms.len();
+        self.stats.tracks_published = self
+            .peers
+            .values()
+            .map(|p| p.published_count() as u64)
+            .sum();
+        self.stats.tracks_forwarded = self
+            .peers
+            .values()
+            .map(|p| p.slot_sources().count() as u64)
+            .sum();
         self.stats.kernel_receive_drops = self.drops.as_ref().and_then(DropCounter::read);
         if let Ok(mut shared) = self.shared.lock() {
             *shared = self.stats.clone();
