@@ -10,6 +10,8 @@ echo "== fmt"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== web: type check"
+(cd web && npx --no-install tsc -p .)
 
 logs="$FIRESFU_ROOT/target/test-logs"
 mkdir -p "$logs"
@@ -23,8 +25,11 @@ echo "postgres at $FIRESFU_TEST_PG"
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2
 
-if [ -f tests/browser/run.sh ]; then
-  echo "== browser smoke test"
-  bash tests/browser/run.sh
-fi
+echo "== firestore.rules"
+(cd web && FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" node --test test/rules.test.mjs)
+
+echo "== browser: smoke test (Chromium and a str0m peer)"
+bash tests/browser/smoke.sh
+echo "== browser: the meeting app (two Chromium users)"
+bash tests/browser/app.sh
 echo "== all tests passed"

@@ -55,7 +55,8 @@ fn codec(mime: &str, pt: u8, clock_rate: u32, channels: u16, fmtp: &str) -> RTCR
 }
 
 /// A media engine with the configured codecs and the default interceptors (NACK responder and
-/// generator, sender/receiver reports, TWCC feedback).
+/// generator, sender/receiver reports, TWCC feedback), plus the relay that lets subscribers'
+/// keyframe requests reach us.
 pub fn build_media_engine(
     support: &CodecSupport,
 ) -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
@@ -89,7 +90,10 @@ pub fn build_media_engine(
     for c in video {
         engine.register_codec(c, RtpCodecKind::Video)?;
     }
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?.with(
+        super::keyframe_relay::slot(),
+        super::keyframe_relay::KeyframeRelay::default(),
+    );
     Ok((engine, registry))
 }
 

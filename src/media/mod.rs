@@ -10,6 +10,7 @@ pub mod demux;
 mod engine;
 mod forward;
 pub mod keyframe;
+mod keyframe_relay;
 pub mod offer;
 mod peer;
 pub mod rewrite;
@@ -157,6 +158,11 @@ pub enum SessionEvent {
     Connected,
     Closed(CloseReason),
     ViewChanged(SessionView),
+    /// Every few seconds: ICE round-trip time and the loss of what the peer publishes.
+    Quality {
+        rtt_ms: Option<f64>,
+        loss: Option<f64>,
+    },
 }
 
 /// Counters the engine keeps; read by telemetry and benchmarks.

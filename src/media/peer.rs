@@ -35,6 +35,7 @@ use rtc::rtp_transceiver::{
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::StatsSelector;
+use rtc::statistics::report::RTCStatsReportEntry;
 
 use super::codecs::{build_media_engine, codec_descs, ext_descs};
 use super::keyframe::{DEFAULT_INTERVAL, KeyframeLimiter};
@@ -56,6 +57,8 @@ pub struct PeerSetup {
 /// A publish m-line of this peer.
 struct Publish {
     receiver: RTCRtpReceiverId,
+    /// Keyframes exist only in video: audio tracks get no keyframe requests.
+    video: bool,
     /// Learned when the first packet opens the track; needed to address keyframe requests.
     ssrc: Option<u32>,
     /// A keyframe was asked for before the track started: ask as soon as it does.
@@ -72,12 +75,6 @@ struct Slot {
     exts: Vec<ExtDesc>,
     sequencer: SlotSequencer,
     source: Option<(TrackRef, Translation)>,
-}
-
-#[derive(Debug, Clone)]
-enum TrackRole {
-    Publish(String),
-    Slot(String),
 }
 
 /// What the engine must act on after feeding a peer.
@@ -107,7 +104,8 @@ pub struct Peer {
     /// Our host candidates, added with the first answer.
     candidates: Vec<SocketAddr>,
     has_candidates: bool,
-    roles: HashMap<String, TrackRole>,
+    /// rtc's track id of each published (received) track → its m-line.
+    published_tracks: HashMap<String, String>,
     publishes: HashMap<String, Publish>,
     slots: HashMap<String, Slot>,
     pub last_heard: Instant,
@@ -165,7 +163,7 @@ impl Peer {
             pc,
             candidates: setup.candidates.clone(),
             has_candidates: false,
-            roles: HashMap::new(),
+            published_tracks: HashMap::new(),
             publishes: HashMap::new(),
             slots: HashMap::new(),
             last_heard: now,
@@ -295,7 +293,7 @@ impl Peer {
         summary: &OfferSummary,
         by_mid: &HashMap<String, RTCRtpTransceiverId>,
     ) {
-        self.roles.clear();
+        self.published_tracks.clear();
         let mut publishes = HashMap::new();
         let mut slots = HashMap::new();
         for m in &summary.media {
@@ -307,13 +305,13 @@ impl Peer {
                 if let Some(mut r) = self.pc.rtp_receiver(receiver) {
                     let params = r.get_parameters().rtp_parameters.clone();
                     let track_id = r.track().track_id().clone();
-                    self.roles
-                        .insert(track_id, TrackRole::Publish(m.mid.clone()));
+                    self.published_tracks.insert(track_id, m.mid.clone());
                     let old = self.publishes.remove(&m.mid);
                     publishes.insert(
                         m.mid.clone(),
                         Publish {
                             receiver,
+                            video: m.kind == super::MediaKind::Video,
                             ssrc: old.as_ref().and_then(|p| p.ssrc),
                             keyframe_waiting: old.as_ref().is_some_and(|p| p.keyframe_waiting),
                             codecs: codec_descs(&params),
@@ -328,9 +326,7 @@ impl Peer {
                 let sender = RTCRtpSenderId::from(id);
                 if let Some(mut s) = self.pc.rtp_sender(sender) {
                     let params = s.get_parameters().rtp_parameters.clone();
-                    let track_id = s.track().track_id().clone();
                     let ssrc = s.track().ssrcs().next().unwrap_or_default();
-                    self.roles.insert(track_id, TrackRole::Slot(m.mid.clone()));
                     let old = self.slots.remove(&m.mid);
                     let (sequencer, source) = match old {
                         Some(old) => (old.sequencer, old.source),
@@ -441,7 +437,7 @@ impl Peer {
                     _ => {}
                 },
                 RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-                    if let Some(TrackRole::Publish(mid)) = self.roles.get(&init.track_id).cloned() {
+                    if let Some(mid) = self.published_tracks.get(&init.track_id).cloned() {
                         self.track_started(now, &mid, init.ssrc);
                     }
                 }
@@ -451,32 +447,44 @@ impl Peer {
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
             match message {
                 RTCMessage::RtpPacket(track_id, packet) => {
-                    if let Some(TrackRole::Publish(mid)) = self.roles.get(&track_id).cloned() {
+                    if let Some(mid) = self.published_tracks.get(&track_id).cloned() {
                         if self.publishes.get(&mid).is_some_and(|p| p.ssrc.is_none()) {
                             self.track_started(now, &mid, packet.header.ssrc);
                         }
                         out.push(PeerOutput::Media { mid, packet });
                     }
                 }
-                RTCMessage::RtcpPacket(track_id, packets) => {
-                    if let Some(TrackRole::Slot(mid)) = self.roles.get(&track_id) {
-                        let wants_keyframe = packets.iter().any(|p| {
-                            let any = p.as_any();
-                            any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-                        });
-                        if wants_keyframe {
-                            out.push(PeerOutput::KeyframeRequest { slot: mid.clone() });
-                        }
-                        if packets
-                            .iter()
-                            .any(|p| p.as_any().is::<TransportLayerNack>())
-                        {
+                RTCMessage::RtcpPacket(_, packets) => {
+                    // rtc attributes a compound RTCP packet to the track of its *first*
+                    // packet's first SSRC: often the browser's own sender report, so a PLI in
+                    // the same compound would look like it concerned a published track. Each
+                    // feedback packet names the stream it is about: route by that.
+                    for packet in &packets {
+                        let any = packet.as_any();
+                        if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                            self.keyframe_wanted(pli.media_ssrc, out);
+                        } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                            for entry in &fir.fir {
+                                self.keyframe_wanted(entry.ssrc, out);
+                            }
+                        } else if any.is::<TransportLayerNack>() {
                             out.push(PeerOutput::Nack);
                         }
                     }
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A subscriber asked for a keyframe of the stream we send it with `ssrc`.
+    fn keyframe_wanted(&self, ssrc: u32, out: &mut Vec<PeerOutput>) {
+        if let Some(mid) = self
+            .slots
+            .iter()
+            .find_map(|(mid, slot)| (slot.sequencer.ssrc() == ssrc).then_some(mid))
+        {
+            out.push(PeerOutput::KeyframeRequest { slot: mid.clone() });
         }
     }
 
@@ -519,7 +527,7 @@ impl Peer {
     /// Asks this publisher for a keyframe on `mid`, within the rate limit. True when sent.
     /// Before the track has started the request waits for its first packet.
     pub fn request_keyframe(&mut self, now: Instant, mid: &str) -> bool {
-        let Some(p) = self.publishes.get_mut(mid) else {
+        let Some(p) = self.publishes.get_mut(mid).filter(|p| p.video) else {
             return false;
         };
         if p.ssrc.is_none() {
@@ -581,7 +589,20 @@ impl Peer {
             .candidate_pairs()
             .filter(|p| p.nominated && p.current_round_trip_time > 0.0)
             .map(|p| p.current_round_trip_time)
-            .next();
+            .next()
+            // An ICE-lite server sends no connectivity checks of its own, so its candidate
+            // pair rarely has an RTT; the subscriber's receiver reports on what we forward do.
+            .or_else(|| {
+                report
+                    .iter()
+                    .filter_map(|e| match e {
+                        RTCStatsReportEntry::RemoteInboundRtp(s) if s.round_trip_time > 0.0 => {
+                            Some(s.round_trip_time)
+                        }
+                        _ => None,
+                    })
+                    .reduce(f64::min)
+            });
         let (mut received, mut lost) = (0u64, 0i64);
         for s in report.inbound_rtp_streams() {
             received += s.received_rtp_stream_stats.packets_received;

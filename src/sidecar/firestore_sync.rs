@@ -8,7 +8,7 @@ use firestore::FirestoreDb;
 use firestore::errors::FirestoreError;
 use serde_json::json;
 
-use crate::signalling::protocol::{PARTICIPANTS, ROOMS, SESSIONS};
+use crate::signalling::protocol::{MEMBERS, PARTICIPANTS, ROOMS, SESSIONS};
 
 /// Chat messages (written by the web app) live in this subcollection of a room.
 pub const MESSAGES: &str = "messages";
@@ -27,7 +27,7 @@ pub async fn put_room(db: &FirestoreDb, id: &str, name: &str) -> Result<(), Fire
 /// Deletes a room document and everything under it.
 pub async fn delete_room(db: &FirestoreDb, id: &str) -> Result<(), FirestoreError> {
     let parent = db.parent_path(ROOMS, id)?;
-    for collection in [SESSIONS, PARTICIPANTS, MESSAGES] {
+    for collection in [SESSIONS, PARTICIPANTS, MESSAGES, MEMBERS] {
         let docs = db
             .fluent()
             .select()
@@ -79,7 +79,7 @@ pub async fn participant_counts(
 /// Deletes the user's session and chat documents in every room.
 pub async fn delete_user_documents(db: &FirestoreDb, uid: &str) -> Result<usize, FirestoreError> {
     let mut deleted = 0;
-    for collection in [SESSIONS, MESSAGES, PARTICIPANTS] {
+    for collection in [SESSIONS, MESSAGES, PARTICIPANTS, MEMBERS] {
         let docs = db
             .fluent()
             .select()

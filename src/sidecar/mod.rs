@@ -69,12 +69,22 @@ pub struct SidecarArgs {
     /// join response tells the browser to use the emulator's mock user token.
     #[arg(long, env = "FIRESFU_FIREBASE_SERVICE_ACCOUNT")]
     pub firebase_service_account: Option<PathBuf>,
+    /// Public Firebase web config for the browser app (production).
+    #[arg(long, env = "FIRESFU_FIREBASE_API_KEY")]
+    pub firebase_api_key: Option<String>,
+    #[arg(long, env = "FIRESFU_FIREBASE_AUTH_DOMAIN")]
+    pub firebase_auth_domain: Option<String>,
+    /// The Firestore emulator as the browser reaches it (default: FIRESTORE_EMULATOR_HOST).
+    #[arg(long, env = "FIRESFU_BROWSER_FIRESTORE_EMULATOR")]
+    pub browser_firestore_emulator: Option<String>,
     /// Where the web app's files are (served at `/`).
     #[arg(long, env = "FIRESFU_WEB_ROOT", default_value = "web/dist")]
     pub web_root: PathBuf,
 }
 
 pub struct Config {
+    /// What GET /v1/config tells the browser.
+    pub public: serde_json::Value,
     pub join_token_ttl: Duration,
     pub access_token_ttl: Duration,
     pub trust_forwarded_for: bool,
@@ -100,6 +110,7 @@ pub fn router(state: AppState, web_root: PathBuf) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::serve))
         .route("/.well-known/jwks.json", get(join::jwks))
+        .route("/v1/config", get(public_config))
         .route("/v1/accounts", post(accounts::register))
         .route("/v1/sessions", post(accounts::login))
         .route("/v1/sessions/current", delete(accounts::logout))
@@ -155,6 +166,11 @@ async fn method_not_allowed() -> Problem {
     )
 }
 
+/// Everything the browser app needs to start: the public Firebase config (no secret).
+async fn public_config(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(state.config.public.clone())
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -207,7 +223,17 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         Some(path) => join::FirebaseTokens::service_account(path)?,
         None => join::FirebaseTokens::Emulator,
     };
+    let emulator = args
+        .browser_firestore_emulator
+        .clone()
+        .or_else(|| args.gcp.firestore_emulator_host.clone());
+    let public = serde_json::json!({
+        "firebase": {"projectId": args.gcp.project, "apiKey": args.firebase_api_key.clone().unwrap_or_else(|| "demo-key".into()),
+                     "authDomain": args.firebase_auth_domain},
+        "firestoreEmulator": emulator,
+    });
     let config = Config {
+        public,
         join_token_ttl: Duration::from_secs(args.join_token_secs.clamp(30, 600)),
         access_token_ttl: Duration::from_secs(args.access_token_secs.max(60)),
         trust_forwarded_for: args.trust_forwarded_for,

@@ -225,6 +225,9 @@ fn schemas() -> Value {
                 "properties": {"uid": string, "customToken": string, "emulator": {"type": "boolean"}}}}},
         "BridgeRequest": {"type": "object", "properties": {"token": string}, "required": ["token"]},
         "Jwks": {"type": "object", "properties": {"keys": {"type": "array", "items": {"type": "object"}}}},
+        "PublicConfig": {"type": "object", "properties": {
+            "firebase": {"type": "object", "properties": {"projectId": string, "apiKey": string, "authDomain": {"type": ["string", "null"]}}},
+            "firestoreEmulator": {"type": ["string", "null"], "description": "host:port of the Firestore emulator (development)"}}},
     })
 }
 

@@ -81,6 +81,7 @@ impl Driver {
                     .listener_lag((now_us - updated) as f64 / 1e6);
                 self.seen.insert(key.clone(), updated);
                 let holding = self.sessions.contains_key(&key);
+                let media = doc.get("media").filter(|m| m.is_object()).cloned();
                 match decide(
                     &Observed::from_doc(&doc),
                     self.ctx.store.instance(),
@@ -99,6 +100,9 @@ impl Driver {
                         self.send(&key, SessionMsg::Work(work, traceparent));
                     }
                 }
+                if let Some(media) = media {
+                    self.send(&key, SessionMsg::Media(media));
+                }
             }
             Observation::Deleted { key } => {
                 self.seen.remove(&key);
@@ -113,6 +117,7 @@ impl Driver {
             SessionEvent::Connected => SessionMsg::Connected,
             SessionEvent::Closed(reason) => SessionMsg::EngineClosed(reason),
             SessionEvent::ViewChanged(view) => SessionMsg::View(view),
+            SessionEvent::Quality { rtt_ms, loss } => SessionMsg::Quality { rtt_ms, loss },
         };
         self.send(&event.session, msg);
     }

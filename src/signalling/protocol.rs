@@ -9,6 +9,8 @@ pub const PROTOCOL_VERSION: i64 = 1;
 pub const ROOMS: &str = "rooms";
 pub const SESSIONS: &str = "sessions";
 pub const PARTICIPANTS: &str = "participants";
+/// `rooms/{room}/members/{uid}`: who may read a room's roster and chat (server-written).
+pub const MEMBERS: &str = "members";
 /// `joinTokens/{jti}`: which session a join token admitted (single use). Server-only.
 pub const JOIN_TOKENS: &str = "joinTokens";
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;

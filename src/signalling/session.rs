@@ -30,6 +30,12 @@ pub enum SessionMsg {
     Connected,
     EngineClosed(CloseReason),
     View(SessionView),
+    /// The client's `media` field (which of its tracks are on), mirrored into the roster.
+    Media(serde_json::Value),
+    Quality {
+        rtt_ms: Option<f64>,
+        loss: Option<f64>,
+    },
 }
 
 /// What a session task tells the driver.
@@ -61,6 +67,8 @@ struct Session {
     view_version: u64,
     /// The first negotiation's span stays open until ICE/DTLS connect.
     join_span: Option<tracing::Span>,
+    /// The client's `media` field, if it wrote one.
+    media: Option<serde_json::Value>,
     finished: bool,
 }
 
@@ -82,6 +90,7 @@ pub async fn run_session(
         roster: None,
         view_version: 0,
         join_span: None,
+        media: None,
         finished: false,
     };
     let mut pending: VecDeque<SessionMsg> = VecDeque::new();
@@ -115,6 +124,8 @@ pub async fn run_session(
                 }
                 session.write_view(&view).await;
             }
+            SessionMsg::Media(media) => session.media_changed(media).await,
+            SessionMsg::Quality { rtt_ms, loss } => session.quality(rtt_ms, loss).await,
         }
     }
     if !session.finished
@@ -303,17 +314,69 @@ impl Session {
         }
     }
 
+    /// What the roster says is on: the client's `media` field, or everything it publishes.
+    fn media_value(&self) -> serde_json::Value {
+        self.media.clone().unwrap_or_else(|| {
+            let tracks = self
+                .roster
+                .as_ref()
+                .map(|r| r.tracks.as_slice())
+                .unwrap_or(&[]);
+            serde_json::json!({
+                "audio": tracks.iter().any(|(_, k)| *k == crate::media::MediaKind::Audio),
+                "video": tracks.iter().any(|(_, k)| *k == crate::media::MediaKind::Video),
+            })
+        })
+    }
+
+    async fn media_changed(&mut self, media: serde_json::Value) {
+        if self.media.as_ref() == Some(&media) {
+            return;
+        }
+        self.media = Some(media.clone());
+        if self.roster.is_some()
+            && let Err(e) = self
+                .ctx
+                .store
+                .update_participant(&self.key, serde_json::json!({ "media": media }), &["media"])
+                .await
+        {
+            tracing::warn!(key = %self.key, "cannot update the roster's media state: {e}");
+        }
+    }
+
+    async fn quality(&self, rtt_ms: Option<f64>, loss: Option<f64>) {
+        if self.roster.is_none() {
+            return;
+        }
+        let quality = serde_json::json!({ "quality": { "rttMs": rtt_ms, "loss": loss } });
+        if let Err(e) = self
+            .ctx
+            .store
+            .update_participant(&self.key, quality, &["quality"])
+            .await
+        {
+            tracing::warn!(key = %self.key, "cannot update the roster's quality: {e}");
+        }
+    }
+
     async fn write_participant(&self) {
         let Some(roster) = &self.roster else {
             return;
         };
         let t = now();
+        if let Some(uid) = &self.uid
+            && let Err(e) = self.ctx.store.put_member(&self.key.room, uid, t).await
+        {
+            tracing::warn!(key = %self.key, "cannot write the member document: {e}");
+        }
         if let Err(e) = self
             .ctx
             .store
             .put_participant(
                 &self.key,
                 roster,
+                &self.media_value(),
                 self.uid.clone(),
                 self.joined.unwrap_or(t),
                 t + self.ctx.live_ttl,
@@ -412,10 +475,20 @@ impl Session {
     }
 
     async fn remove_participant(&self) {
-        if self.roster.is_some()
-            && let Err(e) = self.ctx.store.delete_participant(&self.key).await
-        {
+        if self.roster.is_none() {
+            return;
+        }
+        if let Err(e) = self.ctx.store.delete_participant(&self.key).await {
             tracing::warn!(key = %self.key, "cannot delete the participant document: {e}");
+        }
+        if let Some(uid) = &self.uid
+            && let Err(e) = self
+                .ctx
+                .store
+                .remove_member_unless_present(&self.key, uid)
+                .await
+        {
+            tracing::warn!(key = %self.key, "cannot remove the member document: {e}");
         }
     }
 }

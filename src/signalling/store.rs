@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::admission::Admission;
 use super::decide::{Decision, Observed, decide};
 use super::protocol::{
-    ErrorCode, JOIN_TOKENS, PARTICIPANTS, ROOMS, SESSIONS, SessionError, SessionState,
+    ErrorCode, JOIN_TOKENS, MEMBERS, PARTICIPANTS, ROOMS, SESSIONS, SessionError, SessionState,
 };
 use super::validate::{OfferRequest, validate_offer};
 use crate::jointoken::JoinClaims;
@@ -127,6 +127,8 @@ struct ParticipantDoc {
     display_name: String,
     uid: Option<String>,
     tracks: Vec<Value>,
+    /// Which of its tracks the participant has on (the session document's `media`).
+    media: Value,
     instance: String,
     joined_at: FirestoreTimestamp,
     updated_at: FirestoreTimestamp,
@@ -487,10 +489,12 @@ impl Store {
         self.update_existing(key, &write).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_participant(
         &self,
         key: &SessionKey,
         roster: &Roster,
+        media: &Value,
         uid: Option<String>,
         joined: SystemTime,
         expires: SystemTime,
@@ -505,6 +509,7 @@ impl Store {
                 .iter()
                 .map(|(mid, kind)| json!({"mid": mid, "kind": kind.as_str()}))
                 .collect(),
+            media: media.clone(),
             instance: self.instance.clone(),
             joined_at: timestamp(joined),
             updated_at: timestamp(now),
@@ -518,6 +523,92 @@ impl Store {
             .parent(&parent)
             .object(&doc)
             .execute::<()>()
+            .await
+    }
+
+    /// Updates some fields of the session's roster entry (media state, quality).
+    pub async fn update_participant(
+        &self,
+        key: &SessionKey,
+        fields: Value,
+        mask: &[&str],
+    ) -> Result<(), FirestoreError> {
+        let parent = self.db.parent_path(ROOMS, &key.room)?;
+        let result = self
+            .db
+            .fluent()
+            .update()
+            .fields(mask.iter().copied())
+            .in_col(PARTICIPANTS)
+            .precondition(FirestoreWritePrecondition::Exists(true))
+            .document_id(&key.session)
+            .parent(&parent)
+            .object(&fields)
+            .execute::<()>()
+            .await;
+        match result {
+            Err(FirestoreError::DataNotFoundError(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// `rooms/{room}/members/{uid}`: the rules let members read the roster and the chat.
+    pub async fn put_member(
+        &self,
+        room: &str,
+        uid: &str,
+        now: SystemTime,
+    ) -> Result<(), FirestoreError> {
+        let parent = self.db.parent_path(ROOMS, room)?;
+        #[derive(Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Member {
+            uid: String,
+            since: FirestoreTimestamp,
+        }
+        self.db
+            .fluent()
+            .update()
+            .in_col(MEMBERS)
+            .document_id(uid)
+            .parent(&parent)
+            .object(&Member {
+                uid: uid.to_owned(),
+                since: timestamp(now),
+            })
+            .execute::<()>()
+            .await
+    }
+
+    /// Removes the member unless another of its sessions is still in the room.
+    pub async fn remove_member_unless_present(
+        &self,
+        key: &SessionKey,
+        uid: &str,
+    ) -> Result<(), FirestoreError> {
+        let parent = self.db.parent_path(ROOMS, &key.room)?;
+        let others = self
+            .db
+            .fluent()
+            .select()
+            .from(PARTICIPANTS)
+            .parent(&parent)
+            .filter(|q| q.for_all([q.field("uid").eq(uid)]))
+            .query()
+            .await?;
+        if others
+            .iter()
+            .any(|d| !d.name.ends_with(&format!("/{}", key.session)))
+        {
+            return Ok(());
+        }
+        self.db
+            .fluent()
+            .delete()
+            .from(MEMBERS)
+            .parent(&parent)
+            .document_id(uid)
+            .execute()
             .await
     }
 

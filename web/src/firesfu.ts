@@ -38,6 +38,10 @@ export interface JoinOptions {
   traceparent?: string;
   /** Tracks to publish (sendonly). */
   stream?: MediaStream;
+  /** Kinds to publish even when `stream` has no track of that kind (yet). */
+  sendSlots?: ("audio" | "video")[];
+  /** Which published tracks are on; mirrored into the roster for the other participants. */
+  media?: { audio: boolean; video: boolean };
   /** Receive slots to offer up front (more are added when the server asks). */
   initialSlots?: { audio: number; video: number };
   onChange?: (session: RoomSession) => void;
@@ -95,6 +99,11 @@ export class RoomSession {
     for (const track of opts.stream?.getTracks() ?? []) {
       s.pc.addTransceiver(track, { direction: "sendonly", streams: [opts.stream!] });
     }
+    // A send slot without a track yet (camera off at join): `replaceTrack` fills it later
+    // without a re-offer.
+    for (const kind of opts.sendSlots ?? []) {
+      if (!s.sender(kind)) s.pc.addTransceiver(kind, { direction: "sendonly" });
+    }
     for (let i = 0; i < (opts.initialSlots?.audio ?? 0); i++) s.pc.addTransceiver("audio", { direction: "recvonly" });
     for (let i = 0; i < (opts.initialSlots?.video ?? 0); i++) s.pc.addTransceiver("video", { direction: "recvonly" });
     await s.offer();
@@ -123,6 +132,12 @@ export class RoomSession {
       .filter((t) => t.direction === "recvonly" && t.receiver.track.kind === kind).length;
   }
 
+  /** The sender of this session's published track of `kind`, if it publishes one. */
+  sender(kind: "audio" | "video"): RTCRtpSender | null {
+    const t = this.pc.getTransceivers().find((t) => t.direction === "sendonly" && t.receiver.track.kind === kind);
+    return t?.sender ?? null;
+  }
+
   /** The participant whose media arrives on a transceiver, from `slots`. */
   participantOf(transceiver: RTCRtpTransceiver): SlotInfo | null {
     return transceiver.mid ? this.slots[transceiver.mid] ?? null : null;
@@ -143,6 +158,7 @@ export class RoomSession {
         displayName: this.opts.displayName,
         token: this.opts.token,
         ...(this.opts.traceparent ? { traceparent: this.opts.traceparent } : {}),
+        ...(this.opts.media ? { media: this.opts.media } : {}),
         offer: { sdp, revision: 1 },
         state: "offered",
         createdAt: serverTimestamp(),
@@ -206,9 +222,20 @@ export class RoomSession {
     this.opts.onChange?.(this);
   }
 
+  /** Tells the room which of this session's tracks are on (mute, camera off). */
+  async setMedia(media: { audio: boolean; video: boolean }): Promise<void> {
+    this.opts.media = media;
+    await updateDoc(this.ref, { media });
+  }
+
   async leave(): Promise<void> {
     this.unsubscribe?.();
-    await updateDoc(this.ref, { state: "closed" });
     this.pc.close();
+    if (this.state !== "closed" && this.state !== "failed") await updateDoc(this.ref, { state: "closed" });
+  }
+
+  /** True once the server ended the session (then join again with a new session). */
+  get ended(): boolean {
+    return this.state === "failed" || this.state === "closed";
   }
 }

@@ -35,6 +35,8 @@ use super::{
 
 /// How often silent peers are looked for and shared statistics refreshed.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Every this many housekeeping ticks, each peer's quality is reported to signalling.
+const QUALITY_REPORT_EVERY: u64 = 5;
 /// Datagrams read per wake-up before peers are drained (bounds latency under load).
 const READ_BATCH: usize = 256;
 
@@ -192,6 +194,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                     forwards: ForwardTable::default(),
                     next_id: 1,
                     views_made: 0,
+                    housekeeping_ticks: 0,
                     events: event_tx,
                     stats: MediaStats::default(),
                     shared,
@@ -238,6 +241,7 @@ struct Engine {
     forwards: ForwardTable,
     next_id: u64,
     views_made: u64,
+    housekeeping_ticks: u64,
     events: mpsc::UnboundedSender<MediaEvent>,
     stats: MediaStats,
     shared: Arc<Mutex<MediaStats>>,
@@ -501,9 +505,18 @@ impl Engine {
             tracing::info!(peer = id.0, "closing a peer that went silent");
             self.close_peer(now, id, CloseReason::Timeout);
         }
+        self.housekeeping_ticks += 1;
+        let report = self.housekeeping_ticks.is_multiple_of(QUALITY_REPORT_EVERY);
+        let mut qualities = Vec::new();
         for peer in self.peers.values_mut().filter(|p| p.connected) {
             let (rtt, loss) = peer.quality(now);
             self.instruments.peer_quality(rtt, loss);
+            if report {
+                qualities.push((peer.id, rtt.map(|r| r * 1000.0), loss));
+            }
+        }
+        for (id, rtt_ms, loss) in qualities {
+            self.emit(id, SessionEvent::Quality { rtt_ms, loss });
         }
         self.publish_stats();
     }

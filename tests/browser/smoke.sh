@@ -5,38 +5,12 @@
 # Chromium never offers loopback ICE candidates, so everything runs inside a network namespace
 # made here, with a veth pair (10.77.0.1, 10.77.0.2) whose addresses Chromium does use.
 set -euo pipefail
-source "$(dirname "$0")/../../scripts/lib.sh"
+source "$(dirname "$0")/lib.sh"
 cd "$FIRESFU_ROOT"
 
-ns="fsfu-smoke-$$"
-logs="$FIRESFU_ROOT/target/test-logs/browser"
-artifacts="$FIRESFU_ROOT/target/test-artifacts"
-mkdir -p "$logs" "$artifacts"
-project="demo-smoke"
 room="smoke"
+browser_setup smoke demo-smoke
 
-cleanup() {
-  stop_groups
-  ip netns del "$ns" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-make_netns "$ns"
-in_ns=(ip netns exec "$ns")
-export IN_NETNS="$ns"
-
-(cd web && node build.mjs)
-cargo build --quiet -p firesfu -p testpeer --bins
-
-emulator="127.0.0.1:8081"
-start_group FIRESTORE "$logs/firestore-emulator.log" "${in_ns[@]}" \
-  gcloud emulators firestore start --host-port="$emulator"
-wait_http "http://$emulator/" Ok 90
-
-# The browser writes as a signed-in user, so the project's rules apply to it.
-rules=$(python3 -c 'import json,sys; print(json.dumps({"rules":{"files":[{"name":"firestore.rules","content":open("firestore.rules").read()}]}}))')
-"${in_ns[@]}" curl -fsS -X PUT -H "Content-Type: application/json" \
-  "http://$emulator/emulator/v1/projects/$project:securityRules" -d "$rules" >/dev/null
 "${in_ns[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
   "http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/$room" \
   -d '{"fields":{"name":{"stringValue":"Smoke"}}}' >/dev/null
@@ -78,8 +52,5 @@ assert chromium["ok"] and decoded > 0, "Chromium decoded nothing"
 assert got.get("video", 0) > 0 and got.get("audio", 0) > 0, "the str0m peer received nothing from Chromium"
 assert peer["corrupt"] == 0
 PY
-if [ "$status" -ne 0 ]; then
-  echo "browser smoke test FAILED; logs in $logs" >&2
-  tail -n 30 "$logs/chromium.log" "$logs/broadcast.log" >&2 || true
-fi
+[ "$status" -eq 0 ] || show_failure "$logs/chromium.log" "$logs/broadcast.log"
 exit "$status"

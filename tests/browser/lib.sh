@@ -1,0 +1,38 @@
+# What the browser tests share: a network namespace (Chromium never offers loopback ICE
+# candidates, so browser, server and emulator all run inside one, on a veth pair 10.77.0.1 /
+# 10.77.0.2 whose addresses Chromium does use), the bundled web app, the binaries and a
+# Firestore emulator with the project's rules loaded.
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
+# browser_setup NAME PROJECT: sets ns, in_ns, logs, artifacts, emulator; exports IN_NETNS.
+browser_setup() {
+  local name=$1
+  project=$2
+  ns="fsfu-$name-$$"
+  logs="$FIRESFU_ROOT/target/test-logs/browser-$name"
+  artifacts="$FIRESFU_ROOT/target/test-artifacts"
+  mkdir -p "$logs" "$artifacts"
+  trap 'stop_groups; stop_postgres; ip netns del "$ns" 2>/dev/null || true' EXIT
+  make_netns "$ns"
+  in_ns=(ip netns exec "$ns")
+  export IN_NETNS="$ns"
+
+  (cd "$FIRESFU_ROOT/web" && node build.mjs)
+  (cd "$FIRESFU_ROOT" && cargo build --quiet -p firesfu -p testpeer --bins)
+
+  emulator="127.0.0.1:8081"
+  start_group FIRESTORE "$logs/firestore-emulator.log" "${in_ns[@]}" \
+    gcloud emulators firestore start --host-port="$emulator"
+  wait_http "http://$emulator/" Ok 90
+  # Browsers write as signed-in users, so the project's rules apply to them.
+  local rules
+  rules=$(python3 -c 'import json,sys; print(json.dumps({"rules":{"files":[{"name":"firestore.rules","content":open(sys.argv[1]).read()}]}}))' "$FIRESFU_ROOT/firestore.rules")
+  "${in_ns[@]}" curl -fsS -X PUT -H "Content-Type: application/json" \
+    "http://$emulator/emulator/v1/projects/$project:securityRules" -d "$rules" >/dev/null
+}
+
+# show_failure LOG...: the tail of each log, on stderr.
+show_failure() {
+  echo "browser test FAILED; logs in $logs" >&2
+  tail -n 40 "$@" >&2 || true
+}

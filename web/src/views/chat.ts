@@ -1,0 +1,63 @@
+// The room's text chat: rooms/{roomId}/messages, readable and writable by the room's members
+// (firestore.rules), immutable, at most 500 characters.
+import { addDoc, collection, limitToLast, onSnapshot, orderBy, query, serverTimestamp, type Firestore, type Timestamp } from "firebase/firestore";
+import { h } from "../dom";
+import { watch } from "../watch";
+
+const MAX_CHARS = 500;
+const HISTORY = 200;
+
+export interface Chat {
+  element: HTMLElement;
+  attach: (db: Firestore, roomId: string, me: { uid: string; displayName: string }) => void;
+  detach: () => void;
+}
+
+export function chatPanel(): Chat {
+  const list = h("ol.messages", { "aria-live": "polite" });
+  const error = h("p.error", { role: "alert" });
+  const input = h("input", { name: "chat", maxLength: MAX_CHARS, placeholder: "Message everyone", autocomplete: "off", disabled: true });
+  let target: { db: Firestore; roomId: string; me: { uid: string; displayName: string } } | null = null;
+  let stop: (() => void) | null = null;
+  const form = h("form.send", {
+    onsubmit: async (e: Event) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (!text || !target) return;
+      error.textContent = "";
+      try {
+        await addDoc(collection(target.db, "rooms", target.roomId, "messages"), {
+          uid: target.me.uid, displayName: target.me.displayName, text, createdAt: serverTimestamp(),
+        });
+        input.value = "";
+      } catch (err) {
+        error.textContent = `Not sent: ${(err as Error).message}`;
+      }
+    },
+  }, input, h("button", { type: "submit" }, "Send"));
+
+  const draw = (docs: { uid: string; displayName: string; text: string; createdAt: Timestamp | null }[]) => {
+    list.replaceChildren(...docs.map((m) => h("li", { dataset: { mine: String(m.uid === target?.me.uid) } },
+      h("span.who", {}, m.displayName),
+      h("time", {}, m.createdAt ? m.createdAt.toDate().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : ""),
+      h("p.text", {}, m.text))));
+    list.scrollTop = list.scrollHeight;
+  };
+
+  return {
+    element: h("aside.chat", { "aria-label": "Chat" }, h("h2", {}, "Chat"), list, error, form),
+    attach(db, roomId, me) {
+      target = { db, roomId, me };
+      if (stop) return;
+      const q = query(collection(db, "rooms", roomId, "messages"), orderBy("createdAt"), limitToLast(HISTORY));
+      stop = watch((onError) => onSnapshot(q, (snap) => {
+        input.disabled = false;
+        draw(snap.docs.map((d) => d.data({ serverTimestamps: "estimate" }) as never));
+      }, onError), "chat");
+    },
+    detach() {
+      stop?.();
+      stop = null;
+    },
+  };
+}

@@ -1,0 +1,210 @@
+// The meeting app as two people use it (Debian's Chromium, fake camera and microphone): Alice
+// on a desktop, Bob on a phone-sized screen. Each step asserts what the user sees. Prints a
+// JSON summary; exits 1 on the first failure. Screenshots go to the artifacts folder.
+import { mkdirSync } from "node:fs";
+import { launchChromium } from "./browser.mjs";
+
+const [url, artifacts] = process.argv.slice(2);
+mkdirSync(artifacts, { recursive: true });
+const TIMEOUT = 30_000;
+const suffix = Math.random().toString(36).slice(2, 8);
+const alice = { name: `alice-${suffix}`, password: "correct horse battery" };
+const bob = { name: `bob-${suffix}`, password: "staple battery horse" };
+const summary = { steps: [] };
+const started = Date.now();
+
+function step(name) {
+  summary.steps.push({ name, atMs: Date.now() - started });
+  console.error(`[step] ${name}`);
+}
+
+async function open(browser, viewport, who) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("console", (m) => console.error(`[${who}] ${m.text()}`));
+  page.on("pageerror", (e) => console.error(`[${who}] page error: ${e.message}`));
+  await page.goto(url);
+  return page;
+}
+
+async function register(page, user) {
+  await page.getByRole("heading", { name: "firesfu — realtime meetings" }).waitFor();
+  await page.fill("input[name=username]", user.name);
+  await page.fill("input[name=password]", user.password);
+  await page.click("button[name=register]");
+  await page.getByRole("heading", { name: "Rooms" }).waitFor();
+}
+
+/** The other participant's tile in `page`, by display name. */
+const tile = (page, user) => page.locator(`article.tile[data-participant="${user.name}"]`);
+
+/** Polls `fn(arg)` in the page (it may be async) until it returns something truthy. */
+async function until(page, what, fn, arg) {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    const value = await page.evaluate(fn, arg);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** What `page` receives from `from`, once it decodes their video and gets their audio. */
+async function receives(page, from) {
+  return until(page, `media from ${from.name}`, async (name) => {
+    const inbound = (await window.firesfuInbound?.()) ?? [];
+    const mine = inbound.filter((r) => r.participant === name);
+    const video = mine.some((r) => r.kind === "video" && r.framesDecoded > 0);
+    const audio = mine.some((r) => r.kind === "audio" && r.packets > 0);
+    return video && audio && mine;
+  }, from.name);
+}
+
+async function roomCount(page, roomName, count) {
+  await page.waitForFunction(([name, n]) => [...document.querySelectorAll("article.room-card")].some((c) =>
+    c.querySelector("h3")?.textContent === name && c.querySelector(".count")?.dataset.count === String(n)),
+  [roomName, count], { timeout: TIMEOUT, polling: 200 });
+}
+
+const browser = await launchChromium();
+let ok = false;
+try {
+  const a = await open(browser, { width: 1280, height: 800 }, "alice");
+  const b = await open(browser, { width: 390, height: 844 }, "bob");
+
+  step("inline errors on the landing page");
+  await a.fill("input[name=username]", alice.name);
+  await a.fill("input[name=password]", "short");
+  await a.click("button[name=register]");
+  await a.waitForFunction(() => document.querySelector("p.error")?.textContent?.includes("password"));
+  summary.shortPasswordError = await a.textContent("p.error");
+
+  step("both register");
+  await register(a, alice);
+  await register(b, bob);
+
+  step("alice creates a room with an image");
+  const roomName = `Standup ${suffix}`;
+  await a.click("button[name=create-room]");
+  await a.fill("input[name=room-name]", roomName);
+  await a.locator("dialog .image-option").nth(1).click();
+  const chosenImage = await a.locator("dialog .image-option").nth(1).getAttribute("data-image-id");
+  await a.getByRole("button", { name: "Create" }).click();
+
+  step("bob sees the room in his grid, with nobody in it");
+  await roomCount(b, roomName, 0);
+  summary.bobSeesImage = await b.locator("article.room-card", { hasText: roomName }).locator("img").getAttribute("src");
+  if (!summary.bobSeesImage?.includes(chosenImage)) throw new Error(`room card shows ${summary.bobSeesImage}, not image ${chosenImage}`);
+  if (await b.locator("article.room-card", { hasText: roomName }).locator("button[name=change-image]").count()) {
+    throw new Error("bob can change the image of alice's room");
+  }
+
+  step("alice joins from the pre-join screen (preview, devices on)");
+  await a.locator("video.preview").waitFor();
+  await a.click("button[name=join]");
+  const aliceJoinedAt = Date.now();
+  await roomCount(b, roomName, 1);
+
+  step("bob joins with the camera and microphone on");
+  await b.locator("article.room-card", { hasText: roomName }).click();
+  await b.click("button[name=join]");
+  const bobJoinedAt = Date.now();
+
+  step("each decodes the other's video and receives their audio");
+  summary.aliceReceives = await receives(a, bob);
+  summary.bobReceives = await receives(b, alice);
+  summary.mediaBothWaysMs = Date.now() - bobJoinedAt;
+  summary.aliceWaitedMs = Date.now() - aliceJoinedAt;
+  await tile(a, bob).and(a.locator("[data-video=true]")).waitFor();
+  await tile(b, alice).and(b.locator("[data-video=true]")).waitFor();
+
+  step("RTT and quality are shown for the other participant");
+  for (const [page, other] of [[a, bob], [b, alice]]) {
+    await page.waitForFunction((name) => {
+      const t = document.querySelector(`article.tile[data-participant="${name}"]`);
+      return t?.querySelector(".rtt")?.dataset.rttMs && ["good", "fair", "poor"].includes(t.querySelector(".quality")?.dataset.grade);
+    }, other.name, { timeout: TIMEOUT, polling: 250 });
+  }
+  summary.aliceSeesBob = await tile(a, bob).locator(".stats").textContent();
+  summary.bobSeesAlice = await tile(b, alice).locator(".stats").textContent();
+  await a.screenshot({ path: `${artifacts}/room-desktop.png` });
+  await b.screenshot({ path: `${artifacts}/room-phone.png` });
+
+  step("bob mutes: alice sees the muted icon");
+  await b.click("button[name=mic]");
+  await tile(a, bob).locator(".muted-icon").waitFor({ state: "visible" });
+
+  step("bob stops his camera: alice sees his placeholder");
+  await b.click("button[name=camera]");
+  await tile(a, bob).locator(".placeholder").waitFor({ state: "visible" });
+  await tile(a, bob).locator("video").waitFor({ state: "hidden" });
+
+  step("bob starts his camera again: alice decodes it again");
+  const before = summary.aliceReceives.find((r) => r.participant === bob.name && r.kind === "video")?.framesDecoded ?? 0;
+  await b.click("button[name=camera]");
+  await tile(a, bob).locator("video").waitFor({ state: "visible" });
+  await until(a, "bob's video again", async ([name, n]) => ((await window.firesfuInbound?.()) ?? [])
+    .some((r) => r.participant === name && r.kind === "video" && r.framesDecoded > n + 10), [bob.name, before]);
+
+  step("chat: alice writes, bob reads");
+  const text = `hello from alice ${suffix}`;
+  await a.fill("input[name=chat]", text);
+  await a.press("input[name=chat]", "Enter");
+  await b.waitForFunction((t) => [...document.querySelectorAll(".messages .text")].some((e) => e.textContent === t), text);
+  await b.click("button[name=chat-toggle]");
+  await b.screenshot({ path: `${artifacts}/chat-phone.png` });
+  await b.click("button[name=chat-toggle]");
+
+  step("bob leaves: his tile disappears for alice; the grid counts one");
+  await b.click("button[name=leave]");
+  await tile(a, bob).waitFor({ state: "detached" });
+  await roomCount(b, roomName, 1);
+
+  step("alice leaves: the grid counts nobody");
+  await a.click("button[name=leave]");
+  await roomCount(b, roomName, 0);
+
+  step("alice changes her room's image");
+  const card = a.locator("article.room-card", { hasText: roomName });
+  await card.locator("button[name=change-image]").click();
+  await a.locator("dialog .image-option").nth(2).click();
+  const newImage = await a.locator("dialog .image-option").nth(2).getAttribute("data-image-id");
+  await a.getByRole("button", { name: "Save" }).click();
+  await b.waitForFunction(([name, id]) => [...document.querySelectorAll("article.room-card")].some((c) =>
+    c.querySelector("h3")?.textContent === name && c.querySelector("img")?.getAttribute("src")?.includes(id)), [roomName, newImage]);
+  await b.screenshot({ path: `${artifacts}/rooms-phone.png` });
+  await a.screenshot({ path: `${artifacts}/rooms-desktop.png` });
+
+  step("bob erases his account (after confirming) and cannot sign in again");
+  await b.click("button[name=user-menu]");
+  await b.click("button[name=erase]");
+  await b.fill("input[name=confirm-username]", bob.name);
+  await b.getByRole("button", { name: "Erase account" }).click();
+  await b.getByText("Your account was erased.").waitFor();
+  await b.fill("input[name=username]", bob.name);
+  await b.fill("input[name=password]", bob.password);
+  await b.click("button[name=login]");
+  await b.waitForFunction(() => (document.querySelector("p.error")?.textContent ?? "").length > 0);
+  summary.erasedLoginError = await b.textContent("p.error");
+  ok = true;
+} catch (e) {
+  summary.failure = String(e?.stack ?? e);
+  summary.debug = [];
+  for (const page of browser.contexts().map((c) => c.pages()[0])) {
+    summary.debug.push(await page?.evaluate(async () => ({
+      url: location.href, session: window.firesfuDebug?.(), inbound: await window.firesfuInbound?.(),
+      stats: await window.firesfuStats?.(),
+    })).catch((err) => String(err)));
+  }
+  summary.serverStats = await fetch("http://127.0.0.1:8080/stats").then((r) => r.json()).catch((err) => String(err));
+  for (const [i, page] of browser.contexts().map((c) => c.pages()[0]).entries()) {
+    await page?.screenshot({ path: `${artifacts}/app-failure-${i}.png` }).catch(() => {});
+  }
+} finally {
+  await browser.close();
+}
+summary.ok = ok;
+summary.totalMs = Date.now() - started;
+console.log(JSON.stringify(summary, null, 1));
+process.exit(ok ? 0 : 1);

@@ -1,0 +1,127 @@
+// firestore.rules against the Firestore emulator, as browsers see them (node --test).
+// FIRESTORE_EMULATOR_HOST must point at a running emulator (make test starts one).
+import { readFileSync } from "node:fs";
+import { after, before, beforeEach, describe, it } from "node:test";
+import {
+  assertFails,
+  assertSucceeds,
+  initializeTestEnvironment,
+} from "@firebase/rules-unit-testing";
+import {
+  addDoc, collection, deleteDoc, doc, getDoc, getDocs, serverTimestamp, setDoc, Timestamp, updateDoc,
+} from "firebase/firestore";
+
+const [host, port] = process.env.FIRESTORE_EMULATOR_HOST.split(":");
+let env;
+
+const offer = (revision = 1) => ({ sdp: "v=0\r\n", revision });
+const session = (uid, extra = {}) => ({
+  v: 1, uid, displayName: "Ada", token: null, offer: offer(), state: "offered",
+  expiresAt: Timestamp.fromMillis(Date.now() + 3600_000), ...extra,
+});
+
+before(async () => {
+  env = await initializeTestEnvironment({
+    projectId: `demo-rules-${Date.now()}`,
+    firestore: { host, port: Number(port), rules: readFileSync(new URL("../../firestore.rules", import.meta.url), "utf8") },
+  });
+});
+after(async () => env?.cleanup());
+
+beforeEach(async () => {
+  await env.clearFirestore();
+  await env.withSecurityRulesDisabled(async (ctx) => {
+    const db = ctx.firestore();
+    await setDoc(doc(db, "rooms/r1"), { name: "Room" });
+    await setDoc(doc(db, "rooms/r1/sessions/theirs"), session("bob"));
+    await setDoc(doc(db, "rooms/r1/participants/theirs"), { displayName: "Bob", uid: "bob" });
+    await setDoc(doc(db, "rooms/r1/members/bob"), { uid: "bob" });
+    await setDoc(doc(db, "rooms/r1/messages/m1"), { uid: "bob", displayName: "Bob", text: "hi" });
+    await setDoc(doc(db, "joinTokens/j1"), { session: "r1/theirs" });
+  });
+});
+
+const as = (uid) => env.authenticatedContext(uid).firestore();
+const anon = () => env.unauthenticatedContext().firestore();
+const mine = (db, id = "s1") => doc(db, `rooms/r1/sessions/${id}`);
+
+describe("rooms", () => {
+  it("signed-in users read rooms", () => assertSucceeds(getDoc(doc(as("ada"), "rooms/r1"))));
+  it("anonymous users do not", () => assertFails(getDoc(doc(anon(), "rooms/r1"))));
+  it("browsers never write rooms", () => assertFails(setDoc(doc(as("ada"), "rooms/r2"), { name: "x" })));
+});
+
+describe("sessions", () => {
+  it("a user creates their own session with an offer", () => assertSucceeds(setDoc(mine(as("ada")), session("ada"))));
+  it("not for another uid", () => assertFails(setDoc(mine(as("ada")), session("bob"))));
+  it("not without signing in", () => assertFails(setDoc(mine(anon()), session("ada"))));
+  it("not in a room that does not exist", () => assertFails(setDoc(doc(as("ada"), "rooms/nope/sessions/s1"), session("ada"))));
+  it("not with a server field", () => assertFails(setDoc(mine(as("ada")), session("ada", { answer: { sdp: "x", revision: 1 } }))));
+  it("not with a first revision other than 1", () => assertFails(setDoc(mine(as("ada")), session("ada", { offer: offer(2) }))));
+  it("not with an SDP over 64 KiB", () => assertFails(setDoc(mine(as("ada")), session("ada", { offer: { sdp: "x".repeat(65537), revision: 1 } }))));
+  it("not with a display name over 64 characters", () => assertFails(setDoc(mine(as("ada")), session("ada", { displayName: "x".repeat(65) }))));
+  it("not with an expiry more than a day ahead", () => assertFails(setDoc(mine(as("ada")), session("ada", { expiresAt: Timestamp.fromMillis(Date.now() + 3 * 86400_000) }))));
+  it("a user reads their own session but not another's", async () => {
+    await setDoc(mine(as("ada")), session("ada"));
+    await assertSucceeds(getDoc(mine(as("ada"))));
+    await assertFails(getDoc(mine(as("ada"), "theirs")));
+  });
+  it("re-offers must raise the revision", async () => {
+    const db = as("ada");
+    await setDoc(mine(db), session("ada"));
+    await assertFails(updateDoc(mine(db), { offer: offer(1), state: "offered" }));
+    await assertSucceeds(updateDoc(mine(db), { offer: offer(2), state: "offered" }));
+  });
+  it("a client cannot write the answer, the state answered or the slots", async () => {
+    const db = as("ada");
+    await setDoc(mine(db), session("ada"));
+    await assertFails(updateDoc(mine(db), { answer: { sdp: "x", revision: 1 } }));
+    await assertFails(updateDoc(mine(db), { state: "answered" }));
+    await assertFails(updateDoc(mine(db), { slots: {} }));
+  });
+  it("leaving: closed, or delete", async () => {
+    const db = as("ada");
+    await setDoc(mine(db), session("ada"));
+    await assertSucceeds(updateDoc(mine(db), { state: "closed" }));
+    await assertSucceeds(deleteDoc(mine(db)));
+  });
+  it("media on/off is writable, as booleans only", async () => {
+    const db = as("ada");
+    await setDoc(mine(db), session("ada"));
+    await assertSucceeds(updateDoc(mine(db), { media: { audio: false, video: true } }));
+    await assertFails(updateDoc(mine(db), { media: { audio: "off" } }));
+  });
+  it("nobody else may touch a user's session", () => assertFails(updateDoc(mine(as("ada"), "theirs"), { state: "closed" })));
+});
+
+describe("roster and chat", () => {
+  it("non-members cannot read the roster", () => assertFails(getDocs(collection(as("ada"), "rooms/r1/participants"))));
+  it("members read the roster", () => assertSucceeds(getDocs(collection(as("bob"), "rooms/r1/participants"))));
+  it("nobody writes the roster", () => assertFails(setDoc(doc(as("bob"), "rooms/r1/participants/x"), { displayName: "x" })));
+  it("non-members cannot read or post chat", async () => {
+    await assertFails(getDocs(collection(as("ada"), "rooms/r1/messages")));
+    await assertFails(addDoc(collection(as("ada"), "rooms/r1/messages"), { uid: "ada", displayName: "Ada", text: "hi", createdAt: serverTimestamp() }));
+  });
+  it("members read and post chat", async () => {
+    await assertSucceeds(getDocs(collection(as("bob"), "rooms/r1/messages")));
+    await assertSucceeds(addDoc(collection(as("bob"), "rooms/r1/messages"), { uid: "bob", displayName: "Bob", text: "hello", createdAt: serverTimestamp() }));
+  });
+  it("chat messages are bounded and attributed", async () => {
+    const msgs = collection(as("bob"), "rooms/r1/messages");
+    await assertFails(addDoc(msgs, { uid: "bob", displayName: "Bob", text: "x".repeat(501), createdAt: serverTimestamp() }));
+    await assertFails(addDoc(msgs, { uid: "bob", displayName: "Bob", text: "", createdAt: serverTimestamp() }));
+    await assertFails(addDoc(msgs, { uid: "ada", displayName: "Ada", text: "spoof", createdAt: serverTimestamp() }));
+    await assertFails(addDoc(msgs, { uid: "bob", displayName: "Bob", text: "old", createdAt: Timestamp.fromMillis(0) }));
+    await assertFails(addDoc(msgs, { uid: "bob", displayName: "Bob", text: "x", createdAt: serverTimestamp(), pinned: true }));
+  });
+  it("chat messages are immutable", async () => {
+    await assertFails(updateDoc(doc(as("bob"), "rooms/r1/messages/m1"), { text: "edited" }));
+    await assertFails(deleteDoc(doc(as("bob"), "rooms/r1/messages/m1")));
+  });
+  it("users read only their own membership", async () => {
+    await assertSucceeds(getDoc(doc(as("bob"), "rooms/r1/members/bob")));
+    await assertFails(getDoc(doc(as("ada"), "rooms/r1/members/bob")));
+    await assertFails(setDoc(doc(as("ada"), "rooms/r1/members/ada"), { uid: "ada" }));
+  });
+  it("join-token bookkeeping is server-only", () => assertFails(getDoc(doc(as("bob"), "joinTokens/j1"))));
+});
