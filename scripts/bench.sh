@@ -105,6 +105,12 @@ wait_http "http://127.0.0.1:8088/janus/info" janus 30
 "${in_ns[@]}" taskset -c 1 "$bench" forward-janus --url http://127.0.0.1:8088/janus --pgid "$PID_JANUS" \
   --subscribers "$subscribers" --seconds "$seconds" --bind-ip 10.77.0.2 2>"$out/janus.json"
 
+echo "== fleet: failover after kill -9 and room placement (Firestore + Pub/Sub emulators, loopback)"
+start_firestore_emulator "$out/logs"
+start_pubsub_emulator "$out/logs" demo-bench
+BENCH_FAILOVERS=${BENCH_FAILOVERS:-10} cargo test --quiet --test fleet fleet_benchmark -- --ignored --nocapture \
+  2>"$out/logs/fleet.log" | grep '^FLEET-BENCH ' | sed 's/^FLEET-BENCH //' >"$out/fleet.jsonl"
+
 echo "== summary"
 python3 - "$out" "$subscribers" <<'PY' | tee "$out/summary.md"
 import json, sys
@@ -139,4 +145,8 @@ print(f"| SRTP+UDP floor (GCM / AES-CM-SHA1) | {gcm:.2f} / {floor['AES_CM_128_HM
 print(f"| firesfu ÷ Janus | {fires['usPerForwardedPacket']/janus['usPerForwardedPacket']:.2f} |")
 print(f"| firesfu ÷ floor (GCM) | {fires['usPerForwardedPacket']/gcm:.2f} |")
 print(f"| Janus ÷ floor (GCM) | {janus['usPerForwardedPacket']/gcm:.2f} |")
+for line in open(f"{out}/fleet.jsonl"):
+    f = json.loads(line)
+    print(f"| failover kill -9 → media again for all, {f['report_ms']/1000:.0f} s reports, {f['stale_ms']/1000:.0f} s staleness, ms (n={f['runs']}) | p50 {f['failover_p50_ms']}, p95 {f['failover_p95_ms']}, max {max(f['failover_ms'])} |")
+    print(f"| room created → assignment written, ms (n={f['runs']}) | p50 {f['placement_p50_ms']}, p95 {f['placement_p95_ms']} |")
 PY

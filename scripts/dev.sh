@@ -36,8 +36,16 @@ advertise=${advertise:-127.0.0.1}
 udp_port=${FIRESFU_UDP_PORT:-4443}
 http_port=${APP_PORT:-8080}
 
+monitor_port=${FIRESFU_MONITOR_PORT:-8070}
+start_group MONITOR "$logs/monitor.log" env \
+  GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
+  PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" APP_PORT="$monitor_port" FIRESFU_HTTP_BIND_IP=127.0.0.1 \
+  target/debug/firesfu monitor
+wait_http "http://127.0.0.1:$monitor_port/healthz" ok 30
+
 start_group BROADCAST "$logs/broadcast.log" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
+  PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" FIRESFU_FLEET=true \
   FIRESFU_UDP_BIND="0.0.0.0:$udp_port" FIRESFU_ADVERTISE_IPS="$advertise" \
   FIRESFU_JWKS_URL="http://127.0.0.1:$sidecar_port/.well-known/jwks.json" APP_PORT="$http_port" \
   target/debug/firesfu broadcast
@@ -50,7 +58,8 @@ firesfu is running (project $project):
   Firestore emulator   http://$FIRESTORE_EMULATOR_HOST
   Pub/Sub emulator     http://$PUBSUB_EMULATOR_HOST
   PostgreSQL           $FIRESFU_TEST_PG/firesfu
-  broadcast            media udp $advertise:$udp_port, http://127.0.0.1:$http_port/stats (join tokens required)
+  broadcast            media udp $advertise:$udp_port, http://127.0.0.1:$http_port/stats (join tokens required, fleet mode)
+  monitor              http://127.0.0.1:$monitor_port/status (places rooms on broadcast instances)
   logs                 $logs/
   join from a client   docs/signalling.md; a join token from the API (docs/sidecar.md):
                        curl -s -XPOST localhost:$sidecar_port/v1/accounts -H content-type:application/json -d '{"username":"ada","password":"correct horse battery"}'

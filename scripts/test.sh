@@ -16,9 +16,11 @@ echo "== web: type check"
 logs="$FIRESFU_ROOT/target/test-logs"
 mkdir -p "$logs"
 trap 'stop_groups; stop_postgres' EXIT
-echo "== emulators and PostgreSQL"
+echo "== emulators (Firestore, Pub/Sub) and PostgreSQL"
 start_firestore_emulator "$logs"
 echo "firestore emulator at $FIRESTORE_EMULATOR_HOST"
+start_pubsub_emulator "$logs" demo-test
+echo "pub/sub emulator at $PUBSUB_EMULATOR_HOST"
 start_postgres "$FIRESFU_ROOT/target/test-pg"
 echo "postgres at $FIRESFU_TEST_PG"
 

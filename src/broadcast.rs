@@ -84,7 +84,24 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     )
     .await?;
 
-    let store = Arc::new(Store::new(db, instance.clone()));
+    let fleet_store = crate::fleet::store::FleetStore::new(db.clone());
+    let store = Arc::new(Store::new(db, instance.clone()).with_placement(args.fleet));
+    let instruments = Arc::new(crate::telemetry::metrics::SignallingInstruments::default());
+    let (draining_tx, draining) = tokio::sync::watch::channel(false);
+    let reporter = if args.fleet {
+        Some(
+            start_reporter(
+                &args,
+                &instance,
+                engine.clone(),
+                draining,
+                instruments.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let (observations_tx, observations) = mpsc::unbounded_channel();
     let mut listener = store.listen(observations_tx.clone()).await?;
     let sweeper = tokio::spawn(sweep_pending_offers(store.clone(), observations_tx));
@@ -95,7 +112,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         driver: driver_tx,
         admission,
         codecs,
-        instruments: Arc::new(crate::telemetry::metrics::SignallingInstruments::default()),
+        instruments,
         live_ttl: Duration::from_secs(args.session_ttl_secs.max(60)),
     };
     tracing::info!(
@@ -105,24 +122,114 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         media = %engine.local_addr(),
         candidates = ?engine.candidates(),
         http = %http,
+        fleet = args.fleet,
         "broadcast is serving"
     );
 
+    let stop = stop_signal(args.fleet.then(|| Drain {
+        instance: instance.clone(),
+        store: fleet_store,
+        engine: engine.clone(),
+        draining: draining_tx,
+        grace: Duration::from_secs(args.drain_grace_secs),
+    }));
     Driver::new(ctx, driver_rx)
         .run(
             observations,
             media_events,
-            shutdown_signal(),
+            stop,
             Duration::from_secs(args.shutdown_grace_secs),
         )
         .await;
     sweeper.abort();
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
     let _ = listener.shutdown().await;
     if let Ok(engine) = Arc::try_unwrap(engine) {
         engine.join();
     }
     tracing::info!("broadcast stopped");
     Ok(())
+}
+
+async fn start_reporter(
+    args: &BroadcastArgs,
+    instance: &str,
+    engine: Arc<crate::media::EngineHandle>,
+    draining: tokio::sync::watch::Receiver<bool>,
+    instruments: Arc<crate::telemetry::metrics::SignallingInstruments>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use crate::fleet::reporter::{ReportBuilder, ReporterConfig};
+    crate::gcp::ensure_topic(&args.gcp.project, &args.pubsub).await?;
+    let publisher = crate::gcp::pubsub_publisher(&args.gcp.project, &args.pubsub).await?;
+    let builder = ReportBuilder::new(ReporterConfig {
+        instance: instance.to_owned(),
+        addresses: engine.candidates().iter().map(|a| a.to_string()).collect(),
+        capacity: crate::fleet::proto::Capacity {
+            max_rooms: args.max_rooms,
+            max_participants: args.max_participants,
+            max_published_tracks: args.max_published_tracks,
+        },
+        interval: Duration::from_millis(args.load_report_ms.max(100)),
+    });
+    Ok(tokio::spawn(crate::fleet::reporter::run(
+        publisher,
+        engine,
+        builder,
+        draining,
+        instruments,
+    )))
+}
+
+/// How a fleet instance drains before it stops.
+struct Drain {
+    instance: String,
+    store: crate::fleet::store::FleetStore,
+    engine: Arc<crate::media::EngineHandle>,
+    draining: tokio::sync::watch::Sender<bool>,
+    grace: Duration,
+}
+
+/// Resolves when the daemon should stop. Standalone: at the first SIGTERM/SIGINT. In a fleet
+/// the first signal starts draining (the reports say so, the monitor moves the rooms away and
+/// ends their sessions with `room-moved`); it resolves when no room is assigned here and no
+/// peer is left, after the grace period, or at a second signal.
+async fn stop_signal(drain: Option<Drain>) {
+    shutdown_signal().await;
+    let Some(drain) = drain else {
+        return;
+    };
+    let _ = drain.draining.send(true);
+    tracing::info!(
+        grace_s = drain.grace.as_secs(),
+        "draining: waiting for the monitor to move this instance's rooms"
+    );
+    let deadline = tokio::time::Instant::now() + drain.grace;
+    let second = shutdown_signal();
+    tokio::pin!(second);
+    loop {
+        tokio::select! {
+            _ = &mut second => {
+                tracing::info!("second signal: stopping now");
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("drain grace period over: stopping with sessions left");
+                return;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let peers = drain.engine.stats().peers;
+        match drain.store.rooms_assigned_to(&drain.instance).await {
+            Ok(0) if peers == 0 => {
+                tracing::info!("drained: no room and no peer left");
+                return;
+            }
+            Ok(rooms) => tracing::debug!(rooms, peers, "draining"),
+            Err(e) => tracing::warn!("cannot count the rooms still assigned here: {e}"),
+        }
+    }
 }
 
 /// Every few seconds, offers still waiting for an answer go through the driver again, in case

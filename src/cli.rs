@@ -27,6 +27,9 @@ pub enum Command {
     Broadcast(BroadcastArgs),
     /// The HTTP API for users, rooms, room images and join tokens (PostgreSQL).
     Sidecar(crate::sidecar::SidecarArgs),
+    /// Consume load reports, place every room on one broadcast instance, move rooms off dead
+    /// or draining instances (one leader at a time, elected by a Firestore lease).
+    Monitor(crate::fleet::monitor::MonitorArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -123,6 +126,28 @@ pub struct BroadcastArgs {
     /// On SIGTERM, how long to wait for session documents to be closed, seconds.
     #[arg(long, env = "FIRESFU_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// Run as part of a fleet: publish load reports, answer only rooms the monitor assigned to
+    /// this instance, drain on SIGTERM. Off: a standalone instance answering every room.
+    #[arg(long, env = "FIRESFU_FLEET", default_value_t = false, action = ArgAction::Set)]
+    pub fleet: bool,
+    #[command(flatten)]
+    pub pubsub: crate::gcp::PubsubArgs,
+    /// Load report interval, milliseconds.
+    #[arg(long, env = "FIRESFU_LOAD_REPORT_MS", default_value_t = 2000)]
+    pub load_report_ms: u64,
+    /// Most rooms the monitor may place here (0 = no limit).
+    #[arg(long, env = "FIRESFU_MAX_ROOMS", default_value_t = 0)]
+    pub max_rooms: u32,
+    /// Most participants before the monitor stops placing rooms here (0 = no limit).
+    #[arg(long, env = "FIRESFU_MAX_PARTICIPANTS", default_value_t = 0)]
+    pub max_participants: u32,
+    /// Most published tracks before the monitor stops placing rooms here (0 = no limit).
+    #[arg(long, env = "FIRESFU_MAX_PUBLISHED_TRACKS", default_value_t = 0)]
+    pub max_published_tracks: u32,
+    /// Draining (first SIGTERM in a fleet): exit once no room is assigned here and no peer is
+    /// left, or after this many seconds. A second signal exits at once.
+    #[arg(long, env = "FIRESFU_DRAIN_GRACE_SECS", default_value_t = 60)]
+    pub drain_grace_secs: u64,
 }
 
 #[cfg(test)]

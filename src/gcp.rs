@@ -90,3 +90,103 @@ pub async fn firestore(args: &GcpArgs) -> anyhow::Result<FirestoreDb> {
         )
     })
 }
+
+/// Pub/Sub: where load reports go.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PubsubArgs {
+    /// Pub/Sub emulator `host:port`. When set, clients use it with anonymous credentials.
+    #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
+    pub pubsub_emulator_host: Option<String>,
+    /// The topic load reports are published on (created when missing).
+    #[arg(long, env = "FIRESFU_LOAD_TOPIC", default_value = "firesfu-load")]
+    pub load_topic: String,
+}
+
+impl PubsubArgs {
+    pub fn topic_path(&self, project: &str) -> String {
+        format!("projects/{project}/topics/{}", self.load_topic)
+    }
+
+    /// The emulator endpoint and anonymous credentials, or nothing (Google, with ADC).
+    fn emulator(&self) -> Option<(String, google_cloud_auth::credentials::Credentials)> {
+        self.pubsub_emulator_host.as_deref().map(|host| {
+            (
+                with_scheme(host),
+                google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            )
+        })
+    }
+}
+
+/// Every Pub/Sub client goes through these builders, so the emulator rule holds for all.
+pub async fn pubsub_publisher(
+    project: &str,
+    args: &PubsubArgs,
+) -> anyhow::Result<google_cloud_pubsub::client::Publisher> {
+    let mut builder = google_cloud_pubsub::client::Publisher::builder(args.topic_path(project));
+    if let Some((endpoint, credentials)) = args.emulator() {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_credentials(credentials);
+    }
+    Ok(builder.build().await?)
+}
+
+pub async fn pubsub_subscriber(
+    args: &PubsubArgs,
+) -> anyhow::Result<google_cloud_pubsub::client::Subscriber> {
+    let mut builder = google_cloud_pubsub::client::Subscriber::builder();
+    if let Some((endpoint, credentials)) = args.emulator() {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_credentials(credentials);
+    }
+    Ok(builder.build().await?)
+}
+
+pub async fn pubsub_topic_admin(
+    args: &PubsubArgs,
+) -> anyhow::Result<google_cloud_pubsub::client::TopicAdmin> {
+    let mut builder = google_cloud_pubsub::client::TopicAdmin::builder();
+    if let Some((endpoint, credentials)) = args.emulator() {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_credentials(credentials);
+    }
+    Ok(builder.build().await?)
+}
+
+pub async fn pubsub_subscription_admin(
+    args: &PubsubArgs,
+) -> anyhow::Result<google_cloud_pubsub::client::SubscriptionAdmin> {
+    let mut builder = google_cloud_pubsub::client::SubscriptionAdmin::builder();
+    if let Some((endpoint, credentials)) = args.emulator() {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_credentials(credentials);
+    }
+    Ok(builder.build().await?)
+}
+
+/// Creates the load topic unless it exists.
+pub async fn ensure_topic(project: &str, args: &PubsubArgs) -> anyhow::Result<()> {
+    let admin = pubsub_topic_admin(args).await?;
+    match admin
+        .create_topic()
+        .set_name(args.topic_path(project))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_already_exists(&e) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create Pub/Sub topic {}: {e}",
+            args.load_topic
+        )),
+    }
+}
+
+pub fn is_already_exists(e: &google_cloud_pubsub::Error) -> bool {
+    e.status()
+        .is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::AlreadyExists)
+}

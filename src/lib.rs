@@ -6,11 +6,13 @@
 //! - [`sidecar`]: `firesfu sidecar`, users, rooms and join tokens on PostgreSQL;
 //! - [`jointoken`]: the join tokens the sidecar issues and broadcast instances verify;
 //! - [`gcp`]: Google clients, built so that emulators never leak traffic to Google;
-//! - [`telemetry`]: logs (and later traces and metrics).
+//! - [`fleet`]: load reports, room placement and `firesfu monitor`;
+//! - [`telemetry`]: logs, traces and metrics.
 #![forbid(unsafe_code)]
 
 pub mod broadcast;
 pub mod cli;
+pub mod fleet;
 pub mod gcp;
 pub mod http;
 pub mod jointoken;

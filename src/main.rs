@@ -11,11 +11,17 @@ async fn main() -> std::process::ExitCode {
             ("broadcast", id)
         }
         Command::Sidecar(_) => ("sidecar", firesfu::broadcast::host_instance("sidecar")),
+        Command::Monitor(args) => {
+            let id = firesfu::fleet::monitor::monitor_id(args);
+            args.monitor_id = Some(id.clone());
+            ("monitor", id)
+        }
     };
     let telemetry = firesfu::telemetry::init(&cli.common, component, &instance);
     let result = match cli.command {
         Command::Broadcast(args) => firesfu::broadcast::run(args).await,
         Command::Sidecar(args) => firesfu::sidecar::run(args).await,
+        Command::Monitor(args) => firesfu::fleet::monitor::run(args).await,
     };
     if let Err(e) = &result {
         tracing::error!("{e:#}");

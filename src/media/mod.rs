@@ -191,6 +191,18 @@ pub struct MediaStats {
     pub keyframe_requests: u64,
     /// Datagrams the kernel dropped because the receive buffer was full.
     pub kernel_receive_drops: Option<u64>,
+    /// Mean loss of what connected peers publish to us, parts per million.
+    pub loss_ppm: u32,
+    /// Per room (with at least one peer), for the fleet's load reports.
+    pub room_loads: Vec<RoomLoadStat>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomLoadStat {
+    pub room: String,
+    pub participants: u32,
+    pub published_tracks: u32,
+    pub forwarded_tracks: u32,
 }
 
 pub type Commands = mpsc::UnboundedSender<Command>;

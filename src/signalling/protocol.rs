@@ -90,6 +90,10 @@ pub enum ErrorCode {
     SessionLost,
     /// The server instance is shutting down.
     ServerShutdown,
+    /// The room was moved to another instance (the old one died or drains): join again.
+    RoomMoved,
+    /// No instance can take the room (or its instance is at its participant limit).
+    FleetFull,
 }
 
 impl ErrorCode {
@@ -113,10 +117,12 @@ impl ErrorCode {
             ErrorCode::PeerTimeout => "peer-timeout",
             ErrorCode::SessionLost => "session-lost",
             ErrorCode::ServerShutdown => "server-shutdown",
+            ErrorCode::RoomMoved => "room-moved",
+            ErrorCode::FleetFull => "fleet-full",
         }
     }
 
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidDocument,
         ErrorCode::UnsupportedVersion,
         ErrorCode::SdpTooLarge,
@@ -135,6 +141,8 @@ impl ErrorCode {
         ErrorCode::PeerTimeout,
         ErrorCode::SessionLost,
         ErrorCode::ServerShutdown,
+        ErrorCode::RoomMoved,
+        ErrorCode::FleetFull,
     ];
 }
 

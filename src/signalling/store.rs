@@ -74,6 +74,8 @@ pub struct AnswerWrite<'a> {
 pub struct Store {
     db: FirestoreDb,
     instance: String,
+    /// In a fleet, answer only sessions of rooms assigned to this instance.
+    placement: bool,
 }
 
 /// Writes to a session document; `None` fields are left untouched (the update mask is
@@ -185,7 +187,17 @@ type TxResult<T> = Result<T, BackoffError<FirestoreError>>;
 
 impl Store {
     pub fn new(db: FirestoreDb, instance: String) -> Self {
-        Store { db, instance }
+        Store {
+            db,
+            instance,
+            placement: false,
+        }
+    }
+
+    /// Serves only the rooms the monitor assigned to this instance (`rooms/{room}.assignment`).
+    pub fn with_placement(mut self, placement: bool) -> Self {
+        self.placement = placement;
+        self
     }
 
     pub fn instance(&self) -> &str {
@@ -289,7 +301,7 @@ impl Store {
         codecs: Arc<CodecSupport>,
         now: SystemTime,
     ) -> Result<Claim, FirestoreError> {
-        let (key, me) = (key.clone(), self.instance.clone());
+        let (key, me, placement) = (key.clone(), self.instance.clone(), self.placement);
         let unix_now = now
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -312,6 +324,16 @@ impl Store {
                         return Ok(Claim::Nothing);
                     };
                     let json: Value = FirestoreDb::deserialize_doc_to(&doc)?;
+                    // In a fleet, another instance's room is left to it (and an unplaced one
+                    // to the monitor, which places it or fails the session with fleet-full).
+                    if placement && let Some(room) = &room {
+                        let room: Value = FirestoreDb::deserialize_doc_to(room)?;
+                        let mine = crate::fleet::store::assignment_of(&room)
+                            .is_some_and(|a| a.instance == me);
+                        if !mine {
+                            return Ok(Claim::Nothing);
+                        }
+                    }
                     let observed = Observed::from_doc(&json);
                     let refusal = match decide(&observed, &me, live.is_some()) {
                         Decision::Answer { .. } if room.is_none() => SessionError::new(

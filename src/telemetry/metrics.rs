@@ -236,6 +236,40 @@ impl SignallingInstruments {
     }
 }
 
+/// The monitor: placements of new rooms and reassignments of moved ones, by reason.
+pub struct MonitorInstruments {
+    placements: Counter<u64>,
+    unplaceable: Counter<u64>,
+}
+
+impl Default for MonitorInstruments {
+    fn default() -> Self {
+        let m = meter();
+        MonitorInstruments {
+            placements: m
+                .u64_counter("firesfu.monitor.placements")
+                .with_description(
+                    "Room assignments written (reason: new, instance-dead, instance-draining)",
+                )
+                .build(),
+            unplaceable: m
+                .u64_counter("firesfu.monitor.unplaceable")
+                .with_description("Rooms no instance could take")
+                .build(),
+        }
+    }
+}
+
+impl MonitorInstruments {
+    pub fn placed(&self, reason: &'static str) {
+        self.placements.add(1, &[KeyValue::new("reason", reason)]);
+    }
+
+    pub fn unplaceable(&self) {
+        self.unplaceable.add(1, &[]);
+    }
+}
+
 /// `http.server.request.duration` for the sidecar (semantic conventions).
 #[derive(Clone)]
 pub struct HttpInstruments {

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod otlp;
 pub mod sidecar;
 
@@ -73,18 +74,13 @@ fn start_emulator() -> Result<String, String> {
     let host = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(log_dir().join("firestore-emulator.log"))
         .map_err(|e| e.to_string())?;
-    let child = Command::new("setsid")
-        .args([
-            "gcloud",
-            "emulators",
-            "firestore",
-            "start",
-            &format!("--host-port={host}"),
-        ])
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start the Firestore emulator (gcloud): {e}"))?;
+    let child = watched(&format!(
+        "gcloud emulators firestore start --host-port={host}"
+    ))
+    .stdout(log.try_clone().map_err(|e| e.to_string())?)
+    .stderr(log)
+    .spawn()
+    .map_err(|e| format!("cannot start the Firestore emulator (gcloud): {e}"))?;
     OWN.get_or_init(Default::default)
         .lock()
         .unwrap()
@@ -100,6 +96,18 @@ fn start_emulator() -> Result<String, String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Err("the Firestore emulator did not come up within 60 s".into())
+}
+
+/// Starts `command` in a new process group with a watchdog: the group is killed when this
+/// test process exits (statics are never dropped, so a `Drop` would not run).
+pub fn watched(command: &str) -> Command {
+    let script = format!(
+        "{command} & trap 'kill 0' EXIT; while kill -0 {} 2>/dev/null; do sleep 1; done",
+        std::process::id()
+    );
+    let mut c = Command::new("setsid");
+    c.args(["bash", "-c", &script]);
+    c
 }
 
 /// `host:port` of the Firestore emulator.
@@ -297,6 +305,25 @@ impl Broadcast {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// The exit status, once the process has exited within `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
 }
 
 impl Drop for Broadcast {
@@ -307,7 +334,7 @@ impl Drop for Broadcast {
     }
 }
 
-fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
+pub(crate) fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;

@@ -67,6 +67,19 @@ async function roomCount(page, roomName, count) {
   [roomName, count], { timeout: TIMEOUT, polling: 200 });
 }
 
+/** `FIRESFU_BROADCASTS="bc-1:pgid bc-2:pgid"`: the fleet's broadcast process groups. */
+const broadcasts = new Map((process.env.FIRESFU_BROADCASTS ?? "").split(" ").filter(Boolean).map((e) => {
+  const [id, pgid] = e.split(":");
+  return [id, Number(pgid)];
+}));
+
+/** The instance the monitor assigned the room to (Firestore emulator REST, as an admin). */
+async function roomInstance(roomId) {
+  const url = `http://${process.env.FIRESFU_EMULATOR}/v1/projects/${process.env.FIRESFU_PROJECT}/databases/(default)/documents/rooms/${roomId}`;
+  const doc = await fetch(url, { headers: { Authorization: "Bearer owner" } }).then((r) => r.json());
+  return doc.fields?.assignment?.mapValue?.fields?.instance?.stringValue ?? null;
+}
+
 const browser = await launchChromium();
 let ok = false;
 try {
@@ -155,6 +168,25 @@ try {
   await b.click("button[name=chat-toggle]");
   await b.screenshot({ path: `${artifacts}/chat-phone.png` });
   await b.click("button[name=chat-toggle]");
+
+  step("the room's instance drains: both see \"Reconnecting…\" and get media again");
+  const roomId = decodeURIComponent(new URL(a.url()).hash.split("/").pop());
+  const instance = await roomInstance(roomId);
+  const pgid = broadcasts.get(instance);
+  if (!pgid) throw new Error(`room ${roomId} is on ${instance}, not a known instance`);
+  const drainedAt = Date.now();
+  process.kill(-pgid, "SIGTERM");
+  await Promise.all([a, b].map((p) => p.locator('.banner[data-kind="reconnecting"]').waitFor({ state: "visible" })));
+  summary.reconnectingSeenMs = Date.now() - drainedAt;
+  summary.afterDrainAlice = await receives(a, bob);
+  summary.afterDrainBob = await receives(b, alice);
+  summary.mediaAgainAfterDrainMs = Date.now() - drainedAt;
+  const moved = await roomInstance(roomId);
+  if (moved === instance) throw new Error(`the room is still on ${instance}`);
+  summary.movedFrom = instance;
+  summary.movedTo = moved;
+  await a.locator(".banner").waitFor({ state: "hidden" });
+  await b.locator(".banner").waitFor({ state: "hidden" });
 
   step("bob leaves: his tile disappears for alice; the grid counts one");
   await b.click("button[name=leave]");

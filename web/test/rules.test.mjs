@@ -124,4 +124,10 @@ describe("roster and chat", () => {
     await assertFails(setDoc(doc(as("ada"), "rooms/r1/members/ada"), { uid: "ada" }));
   });
   it("join-token bookkeeping is server-only", () => assertFails(getDoc(doc(as("bob"), "joinTokens/j1"))));
+  it("the monitors' lease is server-only", async () => {
+    await assertFails(getDoc(doc(as("bob"), "fleet/monitorLease")));
+    await assertFails(setDoc(doc(as("bob"), "fleet/monitorLease"), { holder: "bob", expiresAtMs: 9e15, term: 99 }));
+  });
+  it("a room's assignment is not client-writable", () =>
+    assertFails(updateDoc(doc(as("ada"), "rooms/r1"), { assignment: { instance: "mine", epoch: 9 } })));
 });

@@ -508,13 +508,23 @@ impl Engine {
         self.housekeeping_ticks += 1;
         let report = self.housekeeping_ticks.is_multiple_of(QUALITY_REPORT_EVERY);
         let mut qualities = Vec::new();
+        let (mut loss_sum, mut loss_count) = (0.0, 0u32);
         for peer in self.peers.values_mut().filter(|p| p.connected) {
             let (rtt, loss) = peer.quality(now);
             self.instruments.peer_quality(rtt, loss);
+            if let Some(l) = loss {
+                loss_sum += l;
+                loss_count += 1;
+            }
             if report {
                 qualities.push((peer.id, rtt.map(|r| r * 1000.0), loss));
             }
         }
+        self.stats.loss_ppm = if loss_count > 0 {
+            (loss_sum / f64::from(loss_count) * 1e6) as u32
+        } else {
+            0
+        };
         for (id, rtt_ms, loss) in qualities {
             self.emit(id, SessionEvent::Quality { rtt_ms, loss });
         }
@@ -535,6 +545,26 @@ impl Engine {
             .map(|p| p.slot_sources().count() as u64)
             .sum();
         self.stats.kernel_receive_drops = self.drops.as_ref().and_then(DropCounter::read);
+        // Once a second (housekeeping), a few rooms: not on the packet path.
+        self.stats.room_loads = self
+            .rooms
+            .iter()
+            .map(|(name, room)| {
+                let (mut published, mut forwarded) = (0, 0);
+                for id in room.peers() {
+                    if let Some(p) = self.peers.get(&id) {
+                        published += p.published_count() as u32;
+                        forwarded += p.slot_sources().count() as u32;
+                    }
+                }
+                super::RoomLoadStat {
+                    room: name.clone(),
+                    participants: room.len() as u32,
+                    published_tracks: published,
+                    forwarded_tracks: forwarded,
+                }
+            })
+            .collect();
         if let Ok(mut shared) = self.shared.lock() {
             *shared = self.stats.clone();
         }

@@ -1,0 +1,429 @@
+//! `firesfu monitor`: consumes load reports, keeps the fleet table and, while it holds the
+//! lease, places rooms and moves them off dead or draining instances.
+//!
+//! Every monitor consumes every report (each has its own subscription), so a standby has a
+//! warm fleet table when it takes the lease over.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use prost::Message as _;
+use tokio::sync::{Notify, mpsc};
+
+use super::lease::Lease;
+use super::plan::{Action, PlanInput, Reason, RoomState, plan};
+use super::proto::LoadReport;
+use super::store::{FleetStore, Written};
+use super::table::FleetTable;
+use super::unix_ms;
+use crate::gcp::{GcpArgs, PubsubArgs};
+use crate::signalling::protocol::ErrorCode;
+use crate::telemetry::metrics::MonitorInstruments;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub gcp: GcpArgs,
+    #[command(flatten)]
+    pub pubsub: PubsubArgs,
+    /// This monitor's id: the lease holder name and its subscription's suffix (default: host
+    /// name + random suffix).
+    #[arg(long, env = "FIRESFU_MONITOR_ID")]
+    pub monitor_id: Option<String>,
+    /// An instance is dead once its last report is older than this, milliseconds.
+    #[arg(long, env = "FIRESFU_STALE_AFTER_MS", default_value_t = 5000)]
+    pub stale_after_ms: u64,
+    /// How long the leader's lease lasts without renewal (a standby takes over after it),
+    /// milliseconds. Renewed every third of it.
+    #[arg(long, env = "FIRESFU_LEASE_MS", default_value_t = 5000)]
+    pub lease_ms: u64,
+    /// How often the leader plans, milliseconds.
+    #[arg(long, env = "FIRESFU_MONITOR_TICK_MS", default_value_t = 250)]
+    pub tick_ms: u64,
+    /// Full re-read of the rooms this often (the rooms listener does the rest), seconds.
+    #[arg(long, env = "FIRESFU_MONITOR_RESYNC_SECS", default_value_t = 10)]
+    pub resync_secs: u64,
+    /// Port of the HTTP endpoint with /healthz and /status.
+    #[arg(long, env = "APP_PORT", default_value_t = 8080)]
+    pub app_port: u16,
+    #[arg(long, env = "FIRESFU_HTTP_BIND_IP", default_value = "0.0.0.0")]
+    pub http_bind_ip: IpAddr,
+}
+
+/// What /status shows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    monitor: String,
+    leader: bool,
+    term: Option<i64>,
+    instances_alive: usize,
+    rooms: usize,
+    placements: u64,
+}
+
+fn subscription_id(topic: &str, me: &str) -> String {
+    let clean: String = me
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{topic}-monitor-{clean}")
+}
+
+pub fn monitor_id(args: &MonitorArgs) -> String {
+    args.monitor_id
+        .clone()
+        .unwrap_or_else(|| crate::broadcast::host_instance("monitor"))
+}
+
+pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
+    let me = monitor_id(&args);
+    let project = args.gcp.project.clone();
+    let db = crate::gcp::firestore(&args.gcp).await?;
+    let store = FleetStore::new(db);
+    crate::gcp::ensure_topic(&project, &args.pubsub).await?;
+    let subscription = format!(
+        "projects/{project}/subscriptions/{}",
+        subscription_id(&args.pubsub.load_topic, &me)
+    );
+    let admin = crate::gcp::pubsub_subscription_admin(&args.pubsub).await?;
+    let created = admin
+        .create_subscription()
+        .set_name(&subscription)
+        .set_topic(args.pubsub.topic_path(&project))
+        .set_ack_deadline_seconds(10)
+        // A monitor killed without cleaning up leaves no subscription behind for long.
+        .set_expiration_policy(
+            google_cloud_pubsub::model::ExpirationPolicy::new()
+                .set_ttl(google_cloud_wkt::Duration::clamp(86_400, 0)),
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e) if crate::gcp::is_already_exists(&e) => {}
+        Err(e) => return Err(e).context("cannot create the monitor's Pub/Sub subscription"),
+    }
+
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let subscriber = crate::gcp::pubsub_subscriber(&args.pubsub).await?;
+    let consumer = tokio::spawn(consume(subscriber, subscription.clone(), reports_tx));
+
+    let notify = Arc::new(Notify::new());
+    let mut rooms_listener = store.watch_rooms(notify.clone()).await?;
+    let status = Arc::new(Mutex::new(Status {
+        monitor: me.clone(),
+        ..Default::default()
+    }));
+    let http = serve_status(
+        SocketAddr::new(args.http_bind_ip, args.app_port),
+        status.clone(),
+    )
+    .await?;
+    tracing::info!(monitor = %me, %subscription, http = %http, "monitor is running");
+
+    let mut leader = Leader {
+        me: me.clone(),
+        store: store.clone(),
+        table: FleetTable::new(args.stale_after_ms as i64),
+        rooms: store.rooms().await?,
+        lease: None,
+        lease_duration: Duration::from_millis(args.lease_ms),
+        listening_since_ms: unix_ms(SystemTime::now()),
+        instruments: MonitorInstruments::default(),
+        placements: 0,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(args.tick_ms.max(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut rooms_dirty, mut last_resync) = (false, Instant::now());
+    let mut last_lease = Instant::now() - Duration::from_secs(3600);
+    let shutdown = crate::broadcast::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            Some(report) = reports.recv() => {
+                let now = unix_ms(SystemTime::now());
+                if !leader.table.is_alive(&report.instance_id, now) {
+                    tracing::info!(instance = %report.instance_id, state = report.state().as_str_name(), "instance reports");
+                }
+                tracing::debug!(instance = %report.instance_id, seq = report.sequence, lag_ms = now - report.sent_at_unix_ms, "report");
+                leader.table.observe(&report, now);
+                continue;
+            }
+            _ = notify.notified() => {
+                rooms_dirty = true;
+                continue;
+            }
+            _ = tick.tick() => {}
+            _ = &mut shutdown => break,
+        }
+        if last_lease.elapsed() >= leader.lease_duration / 3 {
+            last_lease = Instant::now();
+            leader.renew().await;
+        }
+        if rooms_dirty || last_resync.elapsed() >= Duration::from_secs(args.resync_secs.max(1)) {
+            match store.rooms().await {
+                Ok(rooms) => {
+                    leader.rooms = rooms;
+                    rooms_dirty = false;
+                    last_resync = Instant::now();
+                }
+                Err(e) => tracing::warn!("cannot read the rooms: {e}"),
+            }
+        }
+        if leader.step().await {
+            rooms_dirty = true;
+        }
+        if let Ok(mut s) = status.lock() {
+            let now = unix_ms(SystemTime::now());
+            s.leader = leader.leads(now);
+            s.term = leader.lease.as_ref().map(|l| l.term);
+            s.instances_alive = leader.table.alive_count(now);
+            s.rooms = leader.rooms.len();
+            s.placements = leader.placements;
+        }
+    }
+
+    tracing::info!("monitor stopping");
+    if let Some(lease) = leader.lease.take()
+        && let Err(e) = store.release(&lease).await
+    {
+        tracing::warn!("cannot release the lease: {e}");
+    }
+    consumer.abort();
+    let _ = rooms_listener.shutdown().await;
+    if let Err(e) = admin
+        .delete_subscription()
+        .set_subscription(&subscription)
+        .send()
+        .await
+    {
+        tracing::warn!("cannot delete the subscription {subscription}: {e}");
+    }
+    tracing::info!("monitor stopped");
+    Ok(())
+}
+
+/// Decodes reports from the subscription; a malformed one is logged and acknowledged (it
+/// would never decode on redelivery either).
+async fn consume(
+    subscriber: google_cloud_pubsub::client::Subscriber,
+    subscription: String,
+    tx: mpsc::UnboundedSender<LoadReport>,
+) {
+    loop {
+        let mut stream = subscriber.subscribe(&subscription).build();
+        while let Some(next) = stream.next().await {
+            match next {
+                Ok((message, handler)) => {
+                    handler.ack();
+                    match LoadReport::decode(message.data.as_ref()) {
+                        Ok(report) => {
+                            if tx.send(report).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!("an undecodable load report: {e}"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("the load-report stream failed: {e}");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+struct Leader {
+    me: String,
+    store: FleetStore,
+    table: FleetTable,
+    rooms: Vec<RoomState>,
+    lease: Option<Lease>,
+    lease_duration: Duration,
+    listening_since_ms: i64,
+    instruments: MonitorInstruments,
+    placements: u64,
+}
+
+impl Leader {
+    fn leads(&self, now_ms: i64) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|l| l.expires_at_ms > now_ms)
+    }
+
+    async fn renew(&mut self) {
+        let was = self.lease.as_ref().map(|l| l.term);
+        match self
+            .store
+            .lease(&self.me, SystemTime::now(), self.lease_duration)
+            .await
+        {
+            Ok(lease) => {
+                let now = lease.as_ref().map(|l| l.term);
+                if now != was {
+                    match now {
+                        Some(term) => tracing::info!(term, "this monitor leads"),
+                        None => tracing::info!("another monitor leads"),
+                    }
+                }
+                self.lease = lease;
+            }
+            // Keep the lease we have: it expires by itself if we cannot renew it.
+            Err(e) => tracing::warn!("cannot renew the lease: {e}"),
+        }
+    }
+
+    /// Plans and applies. True when rooms changed (re-read them).
+    async fn step(&mut self) -> bool {
+        let now = SystemTime::now();
+        let now_ms = unix_ms(now);
+        self.table.prune(now_ms);
+        if !self.leads(now_ms) {
+            return false;
+        }
+        let actions = plan(&PlanInput {
+            rooms: &self.rooms,
+            fleet: &self.table,
+            now_ms,
+            listening_since_ms: self.listening_since_ms,
+        });
+        let mut changed = !actions.is_empty();
+        for action in actions {
+            if !self.apply(action, now).await {
+                break;
+            }
+        }
+        // Joiners of rooms nobody can take learn it from their session document.
+        for room in self
+            .rooms
+            .iter()
+            .filter(|r| r.unplaceable && r.assignment.is_none())
+        {
+            let message = "no broadcast instance can take this room now; try again later";
+            match self
+                .store
+                .end_sessions(
+                    &room.id,
+                    None,
+                    &["offered"],
+                    ErrorCode::FleetFull,
+                    message,
+                    now,
+                )
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    tracing::info!(room = %room.id, sessions = n, "joiners told the fleet is full");
+                    changed = true;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(room = %room.id, "cannot fail the waiting sessions: {e}"),
+            }
+        }
+        changed
+    }
+
+    /// False when this monitor turned out not to lead (stop applying).
+    async fn apply(&mut self, action: Action, now: SystemTime) -> bool {
+        let Some(lease) = self.lease.clone() else {
+            return false;
+        };
+        match action {
+            Action::Assign {
+                room,
+                to,
+                previous,
+                reason,
+            } => {
+                let written = self
+                    .store
+                    .assign(&room, &to, previous.as_ref(), reason, &lease, now)
+                    .await;
+                match written {
+                    Ok(Written::Done) => {
+                        self.placements += 1;
+                        self.instruments.placed(reason.as_str());
+                        tracing::info!(%room, instance = %to.instance, epoch = to.epoch, reason = reason.as_str(), "room assigned");
+                        if let Some(prev) = previous {
+                            self.after_move(&room, &prev.instance, reason, now).await;
+                        }
+                        true
+                    }
+                    Ok(Written::RoomChanged) => true,
+                    Ok(Written::NotLeader) => {
+                        tracing::info!("lost the lease while placing");
+                        self.lease = None;
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(%room, "cannot write the assignment: {e}");
+                        true
+                    }
+                }
+            }
+            Action::Unplaceable { room, error } => {
+                self.instruments.unplaceable();
+                tracing::warn!(%room, "room cannot be placed: {error}");
+                if let Err(e) = self.store.mark_unplaceable(&room, &error.to_string()).await {
+                    tracing::warn!(%room, "cannot write the placement error: {e}");
+                }
+                true
+            }
+        }
+    }
+
+    /// The room's clients on the old instance join again; a dead instance's roster goes.
+    async fn after_move(&self, room: &str, from: &str, reason: Reason, now: SystemTime) {
+        let message = format!(
+            "the room moved to another instance ({}); join again",
+            reason.as_str()
+        );
+        let live = ["answering", "answered", "connected"];
+        match self
+            .store
+            .end_sessions(room, Some(from), &live, ErrorCode::RoomMoved, &message, now)
+            .await
+        {
+            Ok(n) => tracing::info!(room, from, sessions = n, "sessions told to re-join"),
+            Err(e) => tracing::warn!(room, "cannot end the moved sessions: {e}"),
+        }
+        if reason == Reason::InstanceDead
+            && let Err(e) = self.store.remove_roster_of(room, from).await
+        {
+            tracing::warn!(room, "cannot clean the roster of {from}: {e}");
+        }
+    }
+}
+
+async fn serve_status(addr: SocketAddr, status: Arc<Mutex<Status>>) -> anyhow::Result<SocketAddr> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/status",
+            get(move || {
+                let s = status.lock().map(|s| s.clone()).unwrap_or_default();
+                async move { axum::Json(s) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the monitor's HTTP endpoint {addr}"))?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(local)
+}
