@@ -106,8 +106,9 @@ wait_http "http://127.0.0.1:8088/janus/info" janus 30
   --subscribers "$subscribers" --seconds "$seconds" --bind-ip 10.77.0.2 2>"$out/janus.json"
 
 echo "== fleet: failover after kill -9 and room placement (Firestore + Pub/Sub emulators, loopback)"
-start_firestore_emulator "$out/logs"
-start_pubsub_emulator "$out/logs" demo-bench
+# On loopback, outside the namespace (str0m peers use loopback candidates).
+IN_NETNS= start_firestore_emulator "$out/logs"
+IN_NETNS= start_pubsub_emulator "$out/logs" demo-bench
 BENCH_FAILOVERS=${BENCH_FAILOVERS:-10} cargo test --quiet --test fleet fleet_benchmark -- --ignored --nocapture \
   2>"$out/logs/fleet.log" | grep '^FLEET-BENCH ' | sed 's/^FLEET-BENCH //' >"$out/fleet.jsonl"
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use firestore::errors::FirestoreError;
 use firestore::{
     FirestoreDb, FirestoreListenEvent, FirestoreListener, FirestoreListenerParams,
-    FirestoreListenerTarget, FirestoreMemListenStateStorage,
+    FirestoreListenerTarget, FirestoreMemListenStateStorage, FirestoreTimestamp,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -21,6 +21,33 @@ use crate::signalling::store::timestamp;
 pub const FLEET: &str = "fleet";
 pub const LEASE_DOC: &str = "monitorLease";
 const ROOMS_TARGET: FirestoreListenerTarget = FirestoreListenerTarget::new(7);
+
+// Typed writes: the Firestore serializer turns `FirestoreTimestamp` into a timestamp value
+// (inside `json!` it would become a string, which TTL policies ignore).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignmentDoc {
+    instance: String,
+    epoch: i64,
+    reason: String,
+    assigned_at: FirestoreTimestamp,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignmentWrite {
+    assignment: AssignmentDoc,
+    placement_error: Option<Value>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionEnd {
+    state: String,
+    error: Value,
+    updated_at: FirestoreTimestamp,
+    expires_at: FirestoreTimestamp,
+}
 
 /// Which sessions a move or a full fleet ends.
 struct SessionFilter<'a> {
@@ -247,15 +274,15 @@ impl FleetStore {
                     if assignment_of(&doc) != previous {
                         return Ok(Written::RoomChanged);
                     }
-                    let fields = json!({
-                        "assignment": {
-                            "instance": to.instance,
-                            "epoch": to.epoch,
-                            "reason": reason.as_str(),
-                            "assignedAt": timestamp(now),
+                    let fields = AssignmentWrite {
+                        assignment: AssignmentDoc {
+                            instance: to.instance.clone(),
+                            epoch: to.epoch,
+                            reason: reason.as_str().to_owned(),
+                            assigned_at: timestamp(now),
                         },
-                        "placementError": Value::Null,
-                    });
+                        placement_error: None,
+                    };
                     db.fluent()
                         .update()
                         .fields(["assignment", "placementError"])
@@ -345,12 +372,12 @@ impl FleetStore {
         } else {
             "closed"
         };
-        let fields = json!({
-            "state": terminal,
-            "error": {"code": code.as_str(), "message": message, "revision": Value::Null},
-            "updatedAt": timestamp(now),
-            "expiresAt": timestamp(now + Duration::from_secs(600)),
-        });
+        let fields = SessionEnd {
+            state: terminal.to_owned(),
+            error: json!({"code": code.as_str(), "message": message, "revision": Value::Null}),
+            updated_at: timestamp(now),
+            expires_at: timestamp(now + Duration::from_secs(600)),
+        };
         for _ in 0..5 {
             let Some(doc) = self
                 .db

@@ -327,9 +327,13 @@ impl Store {
                     // In a fleet, another instance's room is left to it (and an unplaced one
                     // to the monitor, which places it or fails the session with fleet-full).
                     if placement && let Some(room) = &room {
+                        let span =
+                            tracing::info_span!("placement.lookup", mine = tracing::field::Empty);
+                        let _entered = span.enter();
                         let room: Value = FirestoreDb::deserialize_doc_to(room)?;
                         let mine = crate::fleet::store::assignment_of(&room)
                             .is_some_and(|a| a.instance == me);
+                        span.record("mine", mine);
                         if !mine {
                             return Ok(Claim::Nothing);
                         }

@@ -98,11 +98,13 @@ fn start_emulator() -> Result<String, String> {
     Err("the Firestore emulator did not come up within 60 s".into())
 }
 
-/// Starts `command` in a new process group with a watchdog: the group is killed when this
-/// test process exits (statics are never dropped, so a `Drop` would not run).
+/// Starts `command` in a new process group with a watchdog: it is killed when this test
+/// process exits (statics are never dropped, so a `Drop` would not run). gcloud makes its own
+/// process group, hence the `kill -- -$g`.
 pub fn watched(command: &str) -> Command {
     let script = format!(
-        "{command} & trap 'kill 0' EXIT; while kill -0 {} 2>/dev/null; do sleep 1; done",
+        "{command} & g=$!; trap 'kill -- -$g 2>/dev/null; kill 0' EXIT; \
+         while kill -0 {} 2>/dev/null; do sleep 1; done",
         std::process::id()
     );
     let mut c = Command::new("setsid");
