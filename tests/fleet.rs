@@ -146,6 +146,20 @@ async fn kill_9_moves_the_rooms_and_media_flows_again() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.iter().all(|n| n.ends_with("-1")), "{names:?}");
+    // ... and so are the member documents of the sessions it served (rules: roster and chat).
+    let members: Vec<String> = project
+        .db
+        .fluent()
+        .select()
+        .from("members")
+        .parent(project.db.parent_path("rooms", &room).unwrap())
+        .query()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.name.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert!(members.iter().all(|m| !m.ends_with("-0")), "{members:?}");
     eprintln!("failover: kill -9 → media flowing again for everyone in {took:?}");
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use super::lease::Lease;
 use super::plan::{Action, PlanInput, Reason, RoomState, plan};
 use super::proto::LoadReport;
-use super::store::{FleetStore, Written};
+use super::store::{FleetStore, On, Written};
 use super::table::FleetTable;
 use super::unix_ms;
 use crate::gcp::{GcpArgs, PubsubArgs};
@@ -140,6 +140,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         listening_since_ms: unix_ms(SystemTime::now()),
         instruments: MonitorInstruments::default(),
         placements: 0,
+        cleanups: Default::default(),
+        last_reconcile: Instant::now(),
+        reconcile_every: Duration::from_secs(args.resync_secs.max(1)),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(args.tick_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -244,6 +247,9 @@ async fn consume(
     }
 }
 
+/// States of sessions an instance holds: answered or being answered, and re-offers.
+const HELD: [&str; 4] = ["offered", "answering", "answered", "connected"];
+
 struct Leader {
     me: String,
     store: FleetStore,
@@ -254,6 +260,10 @@ struct Leader {
     listening_since_ms: i64,
     instruments: MonitorInstruments,
     placements: u64,
+    /// Moves whose session clean-up has not succeeded yet: room → old instance.
+    cleanups: std::collections::HashMap<String, (String, Reason)>,
+    last_reconcile: Instant,
+    reconcile_every: Duration,
 }
 
 impl Leader {
@@ -300,23 +310,40 @@ impl Leader {
             listening_since_ms: self.listening_since_ms,
         });
         let mut changed = !actions.is_empty();
+        let mut placed = std::collections::HashSet::new();
         for action in actions {
+            if let Action::Assign { room, .. } = &action {
+                placed.insert(room.clone());
+            }
             if !self.apply(action, now).await {
                 break;
             }
         }
+        // Clean-ups of moves that failed (or that a previous leader did not finish).
+        let pending: Vec<(String, (String, Reason))> = self.cleanups.drain().collect();
+        for (room, (from, reason)) in pending {
+            self.after_move(&room, &from, reason, now).await;
+        }
+        // Only on a settled view: right after this step's moves the cached rooms are stale.
+        if !changed && self.last_reconcile.elapsed() >= self.reconcile_every {
+            self.last_reconcile = Instant::now();
+            self.reconcile(now).await;
+        }
         // Joiners of rooms nobody can take learn it from their session document.
-        for room in self
-            .rooms
-            .iter()
-            .filter(|r| r.unplaceable && r.assignment.is_none())
-        {
+        let stranded = |r: &RoomState| {
+            r.unplaceable
+                && !placed.contains(&r.id)
+                && r.assignment
+                    .as_ref()
+                    .is_none_or(|a| !self.table.is_alive(&a.instance, now_ms))
+        };
+        for room in self.rooms.iter().filter(|r| stranded(r)) {
             let message = "no broadcast instance can take this room now; try again later";
             match self
                 .store
                 .end_sessions(
                     &room.id,
-                    None,
+                    On::Any,
                     &["offered"],
                     ErrorCode::FleetFull,
                     message,
@@ -333,6 +360,33 @@ impl Leader {
             }
         }
         changed
+    }
+
+    /// Every so often, sessions still held by an instance that no longer has their room are
+    /// told to re-join: a move whose clean-up was lost (a monitor died in between) heals.
+    async fn reconcile(&mut self, now: SystemTime) {
+        let message = "the room is served by another instance now; join again";
+        for room in &self.rooms {
+            let Some(a) = &room.assignment else { continue };
+            match self
+                .store
+                .end_sessions(
+                    &room.id,
+                    On::OtherThan(&a.instance),
+                    &HELD,
+                    ErrorCode::RoomMoved,
+                    message,
+                    now,
+                )
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    tracing::info!(room = %room.id, sessions = n, "stray sessions told to re-join")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(room = %room.id, "cannot reconcile the sessions: {e}"),
+            }
+        }
     }
 
     /// False when this monitor turned out not to lead (stop applying).
@@ -384,25 +438,39 @@ impl Leader {
         }
     }
 
-    /// The room's clients on the old instance join again; a dead instance's roster goes.
-    async fn after_move(&self, room: &str, from: &str, reason: Reason, now: SystemTime) {
+    /// The room's clients on the old instance join again; a dead instance's roster goes. A
+    /// failure is retried at the next step.
+    async fn after_move(&mut self, room: &str, from: &str, reason: Reason, now: SystemTime) {
         let message = format!(
             "the room moved to another instance ({}); join again",
             reason.as_str()
         );
-        let live = ["answering", "answered", "connected"];
-        match self
+        let ended = self
             .store
-            .end_sessions(room, Some(from), &live, ErrorCode::RoomMoved, &message, now)
-            .await
-        {
-            Ok(n) => tracing::info!(room, from, sessions = n, "sessions told to re-join"),
-            Err(e) => tracing::warn!(room, "cannot end the moved sessions: {e}"),
-        }
-        if reason == Reason::InstanceDead
-            && let Err(e) = self.store.remove_roster_of(room, from).await
-        {
-            tracing::warn!(room, "cannot clean the roster of {from}: {e}");
+            .end_sessions(
+                room,
+                On::Instance(from),
+                &HELD,
+                ErrorCode::RoomMoved,
+                &message,
+                now,
+            )
+            .await;
+        let cleaned = match ended {
+            Ok(n) => {
+                tracing::info!(room, from, sessions = n, "sessions told to re-join");
+                if reason == Reason::InstanceDead {
+                    self.store.remove_roster_of(room, from).await.map(|_| ())
+                } else {
+                    Ok(())
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = cleaned {
+            tracing::warn!(room, from, "clean-up after the move failed, retrying: {e}");
+            self.cleanups
+                .insert(room.to_owned(), (from.to_owned(), reason));
         }
     }
 }

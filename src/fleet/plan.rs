@@ -147,7 +147,7 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Action> {
 mod tests {
     use super::*;
     use crate::fleet::proto::Capacity;
-    use crate::fleet::table::tests::report;
+    use crate::fleet::table::tests::{report, seen};
 
     fn room(id: &str, on: Option<(&str, i64)>) -> RoomState {
         RoomState {
@@ -175,7 +175,7 @@ mod tests {
     fn fleet(reports: &[(&str, bool)], at: i64) -> FleetTable {
         let mut t = FleetTable::new(5000);
         for (id, draining) in reports {
-            t.observe(&report(id, 1, *draining, &[]), at);
+            seen(&mut t, report(id, 1, *draining, &[]), at);
         }
         t
     }
@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn rooms_of_a_dead_instance_move_with_a_new_epoch() {
         let mut t = fleet(&[("a", false), ("b", false)], 0);
-        t.observe(&report("b", 2, false, &[]), 4000);
+        seen(&mut t, report("b", 2, false, &[]), 4000);
         let rooms = [room("r1", Some(("a", 2))), room("r2", Some(("b", 1)))];
         // At 5 s "a" is still alive; at 5.001 s it is not.
         assert!(
@@ -366,7 +366,7 @@ mod tests {
     fn a_flapping_instance_does_not_get_rooms_back_while_on_probation() {
         let mut t = fleet(&[("a", false), ("b", false)], 0);
         // "a" goes silent; at 6 s its room moves to "b".
-        t.observe(&report("b", 2, false, &[]), 5000);
+        seen(&mut t, report("b", 2, false, &[]), 5000);
         let rooms = [room("r1", Some(("a", 1)))];
         let moved = targets(&plan(&PlanInput {
             rooms: &rooms,
@@ -376,8 +376,8 @@ mod tests {
         }));
         assert_eq!(moved[0].1, "b");
         // "a" is back at 7 s: new rooms still go to "b" until "a" has been up for 10 s.
-        t.observe(&report("a", 2, false, &[]), 7000);
-        t.observe(&report("b", 3, false, &[]), 7000);
+        seen(&mut t, report("a", 2, false, &[]), 7000);
+        seen(&mut t, report("b", 3, false, &[]), 7000);
         let rooms = [room("r1", Some(("b", 2))), room("r2", None)];
         let got = targets(&plan(&PlanInput {
             rooms: &rooms,

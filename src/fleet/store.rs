@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::Assignment;
 use super::lease::{self, Lease};
 use super::plan::{Reason, RoomState};
-use crate::signalling::protocol::{ErrorCode, PARTICIPANTS, ROOMS, SESSIONS};
+use crate::signalling::protocol::{ErrorCode, MEMBERS, PARTICIPANTS, ROOMS, SESSIONS};
 use crate::signalling::store::timestamp;
 
 pub const FLEET: &str = "fleet";
@@ -49,9 +49,20 @@ struct SessionEnd {
     expires_at: FirestoreTimestamp,
 }
 
+/// Which instance's sessions a clean-up concerns.
+#[derive(Debug, Clone, Copy)]
+pub enum On<'a> {
+    /// Any session, answered or not.
+    Any,
+    /// Sessions served by this instance.
+    Instance(&'a str),
+    /// Sessions served by an instance other than this one (the room's current one).
+    OtherThan(&'a str),
+}
+
 /// Which sessions a move or a full fleet ends.
 struct SessionFilter<'a> {
-    instance: Option<&'a str>,
+    on: On<'a>,
     states: &'a [&'a str],
 }
 
@@ -61,8 +72,13 @@ impl SessionFilter<'_> {
             .get("state")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let on = session.get("instance").and_then(Value::as_str);
-        self.states.contains(&state) && (self.instance.is_none() || on == self.instance)
+        let serving = session.get("instance").and_then(Value::as_str);
+        self.states.contains(&state)
+            && match self.on {
+                On::Any => true,
+                On::Instance(i) => serving == Some(i),
+                On::OtherThan(i) => serving.is_some_and(|s| s != i),
+            }
     }
 }
 
@@ -322,7 +338,7 @@ impl FleetStore {
     pub async fn end_sessions(
         &self,
         room: &str,
-        instance: Option<&str>,
+        on: On<'_>,
         states: &[&str],
         code: ErrorCode,
         message: &str,
@@ -337,7 +353,7 @@ impl FleetStore {
             .parent(&parent)
             .query()
             .await?;
-        let target = SessionFilter { instance, states };
+        let target = SessionFilter { on, states };
         let mut ended = 0;
         for doc in docs {
             let Some(id) = doc.name.rsplit('/').next() else {
@@ -423,7 +439,8 @@ impl FleetStore {
         Ok(false)
     }
 
-    /// Deletes the roster entries a dead instance left in the room.
+    /// Deletes the roster entries a dead instance left in the room, and the member documents
+    /// of users with no other entry left (they would keep reading roster and chat).
     pub async fn remove_roster_of(
         &self,
         room: &str,
@@ -436,11 +453,18 @@ impl FleetStore {
             .select()
             .from(PARTICIPANTS)
             .parent(&parent)
-            .filter(|q| q.for_all([q.field("instance").eq(instance)]))
             .query()
             .await?;
         let mut removed = 0;
-        for doc in docs {
+        let mut gone_uids = Vec::new();
+        let mut remaining_uids = std::collections::HashSet::new();
+        for doc in &docs {
+            let json: Value = FirestoreDb::deserialize_doc_to(doc).unwrap_or_default();
+            let uid = json.get("uid").and_then(Value::as_str).map(str::to_owned);
+            if json.get("instance").and_then(Value::as_str) != Some(instance) {
+                remaining_uids.extend(uid);
+                continue;
+            }
             if let Some(id) = doc.name.rsplit('/').next() {
                 self.db
                     .fluent()
@@ -451,7 +475,18 @@ impl FleetStore {
                     .execute()
                     .await?;
                 removed += 1;
+                gone_uids.extend(uid);
             }
+        }
+        for uid in gone_uids.iter().filter(|u| !remaining_uids.contains(*u)) {
+            self.db
+                .fluent()
+                .delete()
+                .from(MEMBERS)
+                .parent(&parent)
+                .document_id(uid)
+                .execute()
+                .await?;
         }
         Ok(removed)
     }

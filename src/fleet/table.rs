@@ -61,6 +61,12 @@ impl FleetTable {
             .unwrap_or_default();
         let draining = report.state() == InstanceState::Draining;
         let staleness = self.staleness_ms;
+        // A report that spent longer than a staleness on the way (a backlog replayed to a
+        // restarted monitor, a stuck queue) says nothing about the instance now. (Clocks of
+        // instances and monitors are NTP-synchronised; skew is far below a staleness.)
+        if now_ms - report.sent_at_unix_ms > staleness {
+            return;
+        }
         self.last_report_ms = Some(now_ms);
         match self.instances.get_mut(&report.instance_id) {
             Some(i) => {
@@ -184,10 +190,27 @@ pub(crate) mod tests {
         }
     }
 
+    /// A report received `now_ms`, sent at the same moment.
+    pub fn seen(t: &mut FleetTable, mut r: LoadReport, now_ms: i64) {
+        r.sent_at_unix_ms = now_ms;
+        t.observe(&r, now_ms);
+    }
+
+    #[test]
+    fn a_report_that_took_longer_than_a_staleness_is_ignored() {
+        let mut t = FleetTable::new(5000);
+        let mut r = report("a", 1, false, &[]);
+        r.sent_at_unix_ms = 1000;
+        t.observe(&r, 6001);
+        assert!(t.get("a").is_none());
+        t.observe(&r, 6000);
+        assert!(t.is_alive("a", 6000));
+    }
+
     #[test]
     fn an_instance_is_alive_while_its_last_report_is_younger_than_the_staleness() {
         let mut t = FleetTable::new(5000);
-        t.observe(&report("a", 1, false, &[("r", 2)]), 1000);
+        seen(&mut t, report("a", 1, false, &[("r", 2)]), 1000);
         for (now, alive) in [(1000, true), (6000, true), (6001, false), (60_000, false)] {
             assert_eq!(t.is_alive("a", now), alive, "at {now}");
         }
@@ -206,8 +229,8 @@ pub(crate) mod tests {
     fn the_feed_is_fresh_while_any_report_arrives() {
         let mut t = FleetTable::new(5000);
         assert!(!t.feed_is_fresh(0));
-        t.observe(&report("a", 1, false, &[]), 1000);
-        t.observe(&report("b", 1, false, &[]), 4000);
+        seen(&mut t, report("a", 1, false, &[]), 1000);
+        seen(&mut t, report("b", 1, false, &[]), 4000);
         assert!(t.feed_is_fresh(9000));
         assert!(!t.feed_is_fresh(9001));
     }
@@ -227,25 +250,25 @@ pub(crate) mod tests {
     #[test]
     fn a_flapping_instance_takes_no_new_rooms_until_it_stays_up() {
         let mut t = FleetTable::new(5000);
-        t.observe(&report("a", 1, false, &[]), 0);
+        seen(&mut t, report("a", 1, false, &[]), 0);
         assert!(t.accepts_rooms("a", 0), "a new instance is trusted at once");
         // Silent for 8 s (dead), then back.
-        t.observe(&report("a", 2, false, &[]), 8000);
+        seen(&mut t, report("a", 2, false, &[]), 8000);
         assert!(t.is_alive("a", 8000));
         assert!(!t.accepts_rooms("a", 8000), "on probation");
-        t.observe(&report("a", 3, false, &[]), 12_000);
-        t.observe(&report("a", 4, false, &[]), 16_000);
+        seen(&mut t, report("a", 3, false, &[]), 12_000);
+        seen(&mut t, report("a", 4, false, &[]), 16_000);
         assert!(!t.accepts_rooms("a", 16_000));
-        t.observe(&report("a", 5, false, &[]), 18_000);
+        seen(&mut t, report("a", 5, false, &[]), 18_000);
         assert!(t.accepts_rooms("a", 18_000), "10 s of fresh reports");
     }
 
     #[test]
     fn candidates_are_alive_serving_instances_in_id_order_and_old_ones_are_forgotten() {
         let mut t = FleetTable::new(5000);
-        t.observe(&report("c", 1, false, &[]), 0);
-        t.observe(&report("a", 1, false, &[]), 0);
-        t.observe(&report("b", 1, true, &[]), 0);
+        seen(&mut t, report("c", 1, false, &[]), 0);
+        seen(&mut t, report("a", 1, false, &[]), 0);
+        seen(&mut t, report("b", 1, true, &[]), 0);
         let ids: Vec<&str> = t.candidates(0).iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["a", "c"]);
         assert_eq!(t.alive_count(0), 3);

@@ -106,7 +106,12 @@ export class RoomSession {
     }
     for (let i = 0; i < (opts.initialSlots?.audio ?? 0); i++) s.pc.addTransceiver("audio", { direction: "recvonly" });
     for (let i = 0; i < (opts.initialSlots?.video ?? 0); i++) s.pc.addTransceiver("video", { direction: "recvonly" });
-    await s.offer();
+    try {
+      await s.offer();
+    } catch (e) {
+      s.pc.close(); // a failed join must not leave a peer connection behind
+      throw e;
+    }
     s.listen();
     return s;
   }

@@ -52,8 +52,10 @@ class Meeting {
   private readonly tiles = new TileGrid();
   private readonly chat = chatPanel();
   private readonly banner = h("p.banner", { role: "status", hidden: true });
-  private readonly micButton = h("button.toggle", { type: "button", name: "mic", onclick: () => void this.toggleMic() });
-  private readonly camButton = h("button.toggle", { type: "button", name: "camera", onclick: () => void this.toggleCamera() });
+  /** Device toggles run one at a time (a double click must not open a camera twice). */
+  private toggles: Promise<void> = Promise.resolve();
+  private readonly micButton = h("button.toggle", { type: "button", name: "mic", onclick: () => this.serially(() => this.toggleMic()) });
+  private readonly camButton = h("button.toggle", { type: "button", name: "camera", onclick: () => this.serially(() => this.toggleCamera()) });
   private readonly statsTimer: ReturnType<typeof setInterval>;
 
   constructor(private readonly root: HTMLElement, private readonly ctx: AppContext, private readonly choice: JoinChoice) {
@@ -109,6 +111,13 @@ class Meeting {
     });
     this.mySessions.add(session.sessionId);
     this.session = session;
+    // The devices may have changed while this session was being made (a toggle during a
+    // re-join): send what the stream holds now.
+    for (const kind of ["audio", "video"] as const) {
+      const track = (kind === "audio" ? this.stream.getAudioTracks() : this.stream.getVideoTracks())[0] ?? null;
+      const sender = session.sender(kind);
+      if (sender && sender.track !== track) await sender.replaceTrack(track);
+    }
     session.pc.addEventListener("connectionstatechange", () => {
       if (session === this.session && session.pc.connectionState === "failed") void this.reconnect("The connection was lost.");
     });
@@ -185,6 +194,10 @@ class Meeting {
       t.stop();
       this.stream.removeTrack(t);
     }
+  }
+
+  private serially(toggle: () => Promise<void>): void {
+    this.toggles = this.toggles.then(toggle).catch((e) => console.warn("firesfu: toggle failed", e));
   }
 
   private async toggleMic(): Promise<void> {
