@@ -114,23 +114,50 @@ async fn rooms_spread_over_instances_and_each_room_meets_on_one() {
     }
 }
 
+/// Two fleet instances, a monitor, and a room where alice and bob exchange media.
+struct Call {
+    instances: Vec<Broadcast>,
+    _monitor: Monitor,
+    room: String,
+    /// The instance the room was placed on.
+    first: String,
+    members: Vec<Member>,
+}
+
+async fn call_on_two_instances(project: &Project, room: &str) -> Call {
+    let instances = vec![
+        fleet_broadcast(project, "bc-a", &[]).await,
+        fleet_broadcast(project, "bc-b", &[]).await,
+    ];
+    let monitor = Monitor::start(project, "mon-1", 2000).await;
+    let room = project.room(room).await;
+    let (first, _) = assigned(project, &room).await;
+    let mut members = vec![
+        Member::join(project, &room, "alice").await,
+        Member::join(project, &room, "bob").await,
+    ];
+    until_everyone_receives_everyone(project, &mut members, 20, T)
+        .await
+        .unwrap();
+    Call {
+        instances,
+        _monitor: monitor,
+        room,
+        first,
+        members,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_moves_the_rooms_and_media_flows_again() {
     let project = Project::new().await;
-    let mut instances = vec![
-        fleet_broadcast(&project, "bc-a", &[]).await,
-        fleet_broadcast(&project, "bc-b", &[]).await,
-    ];
-    let _monitor = Monitor::start(&project, "mon-1", 2000).await;
-    let room = project.room("call").await;
-    let (first, _) = assigned(&project, &room).await;
-    let mut members = vec![
-        Member::join(&project, &room, "alice").await,
-        Member::join(&project, &room, "bob").await,
-    ];
-    until_everyone_receives_everyone(&project, &mut members, 20, T)
-        .await
-        .unwrap();
+    let Call {
+        mut instances,
+        _monitor,
+        room,
+        first,
+        mut members,
+    } = call_on_two_instances(&project, "call").await;
 
     let killed_at = Instant::now();
     on(&mut instances, &first).kill();
@@ -166,20 +193,13 @@ async fn kill_9_moves_the_rooms_and_media_flows_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_the_instance_and_nobody_is_lost() {
     let project = Project::new().await;
-    let mut instances = vec![
-        fleet_broadcast(&project, "bc-a", &[]).await,
-        fleet_broadcast(&project, "bc-b", &[]).await,
-    ];
-    let _monitor = Monitor::start(&project, "mon-1", 2000).await;
-    let room = project.room("drained").await;
-    let (first, _) = assigned(&project, &room).await;
-    let mut members = vec![
-        Member::join(&project, &room, "alice").await,
-        Member::join(&project, &room, "bob").await,
-    ];
-    until_everyone_receives_everyone(&project, &mut members, 20, T)
-        .await
-        .unwrap();
+    let Call {
+        mut instances,
+        _monitor,
+        room,
+        first,
+        mut members,
+    } = call_on_two_instances(&project, "drained").await;
 
     let started = Instant::now();
     on(&mut instances, &first).signal_term();

@@ -49,6 +49,16 @@ struct SessionEnd {
     expires_at: FirestoreTimestamp,
 }
 
+/// The lease document, read in the caller's transaction.
+async fn read_lease(db: &FirestoreDb) -> Result<Option<Lease>, FirestoreError> {
+    db.fluent()
+        .select()
+        .by_id_in(FLEET)
+        .obj()
+        .one(LEASE_DOC)
+        .await
+}
+
 /// Which instance's sessions a clean-up concerns.
 #[derive(Debug, Clone, Copy)]
 pub enum On<'a> {
@@ -190,13 +200,7 @@ impl FleetStore {
             .run_transaction(move |db, tx| {
                 let me = me.clone();
                 Box::pin(async move {
-                    let current: Option<Lease> = db
-                        .fluent()
-                        .select()
-                        .by_id_in(FLEET)
-                        .obj()
-                        .one(LEASE_DOC)
-                        .await?;
+                    let current = read_lease(&db).await?;
                     let Some(next) = lease::next(current.as_ref(), &me, now_ms, duration_ms) else {
                         return Ok(None);
                     };
@@ -223,13 +227,7 @@ impl FleetStore {
             .run_transaction(move |db, tx| {
                 let (held, released) = (held.clone(), released.clone());
                 Box::pin(async move {
-                    let current: Option<Lease> = db
-                        .fluent()
-                        .select()
-                        .by_id_in(FLEET)
-                        .obj()
-                        .one(LEASE_DOC)
-                        .await?;
+                    let current = read_lease(&db).await?;
                     if current.is_some_and(|c| c.holder == held.holder && c.term == held.term) {
                         db.fluent()
                             .update()
@@ -264,13 +262,7 @@ impl FleetStore {
                 let (room, to, previous, held) =
                     (room.clone(), to.clone(), previous.clone(), held.clone());
                 Box::pin(async move {
-                    let current: Option<Lease> = db
-                        .fluent()
-                        .select()
-                        .by_id_in(FLEET)
-                        .obj()
-                        .one(LEASE_DOC)
-                        .await?;
+                    let current = read_lease(&db).await?;
                     let leads = current.is_some_and(|c| {
                         c.holder == held.holder && c.term == held.term && c.expires_at_ms > now_ms
                     });
