@@ -1,31 +1,25 @@
 //! `firesfu broadcast`: the media engine, the Firestore listener and the session driver.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
 use crate::cli::BroadcastArgs;
 use crate::media::codecs::{SUPPORTED_AUDIO, SUPPORTED_VIDEO};
-use crate::media::{CodecSupport, MediaConfig, spawn_engine};
+use crate::media::{CodecSupport, MediaConfig, MediaLimits, spawn_engine};
 use crate::signalling::admission::{Admission, KeyCache};
 use crate::signalling::driver::Driver;
+use crate::signalling::limits::OfferLimits;
 use crate::signalling::session::SessionContext;
-use crate::signalling::store::Store;
+use crate::signalling::store::{Observation, Store};
 
-/// `<host name>-<random>`: unique per process, readable in dashboards.
-pub fn host_instance(fallback: &str) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| fallback.into());
-    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
-}
-
+/// The instance id: the configured one, or the host (pod) name, which survives a restart.
 pub fn instance_id(args: &BroadcastArgs) -> String {
     args.instance_id
         .clone()
-        .unwrap_or_else(|| host_instance("firesfu"))
+        .unwrap_or_else(|| crate::process::host_name("firesfu"))
 }
 
 fn media_config(args: &BroadcastArgs) -> anyhow::Result<MediaConfig> {
@@ -51,7 +45,19 @@ fn media_config(args: &BroadcastArgs) -> anyhow::Result<MediaConfig> {
             audio: SUPPORTED_AUDIO.iter().map(|s| s.to_string()).collect(),
             video: args.video_codecs.clone(),
         },
+        limits: MediaLimits {
+            room_participants: args.max_room_participants as usize,
+            participants: args.max_participants as usize,
+            media_lines: args.max_media_lines as usize,
+        },
     })
+}
+
+fn offer_limits(args: &BroadcastArgs) -> OfferLimits {
+    OfferLimits {
+        max_media_lines: args.max_media_lines as usize,
+        max_published_tracks: args.max_tracks_per_participant as usize,
+    }
 }
 
 async fn admission(args: &BroadcastArgs) -> anyhow::Result<Admission> {
@@ -69,6 +75,8 @@ async fn admission(args: &BroadcastArgs) -> anyhow::Result<Admission> {
 }
 
 pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
+    #[cfg(feature = "fault-injection")]
+    crate::faults::init_from_env();
     let admission = Arc::new(admission(&args).await?);
     let instance = instance_id(&args);
     let config = media_config(&args)?;
@@ -76,7 +84,8 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let db = crate::gcp::firestore(&args.gcp).await?;
     let (engine, media_events) = spawn_engine(config).context("cannot start the media engine")?;
     let engine = Arc::new(engine);
-    let _observers = crate::telemetry::metrics::observe_media(engine.stats_handle());
+    let _observers = crate::media::observe_media(engine.stats_handle());
+    let _firestore_meter = crate::docdb::observe();
     let http = crate::http::serve(
         std::net::SocketAddr::new(args.http_bind_ip, args.app_port),
         engine.clone(),
@@ -86,6 +95,16 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
 
     let fleet_store = crate::fleet::store::FleetStore::new(db.clone());
     let store = Arc::new(Store::new(db, instance.clone()).with_placement(args.fleet));
+    // A restarted instance (same id) first ends what its previous life left behind.
+    match store.reclaim(SystemTime::now()).await {
+        Ok(r) if r.sessions + r.participants > 0 => tracing::info!(
+            sessions = r.sessions,
+            participants = r.participants,
+            "ended what this instance's previous life left (session-lost)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot end the previous life's sessions: {e}"),
+    }
     let instruments = Arc::new(crate::telemetry::metrics::SignallingInstruments::default());
     let (draining_tx, draining) = tokio::sync::watch::channel(false);
     let reporter = if args.fleet {
@@ -102,9 +121,14 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let mut assignments = if args.fleet {
+        Some(store.watch_assignments().await?)
+    } else {
+        None
+    };
     let (observations_tx, observations) = mpsc::unbounded_channel();
     let mut listener = store.listen(observations_tx.clone()).await?;
-    let sweeper = tokio::spawn(sweep_pending_offers(store.clone(), observations_tx));
+    let sweeper = tokio::spawn(sweep(store.clone(), observations_tx.clone()));
     let (driver_tx, driver_rx) = mpsc::unbounded_channel();
     let ctx = SessionContext {
         store: store.clone(),
@@ -112,6 +136,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         driver: driver_tx,
         admission,
         codecs,
+        limits: offer_limits(&args),
         instruments,
         live_ttl: Duration::from_secs(args.session_ttl_secs.max(60)),
     };
@@ -133,24 +158,41 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         draining: draining_tx,
         grace: Duration::from_secs(args.drain_grace_secs),
     }));
-    Driver::new(ctx, driver_rx)
-        .run(
+    let driver = Driver::new(
+        ctx,
+        driver_rx,
+        observations_tx,
+        Duration::from_secs(args.reconcile_secs.max(1)),
+    );
+    let result = tokio::select! {
+        _ = driver.run(
             observations,
             media_events,
             stop,
             Duration::from_secs(args.shutdown_grace_secs),
-        )
-        .await;
+        ) => Ok(()),
+        // A dead media thread must not look alive: no more load reports (the monitor then
+        // moves the rooms), /healthz fails, and the process exits non-zero.
+        _ = engine.failed() => Err(anyhow::anyhow!(
+            "the media engine stopped unexpectedly (see the panic above); exiting so that the \
+             rooms move to a healthy instance"
+        )),
+    };
     sweeper.abort();
     if let Some(reporter) = reporter {
         reporter.abort();
     }
     let _ = listener.shutdown().await;
+    if let Some(a) = assignments.as_mut() {
+        let _ = a.shutdown().await;
+    }
     if let Ok(engine) = Arc::try_unwrap(engine) {
         engine.join();
     }
-    tracing::info!("broadcast stopped");
-    Ok(())
+    if result.is_ok() {
+        tracing::info!("broadcast stopped");
+    }
+    result
 }
 
 async fn start_reporter(
@@ -196,7 +238,7 @@ struct Drain {
 /// ends their sessions with `room-moved`); it resolves when no room is assigned here and no
 /// peer is left, after the grace period, or at a second signal.
 async fn stop_signal(drain: Option<Drain>) {
-    shutdown_signal().await;
+    crate::process::shutdown_signal().await;
     let Some(drain) = drain else {
         return;
     };
@@ -206,7 +248,7 @@ async fn stop_signal(drain: Option<Drain>) {
         "draining: waiting for the monitor to move this instance's rooms"
     );
     let deadline = tokio::time::Instant::now() + drain.grace;
-    let second = shutdown_signal();
+    let second = crate::process::shutdown_signal();
     tokio::pin!(second);
     loop {
         tokio::select! {
@@ -232,41 +274,29 @@ async fn stop_signal(drain: Option<Drain>) {
     }
 }
 
-/// Every few seconds, offers still waiting for an answer go through the driver again, in case
-/// the listener missed them.
-async fn sweep_pending_offers(
-    store: Arc<Store>,
-    tx: mpsc::UnboundedSender<crate::signalling::store::Observation>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Sweeps for what a listener can miss: every 3 s the offers waiting for an answer (and at
+/// once when a room becomes ours), every 10 s this instance's claims still without an answer.
+async fn sweep(store: Arc<Store>, tx: mpsc::UnboundedSender<Observation>) {
+    let mut offers = tokio::time::interval(Duration::from_secs(3));
+    offers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut claims = tokio::time::interval(Duration::from_secs(10));
+    claims.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let rooms = store.assigned_rooms().clone();
     loop {
-        tick.tick().await;
-        match store.pending_offers().await {
-            Ok(pending) => {
-                for observation in pending {
+        let found = tokio::select! {
+            _ = offers.tick() => store.pending_offers().await,
+            _ = rooms.gained.notified() => store.pending_offers().await,
+            _ = claims.tick() => store.unanswered_claims().await,
+        };
+        match found {
+            Ok(found) => {
+                for observation in found {
                     if tx.send(observation).is_err() {
                         return;
                     }
                 }
             }
-            Err(e) => tracing::warn!("cannot list pending offers: {e}"),
+            Err(e) => tracing::warn!("cannot sweep session documents: {e}"),
         }
-    }
-}
-
-/// SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

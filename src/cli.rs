@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::gcp::GcpArgs;
 
@@ -16,7 +16,7 @@ use crate::gcp::GcpArgs;
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub common: crate::telemetry::TelemetryArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,48 +32,13 @@ pub enum Command {
     Monitor(crate::fleet::monitor::MonitorArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct CommonArgs {
-    /// Service name used in logs and telemetry.
-    #[arg(long, env = "APP_NAME", default_value = "firesfu", global = true)]
-    pub app_name: String,
-    /// Deployment environment name (dev, staging, prod).
-    #[arg(long, env = "RUN_TIME_ENV", default_value = "dev", global = true)]
-    pub run_time_env: String,
-    #[arg(
-        long,
-        env = "FIRESFU_LOG_FORMAT",
-        value_enum,
-        default_value = "pretty",
-        global = true
-    )]
-    pub log_format: LogFormat,
-    /// Log filter (tracing `EnvFilter` syntax). The default quiets the WebRTC stack's
-    /// per-connection chatter and the Firestore listener's target resets (which the emulator
-    /// does after every change).
-    #[arg(
-        long,
-        env = "RUST_LOG",
-        default_value = "info,rtc=warn,rtc_ice=warn,rtc_dtls=error,firestore::db::listen_changes::event_loop=error",
-        global = true
-    )]
-    pub log_filter: String,
-    /// Turn OpenTelemetry export off.
-    #[arg(long, env = "DISABLE_TELEMETRY", default_value_t = false, action = ArgAction::Set, global = true)]
-    pub disable_telemetry: bool,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct BroadcastArgs {
     #[command(flatten)]
     pub gcp: GcpArgs,
-    /// This instance's id in session documents (default: host name + random suffix).
+    /// This instance's id in session documents (default: the host name, a pod's name). Stable
+    /// across restarts: a restarted instance ends the sessions its previous life left. Two
+    /// instances must never share one.
     #[arg(long, env = "FIRESFU_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// The one UDP socket all peers share.
@@ -138,9 +103,23 @@ pub struct BroadcastArgs {
     /// Most rooms the monitor may place here (0 = no limit).
     #[arg(long, env = "FIRESFU_MAX_ROOMS", default_value_t = 0)]
     pub max_rooms: u32,
-    /// Most participants before the monitor stops placing rooms here (0 = no limit).
+    /// Most participants on this instance: joiners beyond it get `fleet-full`, and the monitor
+    /// stops placing rooms here (0 = no limit).
     #[arg(long, env = "FIRESFU_MAX_PARTICIPANTS", default_value_t = 0)]
     pub max_participants: u32,
+    /// Most participants in one room; joiners beyond it get `room-full` (0 = no limit).
+    #[arg(long, env = "FIRESFU_MAX_ROOM_PARTICIPANTS", default_value_t = 100)]
+    pub max_room_participants: u32,
+    /// Most m-lines in one offer (`too-many-m-lines`); `wants` never asks for more slots than fit.
+    #[arg(long, env = "FIRESFU_MAX_MEDIA_LINES", default_value_t = 64)]
+    pub max_media_lines: u32,
+    /// Most tracks one participant publishes (`too-many-tracks`).
+    #[arg(long, env = "FIRESFU_MAX_TRACKS_PER_PARTICIPANT", default_value_t = 4)]
+    pub max_tracks_per_participant: u32,
+    /// How often every held session is checked against its document (a missed delete or close
+    /// releases the peer), seconds.
+    #[arg(long, env = "FIRESFU_RECONCILE_SECS", default_value_t = 30)]
+    pub reconcile_secs: u64,
     /// Most published tracks before the monitor stops placing rooms here (0 = no limit).
     #[arg(long, env = "FIRESFU_MAX_PUBLISHED_TRACKS", default_value_t = 0)]
     pub max_published_tracks: u32,

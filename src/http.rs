@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -17,8 +19,16 @@ struct Ops {
     instance: String,
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Healthy while the media thread runs: a dead engine must fail the liveness probe.
+async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
+    if ops.engine.alive() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the media engine stopped\n",
+        )
+    }
 }
 
 async fn stats(State(ops): State<Ops>) -> Json<Value> {
@@ -39,6 +49,8 @@ async fn stats(State(ops): State<Ops>) -> Json<Value> {
         "sendErrors": s.send_errors,
         "keyframeRequests": s.keyframe_requests,
         "kernelReceiveDrops": s.kernel_receive_drops,
+        "droppedUnauthenticated": s.dropped_unauthenticated,
+        "firestore": crate::docdb::meter::counts(),
     }))
 }
 
@@ -50,8 +62,16 @@ pub async fn serve(
 ) -> anyhow::Result<SocketAddr> {
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .route("/stats", get(stats))
-        .with_state(Ops { engine, instance });
+        .route("/stats", get(stats));
+    #[cfg(feature = "fault-injection")]
+    let app = app.route(
+        "/fault/engine-panic",
+        axum::routing::post(|State(ops): State<Ops>| async move {
+            ops.engine.inject_panic();
+            "injected\n"
+        }),
+    );
+    let app = app.with_state(Ops { engine, instance });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind the HTTP endpoint {addr}: {e}"))?;

@@ -24,6 +24,14 @@ pub struct Grants {
     pub subscribe: bool,
 }
 
+impl Grants {
+    /// What a session may do when admission is open (development).
+    pub const ALL: Grants = Grants {
+        publish: true,
+        subscribe: true,
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinClaims {
     pub iss: String,

@@ -7,16 +7,23 @@
 //! - [`jointoken`]: the join tokens the sidecar issues and broadcast instances verify;
 //! - [`gcp`]: Google clients, built so that emulators never leak traffic to Google;
 //! - [`fleet`]: load reports, room placement and `firesfu monitor`;
-//! - [`telemetry`]: logs, traces and metrics.
+//! - [`telemetry`]: logs, traces and metrics;
+//! - [`docdb`]: Firestore primitives every adapter shares (deadlines, compare-and-set, meter);
+//! - [`process`], [`text`]: host names and signals; what user-visible text may contain.
 #![forbid(unsafe_code)]
 
 pub mod broadcast;
 pub mod cli;
+pub mod docdb;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod fleet;
 pub mod gcp;
 pub mod http;
 pub mod jointoken;
 pub mod media;
+pub mod process;
 pub mod sidecar;
 pub mod signalling;
 pub mod telemetry;
+pub mod text;

@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
             args.instance_id = Some(id.clone());
             ("broadcast", id)
         }
-        Command::Sidecar(_) => ("sidecar", firesfu::broadcast::host_instance("sidecar")),
+        Command::Sidecar(_) => ("sidecar", firesfu::process::host_instance("sidecar")),
         Command::Monitor(args) => {
             let id = firesfu::fleet::monitor::monitor_id(args);
             args.monitor_id = Some(id.clone());

@@ -18,9 +18,47 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::cli::{CommonArgs, LogFormat};
+use clap::{ArgAction, Args, ValueEnum};
 
 pub mod metrics;
+
+/// Logging and telemetry settings every subcommand shares.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Service name used in logs and telemetry.
+    #[arg(long, env = "APP_NAME", default_value = "firesfu", global = true)]
+    pub app_name: String,
+    /// Deployment environment name (dev, staging, prod).
+    #[arg(long, env = "RUN_TIME_ENV", default_value = "dev", global = true)]
+    pub run_time_env: String,
+    #[arg(
+        long,
+        env = "FIRESFU_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax). The default quiets the WebRTC stack's
+    /// per-connection chatter and the Firestore listener's target resets (which the emulator
+    /// does after every change).
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,rtc=warn,rtc_ice=warn,rtc_dtls=error,firestore::db::listen_changes::event_loop=error",
+        global = true
+    )]
+    pub log_filter: String,
+    /// Turn OpenTelemetry export off.
+    #[arg(long, env = "DISABLE_TELEMETRY", default_value_t = false, action = ArgAction::Set, global = true)]
+    pub disable_telemetry: bool,
+}
 
 /// Flushes and stops exporters when dropped at the end of `main`.
 #[derive(Default)]
@@ -62,7 +100,7 @@ fn endpoint_configured() -> bool {
     .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
 }
 
-fn resource(args: &CommonArgs, component: &str, instance: &str) -> Resource {
+fn resource(args: &TelemetryArgs, component: &str, instance: &str) -> Resource {
     // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read by the builder's detectors and
     // win over these defaults.
     let mut builder = Resource::builder_empty()
@@ -86,7 +124,7 @@ fn resource(args: &CommonArgs, component: &str, instance: &str) -> Resource {
 
 /// Sets up logging and, when configured, OTLP export. `component` is `broadcast`, `sidecar`
 /// or `monitor`; `instance` identifies this process. Must run inside the Tokio runtime.
-pub fn init(args: &CommonArgs, component: &str, instance: &str) -> Telemetry {
+pub fn init(args: &TelemetryArgs, component: &str, instance: &str) -> Telemetry {
     let filter = EnvFilter::try_new(&args.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match args.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()

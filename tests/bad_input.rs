@@ -134,6 +134,30 @@ async fn each_bad_document_gets_its_own_error_code_and_others_are_still_served()
         "no-usable-media",
     ));
 
+    // A state no client writes (it matches none of the listener's protocol targets).
+    let mut d = good_doc(&good);
+    d["state"] = json!("weird");
+    cases.push(("weird-state", d, "invalid-document"));
+    // Names that would spoof other people's interfaces.
+    for (session, name) in [
+        ("rtl-name", "\u{202E}moc.evil"),
+        ("nul-name", "Mal\u{0}lory"),
+        ("bom-name", "\u{FEFF}Bob"),
+    ] {
+        let mut d = good_doc(&good);
+        d["displayName"] = json!(name);
+        cases.push((session, d, "invalid-document"));
+    }
+    // Runaway costs: 300 m-lines (about 30 KB, under the size limit) and 5 published tracks.
+    let many: Vec<(&str, &str, &str)> = vec![("video", "recvonly", "VP8"); 300];
+    cases.push((
+        "300-m-lines",
+        good_doc(&sdp_with(&many)),
+        "too-many-m-lines",
+    ));
+    let loud: Vec<(&str, &str, &str)> = vec![("audio", "sendonly", "opus"); 5];
+    cases.push(("5-tracks", good_doc(&sdp_with(&loud)), "too-many-tracks"));
+
     for (session, doc, code) in cases {
         expect_error(&project, &room, session, doc, code).await;
     }
@@ -157,6 +181,37 @@ async fn each_bad_document_gets_its_own_error_code_and_others_are_still_served()
         .await
         .unwrap();
     assert!(sfu.stats().await.is_ok());
+    a.leave(Leave::Close).await.unwrap();
+    b.leave(Leave::Close).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_room_refuses_the_next_participant_and_keeps_serving() {
+    let project = Project::new().await;
+    let room = project.room("small").await;
+    let _sfu = Broadcast::start_with(
+        &project,
+        common::BroadcastOptions {
+            extra: vec![("FIRESFU_MAX_ROOM_PARTICIPANTS".into(), "2".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = project.join(&room, "alice").await;
+    let b = project.join(&room, "bob").await;
+    b.wait_until("media", T, |r| r.video_from("alice") > 5)
+        .await
+        .unwrap();
+    let good = sdp_with(&[("audio", "sendonly", "opus"), ("video", "sendonly", "VP8")]);
+    let refused = expect_error(&project, &room, "carol", good_doc(&good), "room-full").await;
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains('2'),
+        "{refused:#}"
+    );
+    let before = a.report().video_from("bob");
+    a.wait_until("media goes on", T, |r| r.video_from("bob") > before + 20)
+        .await
+        .unwrap();
     a.leave(Leave::Close).await.unwrap();
     b.leave(Leave::Close).await.unwrap();
 }

@@ -561,6 +561,130 @@ async fn broadcast_admits_valid_join_tokens_and_refuses_bad_ones_with_their_code
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reoffer_is_held_to_the_token_grants() {
+    let project = Project::new().await;
+    let s = sidecar(&project, no_options()).await;
+    let _sfu = Broadcast::start_with(
+        &project,
+        BroadcastOptions {
+            extra: vec![
+                ("FIRESFU_JWKS_URL".into(), s.url("/.well-known/jwks.json")),
+                ("FIRESFU_DEV_NO_AUTH".into(), "false".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let (token, user) = s.user("ada").await;
+    let uid = user["firebaseUid"].as_str().unwrap().to_owned();
+    let room = s
+        .call(
+            "POST",
+            "/v1/rooms",
+            Some(&token),
+            Some(json!({"name": "Grants"})),
+        )
+        .await
+        .1["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let grant = async |publish: bool, subscribe: bool| {
+        let (status, join) = s
+            .call(
+                "POST",
+                &format!("/v1/rooms/{room}/join"),
+                Some(&token),
+                Some(json!({"publish": publish, "subscribe": subscribe})),
+            )
+            .await;
+        assert_eq!(status, 200, "{join}");
+        join["token"].as_str().unwrap().to_owned()
+    };
+
+    // A speaker the others hear.
+    let mut spec = PeerSpec::new(&room, "speaker");
+    (spec.token, spec.uid) = (Some(grant(true, true).await), Some(uid.clone()));
+    let speaker = Peer::join(&project.db, spec).await.unwrap();
+
+    // A listener (publish: false) connects receiving only, then re-offers to publish.
+    let mut spec = PeerSpec::new(&room, "listener");
+    (spec.token, spec.uid) = (Some(grant(false, true).await), Some(uid.clone()));
+    (spec.publish_audio, spec.publish_video) = (false, false);
+    (spec.recv_audio, spec.recv_video) = (1, 1);
+    let listener = Peer::join(&project.db, spec).await.unwrap();
+    listener
+        .wait_until("listener hears the speaker", T, |r| {
+            r.audio_from("speaker") > 5
+        })
+        .await
+        .unwrap();
+    let before = listener.report().revision;
+    listener.publish();
+    let r = listener
+        .wait_until("publishing re-offer refused", T, |r| {
+            r.revision > before && r.error.as_ref().is_some_and(|e| e.0 == "token-forbidden")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        r.state.as_deref(),
+        Some("connected"),
+        "the session goes on: {r:#?}"
+    );
+    let doc = listener.doc.read().await.unwrap().unwrap();
+    assert_eq!(doc["error"]["revision"], r.revision, "{doc:#}");
+    // The roster lists no track of the listener; the speaker receives nothing from it.
+    let roster = project.roster(&room).await;
+    let entry = roster
+        .iter()
+        .find(|d| d.name.ends_with("/listener"))
+        .expect("listener in the roster");
+    let entry: Value = firestore::FirestoreDb::deserialize_doc_to(entry).unwrap();
+    assert_eq!(entry["tracks"], json!([]), "{entry:#}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(speaker.report().video_from("listener"), 0);
+
+    // A publisher without `subscribe` is never asked for receive slots, and slots it offers
+    // anyway in a re-offer are refused.
+    let mut spec = PeerSpec::new(&room, "mute-ears");
+    (spec.token, spec.uid) = (Some(grant(true, false).await), Some(uid.clone()));
+    let deaf = Peer::join(&project.db, spec).await.unwrap();
+    speaker
+        .wait_until("speaker hears mute-ears", T, |r| {
+            r.audio_from("mute-ears") > 5
+        })
+        .await
+        .unwrap();
+    let d = deaf.report();
+    assert_eq!(d.wants, (0, 0), "{d:#?}");
+    assert_eq!(d.recv_slots, (0, 0));
+    assert!(d.received.is_empty());
+    // A re-offer with receive slots (the speaker's offer has some), written behind the
+    // client's back.
+    let with_slots = speaker.doc.read().await.unwrap().unwrap()["offer"]["sdp"].clone();
+    let revision = deaf.report().answered_revision + 1;
+    deaf.doc
+        .update(
+            json!({"offer": {"sdp": with_slots, "revision": revision}, "state": "offered"}),
+            &["offer", "state"],
+        )
+        .await
+        .unwrap();
+    let refused = common::eventually("slots refused", T, async || {
+        let d = deaf.doc.read().await.ok()??;
+        (d["error"]["code"] == "token-forbidden").then_some(d)
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused["error"]["revision"], revision);
+    assert_eq!(refused["state"], "connected", "{refused:#}");
+    for p in [speaker, listener, deaf] {
+        p.leave(Leave::Close).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasing_an_account_leaves_no_row_and_no_document() {
     let project = Project::new().await;
     let s = sidecar(&project, no_options()).await;

@@ -45,12 +45,7 @@ impl From<&proto::Capacity> for Limits {
     }
 }
 
-/// A room's place: the instance that serves it and the assignment's epoch (+1 per move).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    pub instance: String,
-    pub epoch: i64,
-}
+pub use crate::signalling::protocol::Assignment;
 
 pub fn unix_ms(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use prost::Message as _;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use super::lease::Lease;
 use super::plan::{Action, PlanInput, Reason, RoomState, plan};
 use super::proto::LoadReport;
-use super::store::{FleetStore, On, Written};
+use super::store::{FleetStore, On, RoomChange, Written};
 use super::table::FleetTable;
 use super::unix_ms;
 use crate::gcp::{GcpArgs, PubsubArgs};
@@ -42,8 +42,9 @@ pub struct MonitorArgs {
     /// How often the leader plans, milliseconds.
     #[arg(long, env = "FIRESFU_MONITOR_TICK_MS", default_value_t = 250)]
     pub tick_ms: u64,
-    /// Full re-read of the rooms this often (the rooms listener does the rest), seconds.
-    #[arg(long, env = "FIRESFU_MONITOR_RESYNC_SECS", default_value_t = 10)]
+    /// Full re-read of the rooms this often (the rooms listener keeps them current in between;
+    /// this repairs what a listener missed), seconds.
+    #[arg(long, env = "FIRESFU_MONITOR_RESYNC_SECS", default_value_t = 60)]
     pub resync_secs: u64,
     /// Port of the HTTP endpoint with /healthz and /status.
     #[arg(long, env = "APP_PORT", default_value_t = 8080)]
@@ -81,7 +82,7 @@ fn subscription_id(topic: &str, me: &str) -> String {
 pub fn monitor_id(args: &MonitorArgs) -> String {
     args.monitor_id
         .clone()
-        .unwrap_or_else(|| crate::broadcast::host_instance("monitor"))
+        .unwrap_or_else(|| crate::process::host_instance("monitor"))
 }
 
 pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
@@ -117,8 +118,8 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let subscriber = crate::gcp::pubsub_subscriber(&args.pubsub).await?;
     let consumer = tokio::spawn(consume(subscriber, subscription.clone(), reports_tx));
 
-    let notify = Arc::new(Notify::new());
-    let mut rooms_listener = store.watch_rooms(notify.clone()).await?;
+    let (changes_tx, mut room_changes) = mpsc::unbounded_channel();
+    let mut rooms_listener = store.watch_rooms(changes_tx).await?;
     let status = Arc::new(Mutex::new(Status {
         monitor: me.clone(),
         ..Default::default()
@@ -134,7 +135,12 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         me: me.clone(),
         store: store.clone(),
         table: FleetTable::new(args.stale_after_ms as i64),
-        rooms: store.rooms().await?,
+        rooms: store
+            .rooms()
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect(),
         lease: None,
         lease_duration: Duration::from_millis(args.lease_ms),
         listening_since_ms: unix_ms(SystemTime::now()),
@@ -146,9 +152,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
     };
     let mut tick = tokio::time::interval(Duration::from_millis(args.tick_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut rooms_dirty, mut last_resync) = (false, Instant::now());
+    let mut last_resync = Instant::now();
     let mut last_lease = Instant::now() - Duration::from_secs(3600);
-    let shutdown = crate::broadcast::shutdown_signal();
+    let shutdown = crate::process::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -161,8 +167,8 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
                 leader.table.observe(&report, now);
                 continue;
             }
-            _ = notify.notified() => {
-                rooms_dirty = true;
+            Some(change) = room_changes.recv() => {
+                leader.room_changed(change);
                 continue;
             }
             _ = tick.tick() => {}
@@ -172,19 +178,16 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
             last_lease = Instant::now();
             leader.renew().await;
         }
-        if rooms_dirty || last_resync.elapsed() >= Duration::from_secs(args.resync_secs.max(1)) {
+        if last_resync.elapsed() >= Duration::from_secs(args.resync_secs.max(1)) {
             match store.rooms().await {
                 Ok(rooms) => {
-                    leader.rooms = rooms;
-                    rooms_dirty = false;
+                    leader.rooms = rooms.into_iter().map(|r| (r.id.clone(), r)).collect();
                     last_resync = Instant::now();
                 }
                 Err(e) => tracing::warn!("cannot read the rooms: {e}"),
             }
         }
-        if leader.step().await {
-            rooms_dirty = true;
-        }
+        leader.step().await;
         if let Ok(mut s) = status.lock() {
             let now = unix_ms(SystemTime::now());
             s.leader = leader.leads(now);
@@ -250,11 +253,15 @@ async fn consume(
 /// States of sessions an instance holds: answered or being answered, and re-offers.
 const HELD: [&str; 4] = ["offered", "answering", "answered", "connected"];
 
+/// A room that moved this recently may still have sessions on its old instance (a monitor that
+/// died between the move and the clean-up): the leader re-checks those rooms' sessions.
+const RECONCILE_WINDOW_MS: i64 = 5 * 60 * 1000;
+
 struct Leader {
     me: String,
     store: FleetStore,
     table: FleetTable,
-    rooms: Vec<RoomState>,
+    rooms: std::collections::BTreeMap<String, RoomState>,
     lease: Option<Lease>,
     lease_duration: Duration,
     listening_since_ms: i64,
@@ -295,7 +302,18 @@ impl Leader {
         }
     }
 
-    /// Plans and applies. True when rooms changed (re-read them).
+    fn room_changed(&mut self, change: RoomChange) {
+        match change {
+            RoomChange::Upsert(room) => {
+                self.rooms.insert(room.id.clone(), room);
+            }
+            RoomChange::Removed(id) => {
+                self.rooms.remove(&id);
+            }
+        }
+    }
+
+    /// Plans and applies. True when something was written.
     async fn step(&mut self) -> bool {
         let now = SystemTime::now();
         let now_ms = unix_ms(now);
@@ -303,8 +321,9 @@ impl Leader {
         if !self.leads(now_ms) {
             return false;
         }
+        let rooms: Vec<RoomState> = self.rooms.values().cloned().collect();
         let actions = plan(&PlanInput {
-            rooms: &self.rooms,
+            rooms: &rooms,
             fleet: &self.table,
             now_ms,
             listening_since_ms: self.listening_since_ms,
@@ -337,7 +356,7 @@ impl Leader {
                     .as_ref()
                     .is_none_or(|a| !self.table.is_alive(&a.instance, now_ms))
         };
-        for room in self.rooms.iter().filter(|r| stranded(r)) {
+        for room in self.rooms.values().filter(|r| stranded(r)) {
             let message = "no broadcast instance can take this room now; try again later";
             match self
                 .store
@@ -363,10 +382,16 @@ impl Leader {
     }
 
     /// Every so often, sessions still held by an instance that no longer has their room are
-    /// told to re-join: a move whose clean-up was lost (a monitor died in between) heals.
+    /// told to re-join: a move whose clean-up was lost (a monitor died in between) heals. Only
+    /// rooms that moved recently can have such sessions; only their live sessions are read.
     async fn reconcile(&mut self, now: SystemTime) {
         let message = "the room is served by another instance now; join again";
-        for room in &self.rooms {
+        let now_ms = unix_ms(now);
+        let recent = |r: &&RoomState| {
+            r.moved_at_ms
+                .is_some_and(|at| now_ms - at < RECONCILE_WINDOW_MS)
+        };
+        for room in self.rooms.values().filter(recent) {
             let Some(a) = &room.assignment else { continue };
             match self
                 .store

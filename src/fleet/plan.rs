@@ -14,6 +14,9 @@ pub struct RoomState {
     pub assignment: Option<Assignment>,
     /// The room carries a placement error already (no need to write it again).
     pub unplaceable: bool,
+    /// When the room last moved between instances (its assignment's `assignedAt` when the
+    /// reason is not `new`), Unix milliseconds.
+    pub moved_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +160,7 @@ mod tests {
                 epoch: e,
             }),
             unplaceable: false,
+            moved_at_ms: None,
         }
     }
 

@@ -5,11 +5,14 @@
 //! a session) and receives [`MediaEvent`]s (connected, closed, a participant's view of the room
 //! changed). SDP crosses as text; nothing here knows about Firestore.
 
+pub mod answer;
 pub mod codecs;
 pub mod demux;
 mod engine;
 mod forward;
 pub mod keyframe;
+mod metrics;
+pub use metrics::{MediaObservers, observe_media};
 mod keyframe_relay;
 pub mod offer;
 mod peer;
@@ -56,6 +59,28 @@ pub struct MediaConfig {
     /// A peer we hear nothing from (not even ICE consent checks) for this long is closed.
     pub peer_timeout: Duration,
     pub codecs: CodecSupport,
+    pub limits: MediaLimits,
+}
+
+/// What one instance takes on (0 = no limit for the participant counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaLimits {
+    /// Participants in one room.
+    pub room_participants: usize,
+    /// Participants on this instance.
+    pub participants: usize,
+    /// m-lines per offer: `wants` never asks a participant for more receive slots than fit.
+    pub media_lines: usize,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        MediaLimits {
+            room_participants: 0,
+            participants: 0,
+            media_lines: 64,
+        }
+    }
 }
 
 /// What a participant receives and from whom, told to the client after every change.
@@ -92,6 +117,20 @@ pub struct Roster {
     pub tracks: Vec<(String, MediaKind)>,
 }
 
+/// An offer signalling hands to the engine.
+#[derive(Debug, Clone)]
+pub struct SessionOffer {
+    pub key: SessionKey,
+    /// The session's peer for a re-offer (the engine refuses it with `Closed` if that peer is
+    /// gone); `None` for a first offer, which creates the peer.
+    pub peer: Option<PeerId>,
+    pub display_name: String,
+    pub sdp: String,
+    /// The session may receive (its join token grants `subscribe`): otherwise its `wants`
+    /// stays zero, so a well-behaved client never offers slots it would be refused.
+    pub receives: bool,
+}
+
 /// The result of applying an offer.
 #[derive(Debug, Clone)]
 pub struct Negotiated {
@@ -109,10 +148,15 @@ pub enum NegotiationError {
     /// checks did not foresee.
     #[error("the offer could not be negotiated: {0}")]
     Rejected(String),
+    /// The peer the re-offer was meant for no longer exists (it closed meanwhile).
     #[error("the session is already closed")]
     Closed,
     #[error("the media engine has stopped")]
     EngineGone,
+    #[error("the room already has {max} participants, its limit")]
+    RoomFull { max: usize },
+    #[error("this instance already serves {max} participants, its limit")]
+    InstanceFull { max: usize },
 }
 
 /// Why the engine closed a peer.
@@ -129,11 +173,10 @@ pub enum CloseReason {
 }
 
 pub enum Command {
-    /// Apply a (re-)offer of `key`. A session's first offer creates its peer.
+    /// Apply a (re-)offer of `key`. A session's first offer (`peer: None`) creates its peer;
+    /// a re-offer names the peer it is for, and fails with `Closed` if that one is gone.
     Negotiate {
-        key: SessionKey,
-        display_name: String,
-        sdp: String,
+        offer: SessionOffer,
         reply: oneshot::Sender<Result<Negotiated, NegotiationError>>,
     },
     Close {
@@ -142,6 +185,9 @@ pub enum Command {
     },
     /// Close every peer (reporting each) and stop.
     Shutdown,
+    /// Test builds only: panic on the media thread.
+    #[cfg(feature = "fault-injection")]
+    InjectPanic,
 }
 
 /// Something the engine tells signalling about one session. It names the session itself, so
@@ -195,6 +241,10 @@ pub struct MediaStats {
     pub loss_ppm: u32,
     /// Per room (with at least one peer), for the fleet's load reports.
     pub room_loads: Vec<RoomLoadStat>,
+    /// Every peer and the session it serves (refreshed every second), for reconciliation.
+    pub sessions: Vec<(SessionKey, PeerId)>,
+    /// Binding requests from a new address whose MESSAGE-INTEGRITY did not verify.
+    pub dropped_unauthenticated: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -68,8 +68,8 @@ impl OfferedMedia {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferSummary {
     pub media: Vec<OfferedMedia>,
-    /// UDP addresses of the client's candidates in the offer (used with full ICE only).
-    pub candidates: Vec<std::net::SocketAddr>,
+    /// Every m-line of the offer, of any kind (audio, video, data, unknown).
+    pub m_lines: usize,
 }
 
 impl OfferSummary {
@@ -120,15 +120,8 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
         .map_err(|e| OfferError::Malformed(e.to_string()))?;
 
     let mut media = Vec::new();
-    let mut candidates = Vec::new();
     let mut seen_mids = std::collections::HashSet::new();
     for (index, m) in parsed.media_descriptions.iter().enumerate() {
-        candidates.extend(
-            m.attributes
-                .iter()
-                .filter(|a| a.key == "candidate")
-                .filter_map(|a| a.value.as_deref().and_then(udp_candidate_address)),
-        );
         let kind = match m.media_name.media.as_str() {
             "audio" => MediaKind::Audio,
             "video" => MediaKind::Video,
@@ -175,19 +168,10 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
         };
         return Err(OfferError::NoUsableMedia(reason));
     }
-    Ok(OfferSummary { media, candidates })
-}
-
-/// `<foundation> <component> udp <priority> <ip> <port> typ ...` → the address, for UDP
-/// candidates with a literal IP (mDNS names cannot be routed to before they resolve).
-fn udp_candidate_address(value: &str) -> Option<std::net::SocketAddr> {
-    let fields: Vec<&str> = value.split_whitespace().collect();
-    if fields.len() < 6 || !fields[2].eq_ignore_ascii_case("udp") {
-        return None;
-    }
-    let ip: std::net::IpAddr = fields[4].parse().ok()?;
-    let port: u16 = fields[5].parse().ok()?;
-    Some(std::net::SocketAddr::new(ip, port))
+    Ok(OfferSummary {
+        media,
+        m_lines: parsed.media_descriptions.len(),
+    })
 }
 
 fn direction_of(m: &MediaDescription) -> OfferedDirection {
@@ -250,19 +234,6 @@ pub(crate) mod tests {
         assert_eq!(published, ["0", "1"]);
         let slots: Vec<_> = s.slots().map(|m| (m.mid.as_str(), m.kind)).collect();
         assert_eq!(slots, [("2", MediaKind::Video)]);
-    }
-
-    #[test]
-    fn collects_udp_candidate_addresses() {
-        let sdp = offer_with(&[("audio", "sendonly", "opus")])
-            + "a=candidate:1 1 udp 2130706431 10.0.0.7 5000 typ host\r\n\
-               a=candidate:2 1 tcp 1518280447 10.0.0.7 9 typ host tcptype active\r\n\
-               a=candidate:3 1 udp 2130706431 abcd.local 5001 typ host\r\n";
-        let s = inspect_offer(&sdp, &codecs()).unwrap();
-        assert_eq!(
-            s.candidates,
-            vec!["10.0.0.7:5000".parse::<std::net::SocketAddr>().unwrap()]
-        );
     }
 
     #[test]

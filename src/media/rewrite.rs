@@ -116,7 +116,8 @@ impl Translation {
         out.clear();
         for ext in from {
             let id = self.extension_ids[ext.id as usize];
-            if id != DROP {
+            // Longer than the two-byte form can carry: it could not be written.
+            if id != DROP && ext.payload.len() <= 255 {
                 out.push(Extension {
                     id,
                     payload: ext.payload.clone(),
@@ -205,11 +206,13 @@ impl SlotSequencer {
         out.csrc.extend_from_slice(&src.csrc);
         translation.extensions(&src.extensions, &mut out.extensions);
         out.extension = !out.extensions.is_empty();
-        // One-byte header form while every id fits (RFC 8285), two-byte form otherwise.
+        // One-byte header form while every element fits it (RFC 8285: id 1–14, 1–16 bytes),
+        // two-byte form otherwise. A zero-length element needs the two-byte form: written in
+        // the one-byte form its length field would underflow (and `rtc` panics on that).
         out.extension_profile = if out
             .extensions
             .iter()
-            .all(|e| e.id < 15 && e.payload.len() <= 16)
+            .all(|e| e.id < 15 && (1..=16).contains(&e.payload.len()))
         {
             0xBEDE
         } else {
@@ -325,6 +328,33 @@ mod tests {
                 (1, Bytes::from_static(b"7"))
             ]
         );
+    }
+
+    #[test]
+    fn elements_the_one_byte_form_cannot_carry_use_the_two_byte_form() {
+        let t = translation();
+        let mut s = SlotSequencer::new(1);
+        let mut out = Header::default();
+        // A publisher's zero-length element (legal in its two-byte form).
+        s.rewrite(&t, &header(96, 1, 1, &[(3, b"")]), &mut out, Instant::now())
+            .unwrap();
+        assert_eq!(out.extension_profile, 0x1000);
+        let packet = rtc::rtp::Packet {
+            header: out.clone(),
+            payload: Bytes::from_static(b"x"),
+        };
+        use rtc::shared::marshal::Marshal;
+        let wire = packet.marshal().unwrap();
+        assert!(wire.len() > 12);
+        // Ordinary elements keep the compact form.
+        s.rewrite(
+            &t,
+            &header(96, 2, 1, &[(3, b"abc")]),
+            &mut out,
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(out.extension_profile, 0xBEDE);
     }
 
     #[test]

@@ -40,6 +40,8 @@ struct Member {
     published: Vec<(String, MediaKind)>,
     /// Receive slots in offer order.
     slots: Vec<Slot>,
+    /// May not receive (its grants): it wants no slot.
+    deaf: bool,
 }
 
 /// What a negotiation or a departure changed, for the engine to apply.
@@ -62,6 +64,18 @@ pub struct Wants {
     pub video: usize,
 }
 
+impl Wants {
+    /// At most `slots` receive slots in all, audio first (a room too large to receive whole
+    /// still gives everyone's voice).
+    pub fn capped(self, slots: usize) -> Wants {
+        let audio = self.audio.min(slots);
+        Wants {
+            audio,
+            video: self.video.min(slots - audio),
+        }
+    }
+}
+
 /// The state `diff` compares against: every slot's source and every member's wants.
 struct Snapshot {
     slots: BTreeMap<SlotRef, Option<TrackRef>>,
@@ -73,9 +87,19 @@ pub struct Room {
     /// Keyed by peer id, which grows with join order: iteration order is join order, which
     /// makes slot assignment deterministic (earlier publishers fill earlier slots).
     members: BTreeMap<PeerId, Member>,
+    /// m-lines one offer may have (0: no limit): `wants` never asks for more slots than fit.
+    media_lines: usize,
 }
 
 impl Room {
+    /// A room whose participants' offers may have at most `media_lines` m-lines (0: no limit).
+    pub fn new(media_lines: usize) -> Room {
+        Room {
+            members: BTreeMap::new(),
+            media_lines,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
@@ -101,8 +125,20 @@ impl Room {
         published: Vec<(String, MediaKind)>,
         slots: Vec<(String, MediaKind)>,
     ) -> Changes {
+        self.negotiate_as(peer, published, slots, true)
+    }
+
+    /// [`Room::negotiate`] for a participant that may (`receives`) or may not receive.
+    pub fn negotiate_as(
+        &mut self,
+        peer: PeerId,
+        published: Vec<(String, MediaKind)>,
+        slots: Vec<(String, MediaKind)>,
+        receives: bool,
+    ) -> Changes {
         let before = self.snapshot();
         let member = self.members.entry(peer).or_default();
+        member.deaf = !receives;
         let roster_changed = member.published != published;
         member.published = published;
         let old = std::mem::take(&mut member.slots);
@@ -154,9 +190,21 @@ impl Room {
             .unwrap_or(&[])
     }
 
-    /// Total receive slots per kind `peer` needs: one per track published by the others.
+    /// Total receive slots per kind `peer` needs: one per track published by the others, as
+    /// far as they fit beside its own m-lines within the m-line limit.
     pub fn wants(&self, peer: PeerId) -> Wants {
+        let wants = self.wants_all(peer);
+        match self.media_lines {
+            0 => wants,
+            limit => wants.capped(limit.saturating_sub(self.published(peer).len())),
+        }
+    }
+
+    fn wants_all(&self, peer: PeerId) -> Wants {
         let mut wants = Wants::default();
+        if self.members.get(&peer).is_some_and(|m| m.deaf) {
+            return wants;
+        }
         for (_, kind) in self
             .members
             .iter()
@@ -464,6 +512,30 @@ mod tests {
         let c = room.negotiate(PeerId(2), av("p"), slots(1, 1, 0));
         assert!(c.started.is_empty() && c.stopped.is_empty());
         assert!(c.rosters_changed.is_empty());
+    }
+
+    #[test]
+    fn a_participant_that_may_not_receive_wants_nothing() {
+        let mut room = Room::default();
+        room.negotiate(PeerId(1), av("p"), vec![]);
+        room.negotiate_as(PeerId(2), av("p"), vec![], false);
+        assert_eq!(room.wants(PeerId(2)), Wants::default());
+        assert_eq!(room.wants(PeerId(1)), Wants { audio: 1, video: 1 });
+    }
+
+    #[test]
+    fn wants_fit_the_m_line_limit_with_audio_first() {
+        let mut room = Room::new(6);
+        for p in 1..=5 {
+            room.negotiate(PeerId(p), av("p"), vec![]);
+        }
+        // Peer 1 publishes 2 m-lines; 4 slots remain for 4 audio + 4 video tracks.
+        assert_eq!(room.wants(PeerId(1)), Wants { audio: 4, video: 0 });
+        let mut small = Room::new(8);
+        small.negotiate(PeerId(1), av("p"), vec![]);
+        small.negotiate(PeerId(2), av("p"), vec![]);
+        small.negotiate(PeerId(3), av("p"), vec![]);
+        assert_eq!(small.wants(PeerId(1)), Wants { audio: 2, video: 2 });
     }
 
     #[test]

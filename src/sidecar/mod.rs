@@ -262,7 +262,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(crate::broadcast::shutdown_signal())
+    .with_graceful_shutdown(crate::process::shutdown_signal())
     .await?;
     Ok(())
 }

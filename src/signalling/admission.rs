@@ -1,4 +1,5 @@
-//! Who may join: the join-token check of a session's first offer.
+//! Who may join: the join-token check of a session's first offer, and the grants every offer
+//! is held to.
 //!
 //! Keys come from the sidecar's JWKS, fetched at start and again when a token names a key we do
 //! not know (at most every 10 s, so garbage tokens cannot make us hammer the sidecar). The
@@ -12,8 +13,8 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use super::protocol::{ErrorCode, SessionError};
-use crate::jointoken::{JoinClaims, TokenError, VerifyingKeys, check_grants};
-use crate::media::offer::{CodecSupport, inspect_offer};
+use crate::jointoken::{Grants, JoinClaims, TokenError, VerifyingKeys, check_grants};
+use crate::media::offer::OfferSummary;
 
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
@@ -112,14 +113,14 @@ impl Admission {
         matches!(self, Admission::Tokens(_))
     }
 
-    /// Checks the token of a session's first offer. `Ok(None)` when admission is open.
-    pub async fn check(
+    /// Checks the join token of a session's first offer: signature, issuer, audience,
+    /// expiry, lifetime, room and that it was issued to the document's `uid`. `Ok(None)` when
+    /// admission is open. What the token grants is checked against every offer by the claim.
+    pub async fn verify(
         &self,
         token: Option<&str>,
         uid: Option<&str>,
         room: &str,
-        sdp: &str,
-        codecs: &CodecSupport,
         now: i64,
     ) -> Result<Option<JoinClaims>, SessionError> {
         let Admission::Tokens(cache) = self else {
@@ -151,15 +152,17 @@ impl Admission {
                 "the join token was issued to another user",
             ));
         }
-        // Grants against what the offer does (a malformed offer is refused later, precisely).
-        if let Ok(summary) = inspect_offer(sdp, codecs) {
-            check_grants(
-                claims.grants,
-                summary.published().next().is_some(),
-                summary.slots().next().is_some(),
-            )
-            .map_err(|e| token_error(&e))?;
-        }
         Ok(Some(claims))
     }
+}
+
+/// What a session may do, from its join token (everything when admission is open), checked
+/// against every offer it makes: first offers and re-offers alike.
+pub fn check_offer_grants(grants: Grants, offer: &OfferSummary) -> Result<(), SessionError> {
+    check_grants(
+        grants,
+        offer.published().next().is_some(),
+        offer.slots().next().is_some(),
+    )
+    .map_err(|e| token_error(&e))
 }

@@ -54,6 +54,11 @@ pub enum Decision {
     Leave,
     /// Our instance answered this session but holds no peer for it (it restarted).
     Lost,
+    /// Our claim of offer `revision` still waits for its answer (a write that failed, or a
+    /// claim whose reply was lost): answer it.
+    Resume {
+        revision: i64,
+    },
 }
 
 /// `holding`: this instance currently runs (or is setting up) a peer for the session.
@@ -87,13 +92,15 @@ pub fn decide(doc: &Observed, me: &str, holding: bool) -> Decision {
                 _ => Decision::Answer { revision },
             }
         }
-        Some(SessionState::Answering | SessionState::Answered | SessionState::Connected) => {
-            if ours && !holding {
-                Decision::Lost
-            } else {
-                Decision::Ignore
-            }
-        }
+        Some(
+            state @ (SessionState::Answering | SessionState::Answered | SessionState::Connected),
+        ) => match (ours, holding) {
+            (true, false) => Decision::Lost,
+            (true, true) if state == SessionState::Answering => Decision::Resume {
+                revision: doc.offer_revision.unwrap_or(0),
+            },
+            _ => Decision::Ignore,
+        },
         None => {
             if others || holding {
                 return Decision::Ignore;
@@ -124,10 +131,14 @@ mod tests {
     fn a_new_offer_is_answered_once() {
         let new = obs(json!({"state": "offered", "offer": {"revision": 1}}));
         assert_eq!(decide(&new, "me", false), Decision::Answer { revision: 1 });
-        // After our claim the document says `answering` + our instance: nothing more to do.
+        // After our claim the document says `answering` + our instance: the session task
+        // knows whether its answer is written (resuming costs nothing when it is).
         let claimed =
             obs(json!({"state": "answering", "instance": "me", "offer": {"revision": 1}}));
-        assert_eq!(decide(&claimed, "me", true), Decision::Ignore);
+        assert_eq!(
+            decide(&claimed, "me", true),
+            Decision::Resume { revision: 1 }
+        );
         let answered = obs(json!({"state": "answered", "instance": "me",
             "offer": {"revision": 1}, "answer": {"revision": 1}}));
         assert_eq!(decide(&answered, "me", true), Decision::Ignore);

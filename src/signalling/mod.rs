@@ -7,7 +7,9 @@
 pub mod admission;
 pub mod decide;
 pub mod driver;
+pub mod limits;
 pub mod protocol;
+pub mod quality;
 pub mod session;
 pub mod store;
 pub mod validate;

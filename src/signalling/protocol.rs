@@ -16,6 +16,23 @@ pub const JOIN_TOKENS: &str = "joinTokens";
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// A room's place in a fleet (`rooms/{room}.assignment`, written by the leading monitor): the
+/// instance that serves it and the assignment's epoch (+1 per move).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub instance: String,
+    pub epoch: i64,
+}
+
+/// A room document's `assignment` field, if it has a well-formed one.
+pub fn assignment_of(room: &serde_json::Value) -> Option<Assignment> {
+    let a = room.get("assignment")?;
+    Some(Assignment {
+        instance: a.get("instance")?.as_str()?.to_owned(),
+        epoch: a.get("epoch")?.as_i64()?,
+    })
+}
+
 /// The `state` field of a session document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,6 +111,12 @@ pub enum ErrorCode {
     RoomMoved,
     /// No instance can take the room (or its instance is at its participant limit).
     FleetFull,
+    /// The offer has more m-lines than the server accepts.
+    TooManyMediaLines,
+    /// The offer publishes more tracks than one participant may.
+    TooManyTracks,
+    /// The room has as many participants as it may.
+    RoomFull,
 }
 
 impl ErrorCode {
@@ -119,10 +142,13 @@ impl ErrorCode {
             ErrorCode::ServerShutdown => "server-shutdown",
             ErrorCode::RoomMoved => "room-moved",
             ErrorCode::FleetFull => "fleet-full",
+            ErrorCode::TooManyMediaLines => "too-many-m-lines",
+            ErrorCode::TooManyTracks => "too-many-tracks",
+            ErrorCode::RoomFull => "room-full",
         }
     }
 
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidDocument,
         ErrorCode::UnsupportedVersion,
         ErrorCode::SdpTooLarge,
@@ -143,6 +169,9 @@ impl ErrorCode {
         ErrorCode::ServerShutdown,
         ErrorCode::RoomMoved,
         ErrorCode::FleetFull,
+        ErrorCode::TooManyMediaLines,
+        ErrorCode::TooManyTracks,
+        ErrorCode::RoomFull,
     ];
 }
 

@@ -1,27 +1,34 @@
 //! One task per participant session, owning that session's Firestore writes in order:
 //! claim → answer → view updates → connected → end. Ordering per session matters (an older
 //! view must never overwrite a newer one); tasks of different sessions run concurrently.
+//!
+//! Every claimed offer ends answered or refused with an error code, after transient Firestore
+//! failures too: a failed claim or answer write is retried with backoff, and beyond that the
+//! driver's sweeps hand the document back (`Resume`) until the write lands or the peer ends.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::admission::Admission;
 use super::decide::Decision;
+use super::limits::OfferLimits;
 use super::protocol::{ErrorCode, SessionError, SessionState};
-use super::store::{AnswerWrite, Claim, ENDED_TTL, Store};
+use super::quality::{Quality, worth_writing};
+use super::store::{AnswerWrite, Claim, ClaimContext, ENDED_TTL, Live, ParticipantEntry, Store};
+use crate::docdb::DbError;
+use crate::jointoken::Grants;
 use crate::media::{
-    CloseReason, CodecSupport, EngineHandle, NegotiationError, OfferError, PeerId, Roster,
-    SessionKey, SessionView,
+    CloseReason, CodecSupport, EngineHandle, MediaKind, NegotiationError, OfferError, PeerId,
+    Roster, SessionKey, SessionOffer, SessionView,
 };
 use crate::telemetry::metrics::SignallingInstruments;
-use tracing::Instrument;
 
 pub enum SessionMsg {
-    /// A decision taken on a listener snapshot (answer, reject, lost), with the client's
-    /// trace context if its document carries one.
+    /// A decision taken on a listener snapshot (answer, reject, resume, lost), with the
+    /// client's trace context if its document carries one.
     Work(Decision, Option<String>),
     /// The client left: its document is `closed` or deleted.
     Leave,
@@ -32,10 +39,7 @@ pub enum SessionMsg {
     View(SessionView),
     /// The client's `media` field (which of its tracks are on), mirrored into the roster.
     Media(serde_json::Value),
-    Quality {
-        rtt_ms: Option<f64>,
-        loss: Option<f64>,
-    },
+    Quality(Quality),
 }
 
 /// What a session task tells the driver.
@@ -50,9 +54,37 @@ pub struct SessionContext {
     pub driver: mpsc::UnboundedSender<DriverMsg>,
     pub admission: Arc<Admission>,
     pub codecs: Arc<CodecSupport>,
+    pub limits: OfferLimits,
     pub instruments: Arc<SignallingInstruments>,
     /// How far ahead `expiresAt` of a live session is kept.
     pub live_ttl: Duration,
+}
+
+/// A write the session could not make yet.
+enum Unsent {
+    Answer { revision: i64, sdp: String },
+    Refusal { revision: i64, error: SessionError },
+}
+
+impl Unsent {
+    fn revision(&self) -> i64 {
+        match self {
+            Unsent::Answer { revision, .. } | Unsent::Refusal { revision, .. } => *revision,
+        }
+    }
+}
+
+/// Retries with backoff: 0.25, 0.5, 1, 2 s; then the driver's sweeps take over.
+const RETRIES: u32 = 4;
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.min(4))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryWhat {
+    Claim,
+    Write,
 }
 
 struct Session {
@@ -61,14 +93,26 @@ struct Session {
     peer: Option<PeerId>,
     connected: bool,
     uid: Option<String>,
+    grants: Grants,
     joined: Option<SystemTime>,
     roster: Option<Roster>,
+    /// The highest offer revision whose answer is in the document.
+    answered: i64,
+    unsent: Option<Unsent>,
+    /// Consecutive failed claims or writes, and when to try again.
+    failures: u32,
+    retry: Option<(Instant, RetryWhat)>,
+    /// The newest view the engine produced (an answer written late carries this one, not the
+    /// one of its negotiation: views written meanwhile must not be undone).
+    view: SessionView,
     /// Version of the newest view written (with an answer or alone).
     view_version: u64,
     /// The first negotiation's span stays open until ICE/DTLS connect.
     join_span: Option<tracing::Span>,
     /// The client's `media` field, if it wrote one.
     media: Option<serde_json::Value>,
+    /// The quality last written into the roster.
+    quality: Option<Quality>,
     finished: bool,
 }
 
@@ -86,15 +130,23 @@ pub async fn run_session(
         peer: None,
         connected: false,
         uid: None,
+        grants: Grants::ALL,
         joined: None,
         roster: None,
+        answered: 0,
+        unsent: None,
+        failures: 0,
+        retry: None,
+        view: SessionView::default(),
         view_version: 0,
         join_span: None,
         media: None,
+        quality: None,
         finished: false,
     };
-    let mut pending: VecDeque<SessionMsg> = VecDeque::new();
+    let mut pending: std::collections::VecDeque<SessionMsg> = Default::default();
     while !session.finished {
+        let retry_at = session.retry.map(|(at, _)| at);
         let msg = match pending.pop_front() {
             Some(msg) => msg,
             None => tokio::select! {
@@ -104,6 +156,10 @@ pub async fn run_session(
                 },
                 _ = refresh.tick() => {
                     session.refresh().await;
+                    continue;
+                }
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    session.retry_now().await;
                     continue;
                 }
             },
@@ -122,10 +178,10 @@ pub async fn run_session(
                         other => pending.push_back(other),
                     }
                 }
-                session.write_view(&view).await;
+                session.write_view(view).await;
             }
             SessionMsg::Media(media) => session.media_changed(media).await,
-            SessionMsg::Quality { rtt_ms, loss } => session.quality(rtt_ms, loss).await,
+            SessionMsg::Quality(q) => session.quality(q).await,
         }
     }
     if !session.finished
@@ -134,6 +190,12 @@ pub async fn run_session(
         session.ctx.engine.close(peer, CloseReason::Left);
     }
     let _ = driver.send(DriverMsg::Finished { key });
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
 }
 
 fn now() -> SystemTime {
@@ -145,6 +207,8 @@ fn negotiation_error(e: &NegotiationError) -> SessionError {
         NegotiationError::Offer(OfferError::TooLarge { .. }) => ErrorCode::SdpTooLarge,
         NegotiationError::Offer(OfferError::Malformed(_)) => ErrorCode::SdpMalformed,
         NegotiationError::Offer(OfferError::NoUsableMedia(_)) => ErrorCode::NoUsableMedia,
+        NegotiationError::RoomFull { .. } => ErrorCode::RoomFull,
+        NegotiationError::InstanceFull { .. } => ErrorCode::FleetFull,
         NegotiationError::Rejected(_) => ErrorCode::NegotiationFailed,
         NegotiationError::Closed | NegotiationError::EngineGone => ErrorCode::ServerShutdown,
     };
@@ -152,19 +216,66 @@ fn negotiation_error(e: &NegotiationError) -> SessionError {
 }
 
 impl Session {
-    fn live_state(&self) -> Option<SessionState> {
-        self.peer.map(|_| {
-            if self.connected {
+    fn live(&self) -> Option<Live> {
+        self.peer.map(|_| Live {
+            state: if self.connected {
                 SessionState::Connected
             } else {
                 SessionState::Answered
-            }
+            },
+            grants: self.grants,
         })
+    }
+
+    /// Until a peer exists every failure ends the session; afterwards it keeps running.
+    fn done_unless_live(&mut self) {
+        self.finished = self.peer.is_none();
+    }
+
+    fn failed(&mut self, what: RetryWhat) {
+        self.failures += 1;
+        self.retry = if self.failures <= RETRIES {
+            Some((Instant::now() + backoff(self.failures - 1), what))
+        } else {
+            // The driver's sweeps (pending offers, unanswered claims) bring it back.
+            tracing::warn!(key = %self.key, "stopped retrying; the next sweep resumes");
+            None
+        };
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.retry = None;
+    }
+
+    async fn retry_now(&mut self) {
+        match self.retry.take() {
+            Some((_, RetryWhat::Claim)) => {
+                let span = tracing::info_span!("join", otel.name = "join", retry = true);
+                self.answer(&span).await;
+            }
+            Some((_, RetryWhat::Write)) => self.write_unsent().await,
+            None => {}
+        }
     }
 
     async fn work(&mut self, decision: Decision, traceparent: Option<String>) {
         match decision {
-            Decision::Answer { .. } | Decision::Reject(_) => {
+            Decision::Answer { revision } | Decision::Resume { revision }
+                if revision >= 1 && revision <= self.answered =>
+            {
+                // A snapshot older than our own answer (the listener lags behind our write).
+            }
+            Decision::Answer { revision } | Decision::Resume { revision }
+                if self
+                    .unsent
+                    .as_ref()
+                    .is_some_and(|u| u.revision() == revision) =>
+            {
+                // Negotiated already; only the write is missing.
+                self.write_unsent().await;
+            }
+            Decision::Answer { .. } | Decision::Reject(_) | Decision::Resume { .. } => {
                 let span = tracing::info_span!(
                     "join",
                     otel.name = "join",
@@ -186,7 +297,7 @@ impl Session {
                 if let Err(e) = self.ctx.store.mark_lost(&self.key, now()).await {
                     tracing::warn!(key = %self.key, "cannot mark a lost session: {e}");
                 }
-                self.finished = self.peer.is_none();
+                self.done_unless_live();
             }
             Decision::Leave => self.leave().await,
             Decision::Ignore => {}
@@ -200,47 +311,66 @@ impl Session {
             .store
             .claim(
                 &self.key,
-                self.live_state(),
-                self.ctx.admission.clone(),
-                self.ctx.codecs.clone(),
-                now(),
+                ClaimContext {
+                    live: self.live(),
+                    admission: self.ctx.admission.clone(),
+                    codecs: self.ctx.codecs.clone(),
+                    limits: self.ctx.limits,
+                    now: now(),
+                },
             )
             .instrument(tracing::info_span!(parent: span, "firestore.claim"))
             .await;
-        let request = match claim {
-            Ok(Claim::Answer(request)) => request,
+        let admitted = match claim {
+            Ok(Claim::Answer(admitted)) => admitted,
             Ok(Claim::Rejected(error)) => {
                 span.record("outcome", error.code.as_str());
                 self.ctx
                     .instruments
                     .join(started.elapsed().as_secs_f64(), "refused");
                 tracing::info!(key = %self.key, code = error.code.as_str(), "offer refused: {}", error.message);
-                self.finished = self.peer.is_none();
+                self.succeeded();
+                self.done_unless_live();
                 return;
             }
             Ok(Claim::Nothing) => {
-                self.finished = self.peer.is_none();
+                self.succeeded();
+                self.done_unless_live();
                 return;
             }
             Err(e) => {
-                tracing::warn!(key = %self.key, "cannot claim an offer: {e}");
-                self.finished = self.peer.is_none();
+                tracing::warn!(key = %self.key, "cannot claim an offer (retrying): {e}");
+                self.failed(RetryWhat::Claim);
+                // Without a peer and out of retries, the sweep of pending offers starts a new
+                // task for the document.
+                if self.retry.is_none() {
+                    self.done_unless_live();
+                }
                 return;
             }
         };
-        self.uid = request.uid.clone();
+        self.succeeded();
+        let request = admitted.request;
+        if self.peer.is_none() {
+            self.uid = request.uid.clone();
+            self.grants = admitted.grants;
+        }
         let negotiated = self
             .ctx
             .engine
-            .negotiate(
-                self.key.clone(),
-                request.display_name.clone(),
-                request.sdp.clone(),
-            )
+            .negotiate(SessionOffer {
+                key: self.key.clone(),
+                peer: self.peer,
+                display_name: request.display_name.clone(),
+                sdp: request.sdp.clone(),
+                receives: self.grants.subscribe,
+            })
             .instrument(tracing::info_span!(parent: span, "media.negotiate"))
             .await;
         let negotiated = match negotiated {
             Ok(n) => n,
+            // The expected peer is gone: its `EngineClosed` is on its way and ends the session.
+            Err(NegotiationError::Closed) => return,
             Err(e) => {
                 let error = negotiation_error(&e);
                 span.record("outcome", error.code.as_str());
@@ -248,21 +378,12 @@ impl Session {
                     .instruments
                     .join(started.elapsed().as_secs_f64(), "refused");
                 tracing::info!(key = %self.key, code = error.code.as_str(), "offer not negotiated: {e}");
-                if let Err(e) = self
-                    .ctx
-                    .store
-                    .refuse(
-                        &self.key,
-                        request.revision,
-                        &error,
-                        self.live_state(),
-                        now(),
-                    )
-                    .await
-                {
-                    tracing::warn!(key = %self.key, "cannot report a refused offer: {e}");
-                }
-                self.finished = self.peer.is_none();
+                self.unsent = Some(Unsent::Refusal {
+                    revision: request.revision,
+                    error,
+                });
+                self.write_unsent().await;
+                self.done_unless_live();
                 return;
             }
         };
@@ -270,47 +391,83 @@ impl Session {
             self.peer = Some(negotiated.peer);
             self.joined = Some(now());
         }
-        let state = self.live_state().unwrap_or(SessionState::Answered);
-        self.view_version = self.view_version.max(negotiated.view.version);
-        let written = self
-            .ctx
-            .store
-            .write_answer(
-                &self.key,
-                &AnswerWrite {
-                    revision: request.revision,
-                    sdp: &negotiated.answer,
-                    view: &negotiated.view,
-                    state,
-                    expires: now() + self.ctx.live_ttl,
-                },
-                now(),
-            )
+        self.note_view(negotiated.view);
+        self.unsent = Some(Unsent::Answer {
+            revision: request.revision,
+            sdp: negotiated.answer,
+        });
+        async { self.write_unsent().await }
             .instrument(tracing::info_span!(parent: span, "firestore.write_answer"))
             .await;
-        match written {
-            Ok(true) => {
-                self.ctx
-                    .instruments
-                    .join(started.elapsed().as_secs_f64(), "answered");
-                span.record("outcome", "answered");
-                tracing::info!(
-                    key = %self.key,
-                    revision = request.revision,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "answer written"
-                )
-            }
-            Ok(false) => {
-                // The client re-offered or left while we answered; its next state decides.
-                self.recheck().await;
-                return;
-            }
-            Err(e) => tracing::warn!(key = %self.key, "cannot write an answer: {e}"),
+        if self.answered >= request.revision {
+            self.ctx
+                .instruments
+                .join(started.elapsed().as_secs_f64(), "answered");
+            span.record("outcome", "answered");
+            tracing::info!(
+                key = %self.key,
+                revision = request.revision,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "answer written"
+            );
         }
         if self.roster.as_ref() != Some(&negotiated.roster) {
             self.roster = Some(negotiated.roster);
             self.write_participant().await;
+        }
+    }
+
+    /// Writes the answer or refusal that waits; on failure schedules a retry.
+    async fn write_unsent(&mut self) {
+        let Some(unsent) = &self.unsent else {
+            return;
+        };
+        let written: Result<bool, DbError> = match unsent {
+            Unsent::Answer { revision, sdp } => {
+                let write = AnswerWrite {
+                    revision: *revision,
+                    sdp,
+                    view: &self.view,
+                    state: self.live().map_or(SessionState::Answered, |l| l.state),
+                    expires: now() + self.ctx.live_ttl,
+                };
+                self.ctx.store.write_answer(&self.key, &write, now()).await
+            }
+            Unsent::Refusal { revision, error } => {
+                self.ctx
+                    .store
+                    .refuse(
+                        &self.key,
+                        *revision,
+                        error,
+                        self.live().map(|l| l.state),
+                        now(),
+                    )
+                    .await
+            }
+        };
+        let revision = unsent.revision();
+        let is_answer = matches!(unsent, Unsent::Answer { .. });
+        let view_version = self.view.version;
+        match written {
+            Ok(true) => {
+                if is_answer {
+                    self.answered = self.answered.max(revision);
+                    self.view_version = self.view_version.max(view_version);
+                }
+                self.unsent = None;
+                self.succeeded();
+            }
+            Ok(false) => {
+                // The client re-offered or left while we answered; its next state decides.
+                self.unsent = None;
+                self.succeeded();
+                self.recheck().await;
+            }
+            Err(e) => {
+                tracing::warn!(key = %self.key, revision, "cannot write to the session (retrying): {e}");
+                self.failed(RetryWhat::Write);
+            }
         }
     }
 
@@ -323,8 +480,8 @@ impl Session {
                 .map(|r| r.tracks.as_slice())
                 .unwrap_or(&[]);
             serde_json::json!({
-                "audio": tracks.iter().any(|(_, k)| *k == crate::media::MediaKind::Audio),
-                "video": tracks.iter().any(|(_, k)| *k == crate::media::MediaKind::Video),
+                "audio": tracks.iter().any(|(_, k)| *k == MediaKind::Audio),
+                "video": tracks.iter().any(|(_, k)| *k == MediaKind::Video),
             })
         })
     }
@@ -345,18 +502,20 @@ impl Session {
         }
     }
 
-    async fn quality(&self, rtt_ms: Option<f64>, loss: Option<f64>) {
-        if self.roster.is_none() {
+    async fn quality(&mut self, sample: Quality) {
+        if self.roster.is_none() || !worth_writing(self.quality.as_ref(), &sample) {
             return;
         }
-        let quality = serde_json::json!({ "quality": { "rttMs": rtt_ms, "loss": loss } });
-        if let Err(e) = self
+        let quality =
+            serde_json::json!({ "quality": { "rttMs": sample.rtt_ms, "loss": sample.loss } });
+        match self
             .ctx
             .store
             .update_participant(&self.key, quality, &["quality"])
             .await
         {
-            tracing::warn!(key = %self.key, "cannot update the roster's quality: {e}");
+            Ok(()) => self.quality = Some(sample),
+            Err(e) => tracing::warn!(key = %self.key, "cannot update the roster's quality: {e}"),
         }
     }
 
@@ -370,20 +529,15 @@ impl Session {
         {
             tracing::warn!(key = %self.key, "cannot write the member document: {e}");
         }
-        if let Err(e) = self
-            .ctx
-            .store
-            .put_participant(
-                &self.key,
-                roster,
-                &self.media_value(),
-                self.uid.clone(),
-                self.joined.unwrap_or(t),
-                t + self.ctx.live_ttl,
-                t,
-            )
-            .await
-        {
+        let media = self.media_value();
+        let entry = ParticipantEntry {
+            roster,
+            media: &media,
+            uid: self.uid.clone(),
+            joined: self.joined.unwrap_or(t),
+            expires: t + self.ctx.live_ttl,
+        };
+        if let Err(e) = self.ctx.store.put_participant(&self.key, &entry, t).await {
             tracing::warn!(key = %self.key, "cannot write the participant document: {e}");
         }
     }
@@ -398,12 +552,24 @@ impl Session {
         }
     }
 
-    async fn write_view(&mut self, view: &SessionView) {
-        if view.version <= self.view_version {
+    fn note_view(&mut self, view: SessionView) {
+        if view.version > self.view.version {
+            self.view = view;
+        }
+    }
+
+    async fn write_view(&mut self, view: SessionView) {
+        self.note_view(view);
+        if self.view.version <= self.view_version {
             return;
         }
-        self.view_version = view.version;
-        if let Err(e) = self.ctx.store.write_view(&self.key, view, now()).await {
+        self.view_version = self.view.version;
+        if let Err(e) = self
+            .ctx
+            .store
+            .write_view(&self.key, &self.view, now())
+            .await
+        {
             tracing::warn!(key = %self.key, "cannot write a session view: {e}");
         }
     }

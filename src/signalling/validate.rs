@@ -49,16 +49,11 @@ pub fn validate_offer(doc: &Value, require_token: bool) -> Result<OfferRequest, 
     }
 
     let display_name = match doc.get("displayName") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
-        Some(Value::String(_)) => return Err(invalid("field `displayName` is empty")),
+        Some(Value::String(s)) => crate::text::label("displayName", s, MAX_DISPLAY_NAME_CHARS)
+            .map_err(|e| invalid(e.to_string()))?,
         Some(_) => return Err(invalid("field `displayName` must be a string")),
         None => return Err(invalid("field `displayName` is missing")),
     };
-    if display_name.chars().count() > MAX_DISPLAY_NAME_CHARS {
-        return Err(invalid(format!(
-            "field `displayName` is longer than {MAX_DISPLAY_NAME_CHARS} characters"
-        )));
-    }
 
     let uid = match doc.get("uid") {
         None | Some(Value::Null) => None,
@@ -186,6 +181,26 @@ mod tests {
         let mut doc = good();
         doc["displayName"] = json!("x".repeat(65));
         assert_eq!(code(doc), ErrorCode::InvalidDocument);
+    }
+
+    #[test]
+    fn refuses_display_names_that_would_spoof_other_interfaces() {
+        for name in [
+            "Ada\u{0}",
+            "bell\u{7}",
+            "\u{202E}nimda",
+            "\u{FEFF}Bob",
+            "a\u{2067}b",
+        ] {
+            let mut doc = good();
+            doc["displayName"] = json!(name);
+            let err = validate_offer(&doc, false).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidDocument, "{name:?}");
+            assert!(err.message.contains("displayName"), "{}", err.message);
+        }
+        let mut doc = good();
+        doc["displayName"] = json!("Zoë 👩🏽‍💻");
+        assert_eq!(validate_offer(&doc, false).unwrap().display_name, "Zoë 👩🏽‍💻");
     }
 
     #[test]

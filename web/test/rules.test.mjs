@@ -58,6 +58,15 @@ describe("sessions", () => {
   it("not in a room that does not exist", () => assertFails(setDoc(doc(as("ada"), "rooms/nope/sessions/s1"), session("ada"))));
   it("not with a server field", () => assertFails(setDoc(mine(as("ada")), session("ada", { answer: { sdp: "x", revision: 1 } }))));
   it("not with a first revision other than 1", () => assertFails(setDoc(mine(as("ada")), session("ada", { offer: offer(2) }))));
+  it("names in any script with emoji, 64 UTF-16 units", () =>
+    assertSucceeds(setDoc(mine(as("ada")), session("ada", { displayName: "Zoë 👩🏽‍💻 محمد 李" + "é".repeat(46) }))));
+  for (const [what, name] of [
+    ["NUL", "Ada\u0000"], ["BEL", "bell\u0007"], ["right-to-left override", "\u202Enimda"],
+    ["byte-order mark", "\uFEFFBob"], ["isolate", "a\u2067b"], ["line separator", "a\u2028b"],
+    ["newline", "two\nlines"], ["only spaces", "   "], ["65 characters", "é".repeat(65)], ["33 emoji (66 units)", "👍".repeat(33)],
+  ]) {
+    it(`not a display name with ${what}`, () => assertFails(setDoc(mine(as("ada")), session("ada", { displayName: name }))));
+  }
   it("not with an SDP over 64 KiB", () => assertFails(setDoc(mine(as("ada")), session("ada", { offer: { sdp: "x".repeat(65537), revision: 1 } }))));
   it("not with a display name over 64 characters", () => assertFails(setDoc(mine(as("ada")), session("ada", { displayName: "x".repeat(65) }))));
   it("not with an expiry more than a day ahead", () => assertFails(setDoc(mine(as("ada")), session("ada", { expiresAt: Timestamp.fromMillis(Date.now() + 3 * 86400_000) }))));

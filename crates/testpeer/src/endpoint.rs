@@ -165,6 +165,36 @@ impl Endpoint {
         Some((offer.to_sdp_string(), pending))
     }
 
+    /// A re-offer that starts publishing audio and video (`sendonly`), whatever the spec said:
+    /// what a client does to publish after joining to listen. `None` if it publishes both.
+    pub fn publish_more(&mut self) -> Option<(String, SdpPendingOffer)> {
+        if self.audio_tx.is_some() && self.video_tx.is_some() {
+            return None;
+        }
+        let mut api = self.rtc.sdp_api();
+        let stream = Some(self.spec.tag.clone());
+        if self.audio_tx.is_none() {
+            self.audio_tx = Some(api.add_media(
+                MediaKind::Audio,
+                Direction::SendOnly,
+                stream.clone(),
+                Some("mic".into()),
+                None,
+            ));
+        }
+        if self.video_tx.is_none() {
+            self.video_tx = Some(api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                stream,
+                Some("cam".into()),
+                None,
+            ));
+        }
+        let (offer, pending) = api.apply()?;
+        Some((offer.to_sdp_string(), pending))
+    }
+
     pub fn accept_answer(&mut self, pending: SdpPendingOffer, sdp: &str) -> anyhow::Result<()> {
         let answer = SdpAnswer::from_sdp_string(sdp).context("unparseable answer")?;
         self.rtc

@@ -132,10 +132,20 @@ pub enum Leave {
     Vanish,
 }
 
+/// What a test asks a running peer to do.
+enum Control {
+    Leave(Leave),
+    /// Re-offer, now publishing audio and video too.
+    Publish,
+    /// Delete the session document but keep the peer connection (and ICE) alive: a client
+    /// that misbehaves, or a delete the server's listener missed.
+    DeleteDocumentOnly,
+}
+
 pub struct Peer {
     pub spec: PeerSpec,
     report: Arc<Mutex<Report>>,
-    control: mpsc::UnboundedSender<Leave>,
+    control: mpsc::UnboundedSender<Control>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub doc: SessionDoc,
 }
@@ -186,8 +196,18 @@ impl Peer {
         }
     }
 
+    /// Re-offers publishing audio and video (the offer's revision grows by one).
+    pub fn publish(&self) {
+        let _ = self.control.send(Control::Publish);
+    }
+
+    /// Deletes the session document and keeps the peer connection running.
+    pub fn delete_document_only(&self) {
+        let _ = self.control.send(Control::DeleteDocumentOnly);
+    }
+
     pub async fn leave(self, how: Leave) -> anyhow::Result<Report> {
-        let _ = self.control.send(how);
+        let _ = self.control.send(Control::Leave(how));
         match tokio::time::timeout(Duration::from_secs(10), self.task).await {
             Ok(Ok(result)) => result?,
             Ok(Err(e)) => bail!("peer task panicked: {e}"),
@@ -201,7 +221,7 @@ async fn run(
     spec: PeerSpec,
     doc: SessionDoc,
     report: Arc<Mutex<Report>>,
-    mut control: mpsc::UnboundedReceiver<Leave>,
+    mut control: mpsc::UnboundedReceiver<Control>,
 ) -> anyhow::Result<()> {
     let result = drive(&spec, &doc, &report, &mut control).await;
     update(&report, |r| {
@@ -217,7 +237,7 @@ async fn drive(
     spec: &PeerSpec,
     doc: &SessionDoc,
     report: &Arc<Mutex<Report>>,
-    control: &mut mpsc::UnboundedReceiver<Leave>,
+    control: &mut mpsc::UnboundedReceiver<Control>,
 ) -> anyhow::Result<()> {
     let media = MediaSpec {
         tag: spec.session.clone(),
@@ -280,11 +300,24 @@ async fn drive(
                     pending = Some((p, revision, Instant::now()));
                 }
             }
-            how = control.recv() => {
-                match how {
-                    Some(Leave::Close) => doc.close().await?,
-                    Some(Leave::Delete) => doc.delete().await?,
-                    Some(Leave::Vanish) | None => {}
+            what = control.recv() => {
+                match what {
+                    Some(Control::Publish) => {
+                        if pending.is_none() && let Some((sdp, p)) = ep.publish_more() {
+                            revision += 1;
+                            update(report, |r| r.revision = revision);
+                            doc.reoffer(&sdp, revision).await?;
+                            pending = Some((p, revision, Instant::now()));
+                        }
+                        continue;
+                    }
+                    Some(Control::DeleteDocumentOnly) => {
+                        doc.delete().await?;
+                        continue;
+                    }
+                    Some(Control::Leave(Leave::Close)) => doc.close().await?,
+                    Some(Control::Leave(Leave::Delete)) => doc.delete().await?,
+                    Some(Control::Leave(Leave::Vanish)) | None => {}
                 }
                 break Ok(());
             }

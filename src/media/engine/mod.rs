@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod routing;
 
-use crate::telemetry::metrics::MediaInstruments;
+use super::metrics::MediaInstruments;
 
 use super::demux::{Demux, Route};
 use super::forward::ForwardTable;
@@ -30,7 +31,7 @@ use super::room::{Room, TrackRef};
 use super::socket::{DropCounter, bind_udp};
 use super::{
     CloseReason, Command, Commands, Events, MediaConfig, MediaEvent, MediaStats, Negotiated,
-    NegotiationError, PeerId, SessionEvent, SessionKey,
+    NegotiationError, PeerId, SessionEvent, SessionKey, SessionOffer,
 };
 
 /// How often silent peers are looked for and shared statistics refreshed.
@@ -59,7 +60,14 @@ pub struct EngineHandle {
     local_addr: SocketAddr,
     candidates: Vec<SocketAddr>,
     thread: Option<JoinHandle<()>>,
+    /// Closed (its sender dropped) when the media thread ends, however it ends.
+    life: tokio::sync::watch::Receiver<()>,
+    stopping: Arc<AtomicBool>,
 }
+
+/// Held by the media thread: dropping it (the thread returned or unwound from a panic) tells
+/// every [`EngineHandle::failed`] waiter.
+struct Life(#[allow(dead_code)] tokio::sync::watch::Sender<()>);
 
 impl EngineHandle {
     pub fn local_addr(&self) -> SocketAddr {
@@ -80,20 +88,34 @@ impl EngineHandle {
         self.stats.clone()
     }
 
-    pub async fn negotiate(
-        &self,
-        key: SessionKey,
-        display_name: String,
-        sdp: String,
-    ) -> Result<Negotiated, NegotiationError> {
+    /// Whether the media thread still runs.
+    pub fn alive(&self) -> bool {
+        self.life.has_changed().is_ok()
+    }
+
+    /// Resolves if the media thread ends without having been asked to (a panic): the
+    /// process must then report unhealthy and exit, so that its rooms move elsewhere.
+    pub async fn failed(&self) {
+        let mut life = self.life.clone();
+        while life.changed().await.is_ok() {}
+        if self.stopping.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Every peer and the session it serves (as of the last housekeeping second).
+    pub fn sessions(&self) -> Vec<(SessionKey, PeerId)> {
+        self.stats
+            .lock()
+            .map(|s| s.sessions.clone())
+            .unwrap_or_default()
+    }
+
+    /// Applies a session's offer.
+    pub async fn negotiate(&self, offer: SessionOffer) -> Result<Negotiated, NegotiationError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Negotiate {
-                key,
-                display_name,
-                sdp,
-                reply,
-            })
+            .send(Command::Negotiate { offer, reply })
             .map_err(|_| NegotiationError::EngineGone)?;
         answer.await.map_err(|_| NegotiationError::EngineGone)?
     }
@@ -104,7 +126,14 @@ impl EngineHandle {
 
     /// Asks the engine to close every peer (each reported as a `Closed` event) and stop.
     pub fn request_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
         let _ = self.commands.send(Command::Shutdown);
+    }
+
+    /// Test builds only: makes the media thread panic, as a bug in the stack would.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panic(&self) {
+        let _ = self.commands.send(Command::InjectPanic);
     }
 
     /// Stops the engine and waits for its thread.
@@ -160,9 +189,11 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
         candidates: candidates.clone(),
     };
     let shared = stats.clone();
+    let (life_tx, life) = tokio::sync::watch::channel(());
     let thread = std::thread::Builder::new()
         .name("firesfu-media".into())
         .spawn(move || {
+            let _life = Life(life_tx);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -215,6 +246,8 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
             local_addr,
             candidates,
             thread: Some(thread),
+            life,
+            stopping: Arc::new(AtomicBool::new(false)),
         },
         events,
     ))
@@ -294,17 +327,13 @@ impl Engine {
     fn handle_command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
-            Command::Negotiate {
-                key,
-                display_name,
-                sdp,
-                reply,
-            } => {
-                let result = self.negotiate(now, key, display_name, &sdp);
-                let _ = reply.send(result);
+            Command::Negotiate { offer, reply } => {
+                let _ = reply.send(self.negotiate(now, offer));
             }
             Command::Close { peer, reason } => self.close_peer(now, peer, reason),
             Command::Shutdown => {}
+            #[cfg(feature = "fault-injection")]
+            Command::InjectPanic => panic!("fault injection: the media thread panics"),
         }
     }
 
@@ -337,10 +366,10 @@ impl Engine {
         self.stats.datagrams_in += 1;
         let data = &buf[..n];
         let id = match self.demux.route(from, data) {
-            Route::Peer(id) => id,
-            Route::NewPath(id) => {
-                self.demux.learn(from, id);
-                id
+            Route::Peer(id) | Route::NewPath(id) => id,
+            Route::Unauthenticated => {
+                self.stats.dropped_unauthenticated += 1;
+                return;
             }
             Route::Unknown => {
                 self.stats.dropped_unknown_sender += 1;
@@ -476,6 +505,9 @@ impl Engine {
                 continue;
             };
             while let Some((to, datagram)) = peer.poll_transmit() {
+                if !self.config.ice_lite {
+                    self.demux.sent(id, &datagram, now);
+                }
                 match self.socket.try_send_to(&datagram, to) {
                     Ok(_) => self.stats.datagrams_out += 1,
                     Err(e) => {
@@ -505,6 +537,7 @@ impl Engine {
             tracing::info!(peer = id.0, "closing a peer that went silent");
             self.close_peer(now, id, CloseReason::Timeout);
         }
+        self.demux.expire(now);
         self.housekeeping_ticks += 1;
         let report = self.housekeeping_ticks.is_multiple_of(QUALITY_REPORT_EVERY);
         let mut qualities = Vec::new();
@@ -545,6 +578,7 @@ impl Engine {
             .map(|p| p.slot_sources().count() as u64)
             .sum();
         self.stats.kernel_receive_drops = self.drops.as_ref().and_then(DropCounter::read);
+        self.stats.sessions = self.sessions.iter().map(|(k, p)| (k.clone(), *p)).collect();
         // Once a second (housekeeping), a few rooms: not on the packet path.
         self.stats.room_loads = self
             .rooms
@@ -571,15 +605,26 @@ impl Engine {
     }
 
     fn close_peer(&mut self, now: Instant, id: PeerId, reason: CloseReason) {
-        let Some(mut peer) = self.peers.remove(&id) else {
-            return;
-        };
+        if let Some(peer) = self.remove_peer(now, id) {
+            let _ = self.events.send(MediaEvent {
+                peer: id,
+                session: peer.key,
+                what: SessionEvent::Closed(reason),
+            });
+        }
+    }
+
+    /// Closes a peer and frees its slots everywhere, without telling its session.
+    fn remove_peer(&mut self, now: Instant, id: PeerId) -> Option<Peer> {
+        let mut peer = self.peers.remove(&id)?;
         peer.close();
         while let Some((to, datagram)) = peer.poll_transmit() {
             let _ = self.socket.try_send_to(&datagram, to);
         }
         self.demux.remove_peer(id);
-        self.sessions.remove(&peer.key);
+        if self.sessions.get(&peer.key) == Some(&id) {
+            self.sessions.remove(&peer.key);
+        }
         self.forwards.remove_peer(id);
         if let Some(room) = self.rooms.get_mut(&peer.key.room) {
             let changes = room.leave(id);
@@ -588,10 +633,6 @@ impl Engine {
             }
             self.apply_changes(now, &changes, None);
         }
-        let _ = self.events.send(MediaEvent {
-            peer: id,
-            session: peer.key,
-            what: SessionEvent::Closed(reason),
-        });
+        Some(peer)
     }
 }

@@ -8,24 +8,39 @@ use super::Engine;
 use crate::media::offer::inspect_offer;
 use crate::media::peer::Peer;
 use crate::media::rewrite::Translation;
-use crate::media::room::{Changes, TrackRef};
+use crate::media::room::{Changes, Room, TrackRef};
 use crate::media::{
     MediaEvent, Negotiated, NegotiationError, PeerId, Roster, SessionEvent, SessionKey,
-    SessionView, SlotSource, SlotView,
+    SessionOffer, SessionView, SlotSource, SlotView,
 };
 
 impl Engine {
     pub(super) fn negotiate(
         &mut self,
         now: Instant,
-        key: SessionKey,
-        display_name: String,
-        sdp: &str,
+        offer: SessionOffer,
     ) -> Result<Negotiated, NegotiationError> {
+        let SessionOffer {
+            key,
+            peer: expected,
+            display_name,
+            sdp,
+            receives,
+        } = offer;
+        let sdp = sdp.as_str();
         let summary = inspect_offer(sdp, &self.config.codecs)?;
-        let (id, created) = match self.sessions.get(&key) {
-            Some(&id) => (id, false),
-            None => {
+        let (id, created) = match (self.sessions.get(&key).copied(), expected) {
+            (Some(id), Some(expected)) if id == expected => (id, false),
+            // A re-offer for a peer that closed meanwhile must not create a new one that its
+            // session would never learn about.
+            (_, Some(_)) => return Err(NegotiationError::Closed),
+            (existing, None) => {
+                // A session task that starts over (its earlier task ended) replaces whatever
+                // peer its key still had.
+                if let Some(old) = existing {
+                    self.remove_peer(now, old);
+                }
+                self.admit(&key)?;
                 let id = PeerId(self.next_id);
                 self.next_id += 1;
                 let peer = Peer::new(id, key.clone(), display_name, &self.setup, now)
@@ -37,13 +52,17 @@ impl Engine {
 
         // Decide the room's new routing on a copy: it only replaces the room once the stack
         // accepted the offer.
-        let mut room = self.rooms.get(&key.room).cloned().unwrap_or_default();
+        let mut room = self
+            .rooms
+            .get(&key.room)
+            .cloned()
+            .unwrap_or_else(|| Room::new(self.config.limits.media_lines));
         let published = summary
             .published()
             .map(|m| (m.mid.clone(), m.kind))
             .collect();
         let slots = summary.slots().map(|m| (m.mid.clone(), m.kind)).collect();
-        let changes = room.negotiate(id, published, slots);
+        let changes = room.negotiate_as(id, published, slots, receives);
         let streams: HashMap<String, String> = room
             .slots(id)
             .iter()
@@ -70,16 +89,9 @@ impl Engine {
             }
         };
         if created {
-            let ufrag = peer.ufrag.clone();
-            self.demux.add_peer(&ufrag, id);
+            let (ufrag, password) = (peer.ufrag.clone(), peer.ice_password.clone());
+            self.demux.add_peer(&ufrag, &password, id);
             self.sessions.insert(key.clone(), id);
-            if !self.config.ice_lite {
-                // Full ICE: our checks' responses come from the client's candidates and carry
-                // no USERNAME, so those addresses must already route to this peer.
-                for addr in &summary.candidates {
-                    self.demux.learn(*addr, id);
-                }
-            }
         }
         self.rooms.insert(key.room.clone(), room);
         self.stats.negotiations += 1;
@@ -91,6 +103,23 @@ impl Engine {
             view: self.view_of(id),
             roster: self.roster_of(id),
         })
+    }
+
+    /// A new participant fits the room's and the instance's participant limits.
+    fn admit(&self, key: &SessionKey) -> Result<(), NegotiationError> {
+        let limits = self.config.limits;
+        let in_room = self.rooms.get(&key.room).map_or(0, |r| r.len());
+        if limits.room_participants > 0 && in_room >= limits.room_participants {
+            return Err(NegotiationError::RoomFull {
+                max: limits.room_participants,
+            });
+        }
+        if limits.participants > 0 && self.peers.len() >= limits.participants {
+            return Err(NegotiationError::InstanceFull {
+                max: limits.participants,
+            });
+        }
+        Ok(())
     }
 
     /// Makes the forwarding state follow the room's new assignments and tells the affected

@@ -4,14 +4,14 @@
 
 use std::time::SystemTime;
 
-use firestore::errors::FirestoreError;
 use firestore::{FirestoreTimestamp, FirestoreWritePrecondition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Store, timestamp};
+use super::Store;
+use crate::docdb::{self, DbError, DocRef, doc_id, meter, timestamp};
 use crate::media::{Roster, SessionKey};
-use crate::signalling::protocol::{MEMBERS, PARTICIPANTS, ROOMS};
+use crate::signalling::protocol::{MEMBERS, PARTICIPANTS};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -27,42 +27,51 @@ struct ParticipantDoc {
     expires_at: FirestoreTimestamp,
 }
 
+/// One roster entry as the session task writes it.
+pub struct ParticipantEntry<'a> {
+    pub roster: &'a Roster,
+    pub media: &'a Value,
+    pub uid: Option<String>,
+    pub joined: SystemTime,
+    pub expires: SystemTime,
+}
+
 impl Store {
-    #[allow(clippy::too_many_arguments)]
     pub async fn put_participant(
         &self,
         key: &SessionKey,
-        roster: &Roster,
-        media: &Value,
-        uid: Option<String>,
-        joined: SystemTime,
-        expires: SystemTime,
+        entry: &ParticipantEntry<'_>,
         now: SystemTime,
-    ) -> Result<(), FirestoreError> {
-        let parent = self.db.parent_path(ROOMS, &key.room)?;
+    ) -> Result<(), DbError> {
+        let parent = self.parent(&key.room)?;
         let doc = ParticipantDoc {
-            display_name: roster.display_name.clone(),
-            uid,
-            tracks: roster
+            display_name: entry.roster.display_name.clone(),
+            uid: entry.uid.clone(),
+            tracks: entry
+                .roster
                 .tracks
                 .iter()
                 .map(|(mid, kind)| json!({"mid": mid, "kind": kind.as_str()}))
                 .collect(),
-            media: media.clone(),
+            media: entry.media.clone(),
             instance: self.instance.clone(),
-            joined_at: timestamp(joined),
+            joined_at: timestamp(entry.joined),
             updated_at: timestamp(now),
-            expires_at: timestamp(expires),
+            expires_at: timestamp(entry.expires),
         };
-        self.db
-            .fluent()
-            .update()
-            .in_col(PARTICIPANTS)
-            .document_id(&key.session)
-            .parent(&parent)
-            .object(&doc)
-            .execute::<()>()
-            .await
+        let result = docdb::timed(
+            self.db
+                .fluent()
+                .update()
+                .in_col(PARTICIPANTS)
+                .document_id(&key.session)
+                .parent(&parent)
+                .object(&doc)
+                .execute::<()>(),
+        )
+        .await;
+        meter::wrote(1);
+        result
     }
 
     /// Updates some fields of the session's roster entry (media state, quality).
@@ -71,52 +80,53 @@ impl Store {
         key: &SessionKey,
         fields: Value,
         mask: &[&str],
-    ) -> Result<(), FirestoreError> {
-        let parent = self.db.parent_path(ROOMS, &key.room)?;
-        let result = self
-            .db
-            .fluent()
-            .update()
-            .fields(mask.iter().copied())
-            .in_col(PARTICIPANTS)
-            .precondition(FirestoreWritePrecondition::Exists(true))
-            .document_id(&key.session)
-            .parent(&parent)
-            .object(&fields)
-            .execute::<()>()
-            .await;
+    ) -> Result<(), DbError> {
+        let parent = self.parent(&key.room)?;
+        let result = docdb::timed(
+            self.db
+                .fluent()
+                .update()
+                .fields(mask.iter().copied())
+                .in_col(PARTICIPANTS)
+                .precondition(FirestoreWritePrecondition::Exists(true))
+                .document_id(&key.session)
+                .parent(&parent)
+                .object(&fields)
+                .execute::<()>(),
+        )
+        .await;
+        meter::wrote(1);
         match result {
-            Err(FirestoreError::DataNotFoundError(_)) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
     }
 
     /// `rooms/{room}/members/{uid}`: the rules let members read the roster and the chat.
-    pub async fn put_member(
-        &self,
-        room: &str,
-        uid: &str,
-        now: SystemTime,
-    ) -> Result<(), FirestoreError> {
-        let parent = self.db.parent_path(ROOMS, room)?;
+    pub async fn put_member(&self, room: &str, uid: &str, now: SystemTime) -> Result<(), DbError> {
+        let parent = self.parent(room)?;
         #[derive(Serialize, Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Member {
             uid: String,
             since: FirestoreTimestamp,
         }
-        self.db
-            .fluent()
-            .update()
-            .in_col(MEMBERS)
-            .document_id(uid)
-            .parent(&parent)
-            .object(&Member {
-                uid: uid.to_owned(),
-                since: timestamp(now),
-            })
-            .execute::<()>()
-            .await
+        let result = docdb::timed(
+            self.db
+                .fluent()
+                .update()
+                .in_col(MEMBERS)
+                .document_id(uid)
+                .parent(&parent)
+                .object(&Member {
+                    uid: uid.to_owned(),
+                    since: timestamp(now),
+                })
+                .execute::<()>(),
+        )
+        .await;
+        meter::wrote(1);
+        result
     }
 
     /// Removes the member unless another of its sessions is still in the room.
@@ -124,42 +134,43 @@ impl Store {
         &self,
         key: &SessionKey,
         uid: &str,
-    ) -> Result<(), FirestoreError> {
-        let parent = self.db.parent_path(ROOMS, &key.room)?;
-        let others = self
-            .db
-            .fluent()
-            .select()
-            .from(PARTICIPANTS)
-            .parent(&parent)
-            .filter(|q| q.for_all([q.field("uid").eq(uid)]))
-            .query()
-            .await?;
-        if others
-            .iter()
-            .any(|d| !d.name.ends_with(&format!("/{}", key.session)))
-        {
+    ) -> Result<(), DbError> {
+        let parent = self.parent(&key.room)?;
+        let others = docdb::timed(
+            self.db
+                .fluent()
+                .select()
+                .from(PARTICIPANTS)
+                .parent(&parent)
+                .filter(|q| q.for_all([q.field("uid").eq(uid)]))
+                .query(),
+        )
+        .await?;
+        meter::read(others.len().max(1));
+        if others.iter().any(|d| doc_id(&d.name) != key.session) {
             return Ok(());
         }
-        self.db
-            .fluent()
-            .delete()
-            .from(MEMBERS)
-            .parent(&parent)
-            .document_id(uid)
-            .execute()
-            .await
+        docdb::delete(
+            &self.db,
+            &DocRef {
+                parent: &parent,
+                collection: MEMBERS,
+                id: uid,
+            },
+        )
+        .await
     }
 
-    pub async fn delete_participant(&self, key: &SessionKey) -> Result<(), FirestoreError> {
-        let parent = self.db.parent_path(ROOMS, &key.room)?;
-        self.db
-            .fluent()
-            .delete()
-            .from(PARTICIPANTS)
-            .parent(&parent)
-            .document_id(&key.session)
-            .execute()
-            .await
+    pub async fn delete_participant(&self, key: &SessionKey) -> Result<(), DbError> {
+        let parent = self.parent(&key.room)?;
+        docdb::delete(
+            &self.db,
+            &DocRef {
+                parent: &parent,
+                collection: PARTICIPANTS,
+                id: &key.session,
+            },
+        )
+        .await
     }
 }

@@ -1,11 +1,8 @@
-//! One participant session's peer connection: answering its offers, feeding it datagrams,
-//! and writing forwarded media into its receive slots.
-//!
-//! The `rtc` stack's answer-side `add_track` attaches a sender to the first transceiver of that
-//! kind that has none, which is usually the client's own publish m-line, and then answers a
-//! `sendonly` offer `sendrecv` (a JSEP violation). So every m-line gets its sender in m-line
-//! order, and each transceiver's direction is set explicitly from what the client offered:
-//! publish lines are answered `recvonly`, receive slots `sendonly`, the rest `inactive`.
+//! One participant session's peer connection: its state, feeding it datagrams and timers,
+//! reading what it received, and writing forwarded media into its receive slots. Applying
+//! offers is in [`negotiate`].
+
+mod negotiate;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -100,6 +97,8 @@ pub struct Peer {
     pub key: SessionKey,
     pub display_name: String,
     pub ufrag: String,
+    /// Our ICE password: what a binding request from a new address must be signed with.
+    pub ice_password: String,
     pc: RTCPeerConnection,
     /// Our host candidates, added with the first answer.
     candidates: Vec<SocketAddr>,
@@ -110,257 +109,13 @@ pub struct Peer {
     slots: HashMap<String, Slot>,
     pub last_heard: Instant,
     pub connected: bool,
+    /// The stack panicked inside a call for this peer: it is closed at the next drain.
+    broken: bool,
     /// The stack's next timer, cached after every interaction.
     pub deadline: Option<Instant>,
 }
 
-fn random_token(len: usize) -> String {
-    use rand::Rng;
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-        .collect()
-}
-
-fn to_rtc_kind(kind: MediaKind) -> RtpCodecKind {
-    match kind {
-        MediaKind::Audio => RtpCodecKind::Audio,
-        MediaKind::Video => RtpCodecKind::Video,
-    }
-}
-
 impl Peer {
-    pub fn new(
-        id: PeerId,
-        key: SessionKey,
-        display_name: String,
-        setup: &PeerSetup,
-        now: Instant,
-    ) -> Result<Peer, String> {
-        let ufrag = random_token(16);
-        let (media_engine, registry) =
-            build_media_engine(&setup.codecs).map_err(|e| e.to_string())?;
-        let settings = SettingEngineBuilder::new()
-            .with_lite(setup.ice_lite)
-            .with_ice_credentials(ufrag.clone(), random_token(32))
-            .build();
-        let config = RTCConfigurationBuilder::new()
-            .with_certificates(vec![setup.certificate.clone()])
-            .build();
-        let pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(config)
-            .with_setting_engine(settings)
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .build(now)
-            .map_err(|e| e.to_string())?;
-        Ok(Peer {
-            id,
-            key,
-            display_name,
-            ufrag,
-            pc,
-            candidates: setup.candidates.clone(),
-            has_candidates: false,
-            published_tracks: HashMap::new(),
-            publishes: HashMap::new(),
-            slots: HashMap::new(),
-            last_heard: now,
-            connected: false,
-            deadline: None,
-        })
-    }
-
-    fn add_candidates(&mut self) -> Result<(), String> {
-        for addr in self.candidates.clone() {
-            let candidate = CandidateHostConfig {
-                base_config: CandidateConfig {
-                    network: "udp".to_owned(),
-                    address: addr.ip().to_string(),
-                    port: addr.port(),
-                    component: 1,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }
-            .new_candidate_host()
-            .map_err(|e| e.to_string())?;
-            let init = RTCIceCandidate::from(&candidate)
-                .to_json()
-                .map_err(|e| e.to_string())?;
-            self.pc
-                .add_local_candidate(init)
-                .map_err(|e| e.to_string())?;
-        }
-        self.has_candidates = true;
-        Ok(())
-    }
-
-    fn transceivers_by_mid(&mut self) -> HashMap<String, RTCRtpTransceiverId> {
-        let ids: Vec<RTCRtpTransceiverId> = self.pc.get_transceivers().collect();
-        let mut out = HashMap::new();
-        for id in ids {
-            if let Some(t) = self.pc.rtp_transceiver(id)
-                && let Some(mid) = t.mid().clone()
-            {
-                out.insert(mid, id);
-            }
-        }
-        out
-    }
-
-    /// Applies an offer and returns the answer SDP. `slot_stream` names the msid stream of a
-    /// new receive slot (the publisher it will carry, when known).
-    pub fn negotiate(
-        &mut self,
-        now: Instant,
-        sdp: &str,
-        summary: &OfferSummary,
-        slot_stream: impl Fn(&str) -> String,
-    ) -> Result<String, String> {
-        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| e.to_string())?;
-        self.pc
-            .set_remote_description(now, offer)
-            .map_err(|e| e.to_string())?;
-        let by_mid = self.transceivers_by_mid();
-        for m in &summary.media {
-            let id = *by_mid
-                .get(&m.mid)
-                .ok_or_else(|| format!("the stack has no transceiver for mid {}", m.mid))?;
-            let has_sender = self
-                .pc
-                .rtp_transceiver(id)
-                .and_then(|t| t.sender())
-                .is_some();
-            if !has_sender {
-                let (stream, track) = if m.is_slot() {
-                    (slot_stream(&m.mid), format!("firesfu-{}", m.mid))
-                } else {
-                    ("firesfu".to_owned(), format!("firesfu-unused-{}", m.mid))
-                };
-                let track = MediaStreamTrack::new(
-                    stream,
-                    track.clone(),
-                    track,
-                    to_rtc_kind(m.kind),
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(rand::random::<u32>()),
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    }],
-                );
-                let sender = self.pc.add_track(track).map_err(|e| e.to_string())?;
-                if RTCRtpTransceiverId::from(sender) != id {
-                    return Err(format!(
-                        "the stack attached the sender for mid {} to another m-line",
-                        m.mid
-                    ));
-                }
-            }
-            let direction = if m.publishes() {
-                RTCRtpTransceiverDirection::Recvonly
-            } else if m.is_slot() {
-                RTCRtpTransceiverDirection::Sendonly
-            } else {
-                RTCRtpTransceiverDirection::Inactive
-            };
-            if let Some(mut t) = self.pc.rtp_transceiver(id) {
-                t.set_direction(direction);
-            }
-        }
-        if !self.has_candidates {
-            self.add_candidates()?;
-        }
-        let answer = self.pc.create_answer(None).map_err(|e| e.to_string())?;
-        self.pc
-            .set_local_description(now, answer)
-            .map_err(|e| e.to_string())?;
-        let answer = self
-            .pc
-            .local_description()
-            .ok_or("the stack produced no local description")?
-            .sdp;
-        self.index_media(summary, &by_mid);
-        Ok(answer)
-    }
-
-    /// Rebuilds the mid ↔ sender/receiver maps and each side's negotiated parameters.
-    fn index_media(
-        &mut self,
-        summary: &OfferSummary,
-        by_mid: &HashMap<String, RTCRtpTransceiverId>,
-    ) {
-        self.published_tracks.clear();
-        let mut publishes = HashMap::new();
-        let mut slots = HashMap::new();
-        for m in &summary.media {
-            let Some(&id) = by_mid.get(&m.mid) else {
-                continue;
-            };
-            if m.publishes() {
-                let receiver = RTCRtpReceiverId::from(id);
-                if let Some(mut r) = self.pc.rtp_receiver(receiver) {
-                    let params = r.get_parameters().rtp_parameters.clone();
-                    let track_id = r.track().track_id().clone();
-                    self.published_tracks.insert(track_id, m.mid.clone());
-                    let old = self.publishes.remove(&m.mid);
-                    publishes.insert(
-                        m.mid.clone(),
-                        Publish {
-                            receiver,
-                            video: m.kind == super::MediaKind::Video,
-                            ssrc: old.as_ref().and_then(|p| p.ssrc),
-                            keyframe_waiting: old.as_ref().is_some_and(|p| p.keyframe_waiting),
-                            codecs: codec_descs(&params),
-                            exts: ext_descs(&params),
-                            keyframes: old
-                                .map(|p| p.keyframes)
-                                .unwrap_or_else(|| KeyframeLimiter::new(DEFAULT_INTERVAL)),
-                        },
-                    );
-                }
-            } else if m.is_slot() {
-                let sender = RTCRtpSenderId::from(id);
-                if let Some(mut s) = self.pc.rtp_sender(sender) {
-                    let params = s.get_parameters().rtp_parameters.clone();
-                    let ssrc = s.track().ssrcs().next().unwrap_or_default();
-                    let old = self.slots.remove(&m.mid);
-                    let (sequencer, source) = match old {
-                        Some(old) => (old.sequencer, old.source),
-                        None => (SlotSequencer::new(ssrc), None),
-                    };
-                    slots.insert(
-                        m.mid.clone(),
-                        Slot {
-                            sender,
-                            codecs: codec_descs(&params),
-                            exts: ext_descs(&params),
-                            sequencer,
-                            source,
-                        },
-                    );
-                }
-            }
-        }
-        self.publishes = publishes;
-        self.slots = slots;
-    }
-
-    pub fn publish_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {
-        self.publishes
-            .get(mid)
-            .map(|p| (p.codecs.as_slice(), p.exts.as_slice()))
-    }
-
-    pub fn slot_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {
-        self.slots
-            .get(mid)
-            .map(|s| (s.codecs.as_slice(), s.exts.as_slice()))
-    }
-
     pub fn start_slot(&mut self, mid: &str, source: TrackRef, translation: Translation) {
         if let Some(slot) = self.slots.get_mut(mid) {
             slot.sequencer.switch_source();
@@ -386,6 +141,27 @@ impl Peer {
             .and_then(|s| s.source.as_ref().map(|(t, _)| t))
     }
 
+    /// Runs one call into the stack. A panic in it (a bug in `rtc` that a crafted packet may
+    /// reach) breaks only this peer, which the engine then closes, instead of the media thread
+    /// and with it every room of the instance.
+    fn guarded<T>(&mut self, what: &'static str, call: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        if self.broken {
+            return None;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&mut *self))) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                self.broken = true;
+                tracing::error!(
+                    peer = self.id.0,
+                    what,
+                    "the WebRTC stack panicked; closing this peer"
+                );
+                None
+            }
+        }
+    }
+
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -394,38 +170,52 @@ impl Peer {
         data: &[u8],
     ) -> Result<(), String> {
         self.last_heard = now;
-        self.pc
-            .handle_read(TaggedBytesMut {
-                now,
-                transport: TransportContext {
-                    local_addr: local,
-                    peer_addr: from,
-                    ecn: None,
-                    transport_protocol: TransportProtocol::UDP,
-                },
-                message: BytesMut::from(data),
-            })
+        let message = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        self.guarded("handle_read", |p| p.pc.handle_read(message))
+            .ok_or_else(|| "the stack panicked".to_owned())?
             .map_err(|e| e.to_string())
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Err(e) = self.pc.handle_timeout(now) {
+        if let Some(Err(e)) = self.guarded("handle_timeout", |p| p.pc.handle_timeout(now)) {
             tracing::debug!(peer = self.id.0, "timeout handling failed: {e}");
         }
     }
 
     pub fn refresh_deadline(&mut self) {
-        self.deadline = self.pc.poll_timeout();
+        self.deadline = self
+            .guarded("poll_timeout", |p| p.pc.poll_timeout())
+            .flatten();
     }
 
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
-        self.pc
-            .poll_write()
+        self.guarded("poll_write", |p| p.pc.poll_write())
+            .flatten()
             .map(|m| (m.transport.peer_addr, m.message))
     }
 
     /// Drains the stack's events and inbound messages into `out`.
     pub fn poll_outputs(&mut self, now: Instant, out: &mut Vec<PeerOutput>) {
+        let start = out.len();
+        if self
+            .guarded("poll_read", |p| p.poll_stack(now, out))
+            .is_none()
+        {
+            out.truncate(start);
+            out.push(PeerOutput::Failed);
+        }
+    }
+
+    fn poll_stack(&mut self, now: Instant, out: &mut Vec<PeerOutput>) {
         while let Some(event) = self.pc.poll_event() {
             match event {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
@@ -502,16 +292,17 @@ impl Peer {
             .rewrite(translation, &packet.header, &mut header, now)
             .map_err(ForwardError::Unforwardable)?;
         let sender = slot.sender;
-        let mut sender = self.pc.rtp_sender(sender).ok_or(ForwardError::NoSlot)?;
-        sender
-            .write_rtp(
-                now,
-                rtp::Packet {
-                    header,
-                    payload: packet.payload.clone(),
-                },
-            )
-            .map_err(|e| ForwardError::Stack(e.to_string()))
+        let packet = rtp::Packet {
+            header,
+            payload: packet.payload.clone(),
+        };
+        self.guarded("write_rtp", |p| {
+            p.pc.rtp_sender(sender)
+                .ok_or(ForwardError::NoSlot)?
+                .write_rtp(now, packet)
+                .map_err(|e| ForwardError::Stack(e.to_string()))
+        })
+        .unwrap_or_else(|| Err(ForwardError::Stack("the stack panicked".into())))
     }
 
     fn track_started(&mut self, now: Instant, mid: &str, ssrc: u32) {
@@ -584,7 +375,10 @@ impl Peer {
 
     /// ICE round-trip time (seconds) and the fraction of published packets lost on the way in.
     pub fn quality(&mut self, now: Instant) -> (Option<f64>, Option<f64>) {
-        let report = self.pc.get_stats(now, StatsSelector::None);
+        let Some(report) = self.guarded("get_stats", |p| p.pc.get_stats(now, StatsSelector::None))
+        else {
+            return (None, None);
+        };
         let rtt = report
             .candidate_pairs()
             .filter(|p| p.nominated && p.current_round_trip_time > 0.0)
@@ -613,7 +407,7 @@ impl Peer {
     }
 
     pub fn close(&mut self) {
-        let _ = self.pc.close();
+        let _ = self.guarded("close", |p| p.pc.close());
     }
 }
 

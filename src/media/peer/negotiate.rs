@@ -1,0 +1,260 @@
+//! Answering a peer's offers: the peer connection is built once per session and every offer
+//! (first and re-offers) is applied to it. The `rtc` stack's answer-side `add_track` attaches a
+//! sender to the first transceiver of that kind that has none, which is usually the client's
+//! own publish m-line, and then answers a `sendonly` offer `sendrecv` (a JSEP violation). So
+//! every m-line gets its sender in m-line order, and each transceiver's direction is set
+//! explicitly from what the client offered: publish lines are answered `recvonly`, receive
+//! slots `sendonly`, the rest `inactive`.
+
+use super::*;
+
+fn random_token(len: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+fn to_rtc_kind(kind: MediaKind) -> RtpCodecKind {
+    match kind {
+        MediaKind::Audio => RtpCodecKind::Audio,
+        MediaKind::Video => RtpCodecKind::Video,
+    }
+}
+
+impl Peer {
+    pub fn new(
+        id: PeerId,
+        key: SessionKey,
+        display_name: String,
+        setup: &PeerSetup,
+        now: Instant,
+    ) -> Result<Peer, String> {
+        let ufrag = random_token(16);
+        let ice_password = random_token(32);
+        let (media_engine, registry) =
+            build_media_engine(&setup.codecs).map_err(|e| e.to_string())?;
+        let settings = SettingEngineBuilder::new()
+            .with_lite(setup.ice_lite)
+            .with_ice_credentials(ufrag.clone(), ice_password.clone())
+            .build();
+        let config = RTCConfigurationBuilder::new()
+            .with_certificates(vec![setup.certificate.clone()])
+            .build();
+        let pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_setting_engine(settings)
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(|e| e.to_string())?;
+        Ok(Peer {
+            id,
+            key,
+            display_name,
+            ufrag,
+            ice_password,
+            pc,
+            candidates: setup.candidates.clone(),
+            has_candidates: false,
+            published_tracks: HashMap::new(),
+            publishes: HashMap::new(),
+            slots: HashMap::new(),
+            last_heard: now,
+            connected: false,
+            broken: false,
+            deadline: None,
+        })
+    }
+
+    fn add_candidates(&mut self) -> Result<(), String> {
+        for addr in self.candidates.clone() {
+            let candidate = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "udp".to_owned(),
+                    address: addr.ip().to_string(),
+                    port: addr.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .new_candidate_host()
+            .map_err(|e| e.to_string())?;
+            let init = RTCIceCandidate::from(&candidate)
+                .to_json()
+                .map_err(|e| e.to_string())?;
+            self.pc
+                .add_local_candidate(init)
+                .map_err(|e| e.to_string())?;
+        }
+        self.has_candidates = true;
+        Ok(())
+    }
+
+    fn transceivers_by_mid(&mut self) -> HashMap<String, RTCRtpTransceiverId> {
+        let ids: Vec<RTCRtpTransceiverId> = self.pc.get_transceivers().collect();
+        let mut out = HashMap::new();
+        for id in ids {
+            if let Some(t) = self.pc.rtp_transceiver(id)
+                && let Some(mid) = t.mid().clone()
+            {
+                out.insert(mid, id);
+            }
+        }
+        out
+    }
+
+    /// Applies an offer and returns the answer SDP. `slot_stream` names the msid stream of a
+    /// new receive slot (the publisher it will carry, when known).
+    pub fn negotiate(
+        &mut self,
+        now: Instant,
+        sdp: &str,
+        summary: &OfferSummary,
+        slot_stream: impl Fn(&str) -> String,
+    ) -> Result<String, String> {
+        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| e.to_string())?;
+        self.pc
+            .set_remote_description(now, offer)
+            .map_err(|e| e.to_string())?;
+        let by_mid = self.transceivers_by_mid();
+        for m in &summary.media {
+            let id = *by_mid
+                .get(&m.mid)
+                .ok_or_else(|| format!("the stack has no transceiver for mid {}", m.mid))?;
+            let has_sender = self
+                .pc
+                .rtp_transceiver(id)
+                .and_then(|t| t.sender())
+                .is_some();
+            if !has_sender {
+                let (stream, track) = if m.is_slot() {
+                    (slot_stream(&m.mid), format!("firesfu-{}", m.mid))
+                } else {
+                    ("firesfu".to_owned(), format!("firesfu-unused-{}", m.mid))
+                };
+                let track = MediaStreamTrack::new(
+                    stream,
+                    track.clone(),
+                    track,
+                    to_rtc_kind(m.kind),
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(rand::random::<u32>()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }],
+                );
+                let sender = self.pc.add_track(track).map_err(|e| e.to_string())?;
+                if RTCRtpTransceiverId::from(sender) != id {
+                    return Err(format!(
+                        "the stack attached the sender for mid {} to another m-line",
+                        m.mid
+                    ));
+                }
+            }
+            let direction = if m.publishes() {
+                RTCRtpTransceiverDirection::Recvonly
+            } else if m.is_slot() {
+                RTCRtpTransceiverDirection::Sendonly
+            } else {
+                RTCRtpTransceiverDirection::Inactive
+            };
+            if let Some(mut t) = self.pc.rtp_transceiver(id) {
+                t.set_direction(direction);
+            }
+        }
+        if !self.has_candidates {
+            self.add_candidates()?;
+        }
+        let answer = self.pc.create_answer(None).map_err(|e| e.to_string())?;
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(|e| e.to_string())?;
+        let answer = self
+            .pc
+            .local_description()
+            .ok_or("the stack produced no local description")?
+            .sdp;
+        self.index_media(summary, &by_mid);
+        super::super::answer::finish(&answer).map_err(|e| e.to_string())
+    }
+
+    /// Rebuilds the mid ↔ sender/receiver maps and each side's negotiated parameters.
+    fn index_media(
+        &mut self,
+        summary: &OfferSummary,
+        by_mid: &HashMap<String, RTCRtpTransceiverId>,
+    ) {
+        self.published_tracks.clear();
+        let mut publishes = HashMap::new();
+        let mut slots = HashMap::new();
+        for m in &summary.media {
+            let Some(&id) = by_mid.get(&m.mid) else {
+                continue;
+            };
+            if m.publishes() {
+                let receiver = RTCRtpReceiverId::from(id);
+                if let Some(mut r) = self.pc.rtp_receiver(receiver) {
+                    let params = r.get_parameters().rtp_parameters.clone();
+                    let track_id = r.track().track_id().clone();
+                    self.published_tracks.insert(track_id, m.mid.clone());
+                    let old = self.publishes.remove(&m.mid);
+                    publishes.insert(
+                        m.mid.clone(),
+                        Publish {
+                            receiver,
+                            video: m.kind == super::MediaKind::Video,
+                            ssrc: old.as_ref().and_then(|p| p.ssrc),
+                            keyframe_waiting: old.as_ref().is_some_and(|p| p.keyframe_waiting),
+                            codecs: codec_descs(&params),
+                            exts: ext_descs(&params),
+                            keyframes: old
+                                .map(|p| p.keyframes)
+                                .unwrap_or_else(|| KeyframeLimiter::new(DEFAULT_INTERVAL)),
+                        },
+                    );
+                }
+            } else if m.is_slot() {
+                let sender = RTCRtpSenderId::from(id);
+                if let Some(mut s) = self.pc.rtp_sender(sender) {
+                    let params = s.get_parameters().rtp_parameters.clone();
+                    let ssrc = s.track().ssrcs().next().unwrap_or_default();
+                    let old = self.slots.remove(&m.mid);
+                    let (sequencer, source) = match old {
+                        Some(old) => (old.sequencer, old.source),
+                        None => (SlotSequencer::new(ssrc), None),
+                    };
+                    slots.insert(
+                        m.mid.clone(),
+                        Slot {
+                            sender,
+                            codecs: codec_descs(&params),
+                            exts: ext_descs(&params),
+                            sequencer,
+                            source,
+                        },
+                    );
+                }
+            }
+        }
+        self.publishes = publishes;
+        self.slots = slots;
+    }
+
+    pub fn publish_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {
+        self.publishes
+            .get(mid)
+            .map(|p| (p.codecs.as_slice(), p.exts.as_slice()))
+    }
+
+    pub fn slot_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {
+        self.slots
+            .get(mid)
+            .map(|s| (s.codecs.as_slice(), s.exts.as_slice()))
+    }
+}
