@@ -1,6 +1,9 @@
 # firesfu: `make dev` runs everything locally, `make test` runs every test.
 .PHONY: dev test bench build clean
 
+# Build outputs outside the checkout, shared by every clone on the machine (scripts/lib.sh).
+export CARGO_TARGET_DIR ?= /var/tmp/firesfu-target
+
 dev:
 	bash scripts/dev.sh
 

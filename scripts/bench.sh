@@ -16,7 +16,7 @@ joins=${BENCH_JOINS:-60}
 bash scripts/deps.sh
 command -v janus >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus >/dev/null; }
 cargo build --release -p firesfu -p testpeer -p bench --bins
-bench=target/release/bench
+bench="$RELEASE_BIN/bench"
 
 ns="fsfu-bench-$$"
 cleanup() { stop_groups; stop_postgres; ip netns del "$ns" 2>/dev/null || true; }
@@ -37,14 +37,14 @@ wait_http "http://$emulator/" Ok 90
 start_group BROADCAST "$out/logs/firesfu.log" "${in_ns[@]}" taskset -c 0 env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
   FIRESFU_UDP_BIND=10.77.0.1:4443 FIRESFU_DEV_NO_AUTH=true APP_PORT=8080 FIRESFU_HTTP_BIND_IP=127.0.0.1 \
-  target/release/firesfu broadcast
+  "$RELEASE_BIN"/firesfu broadcast
 wait_http "http://127.0.0.1:8080/healthz" ok 30
 firesfu_pid=$(pgrep -g "$PID_BROADCAST" -x firesfu)
 
 "${in_ns[@]}" taskset -c 1 "$bench" join --emulator "$emulator" --project "$project" \
   --joins "$joins" --bind-ip 10.77.0.2 2>"$out/join.json"
 # The same with a real browser: Chromium joins a room where a str0m peer publishes.
-setsid "${in_ns[@]}" taskset -c 1 target/release/testpeer --emulator "$emulator" --project "$project" \
+setsid "${in_ns[@]}" taskset -c 1 "$RELEASE_BIN"/testpeer --emulator "$emulator" --project "$project" \
   --room chrome-bench --create-room --name host --bind-ip 10.77.0.2 --ivf tests/data/clip.ivf \
   --recv-audio 1 --recv-video 1 --no-follow >"$out/logs/chrome-host.json" 2>"$out/logs/chrome-host.log" &
 STARTED_GROUPS+=("$!")
@@ -59,11 +59,11 @@ sleep 2
 kill -TERM -- "-$PID_BROADCAST"
 
 echo "== sidecar (core 0) on PostgreSQL 15 (core 1)"
-start_postgres "$out/pg"
+start_postgres bench
 "${in_ns[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "CREATE DATABASE bench" >/dev/null
 start_group SIDECAR "$out/logs/sidecar.log" "${in_ns[@]}" taskset -c 0 env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" DATABASE_URL="$FIRESFU_TEST_PG/bench" \
-  APP_PORT=8090 FIRESFU_SIDECAR_BIND_IP=127.0.0.1 target/release/firesfu sidecar
+  APP_PORT=8090 FIRESFU_SIDECAR_BIND_IP=127.0.0.1 "$RELEASE_BIN"/firesfu sidecar
 wait_http "http://127.0.0.1:8090/healthz" ok 30
 "${in_ns[@]}" taskset -c 1 "$bench" api --url http://127.0.0.1:8090 --concurrency 50 --seconds "$seconds" 2>"$out/api.json"
 kill -TERM -- "-$PID_SIDECAR"

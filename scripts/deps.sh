@@ -1,21 +1,42 @@
 #!/usr/bin/env bash
-# Installs what builds and tests need, idempotently (a fresh CI machine has none of it).
+# Installs what builds and tests need, idempotently (a fresh CI machine has none of it), and
+# says clearly what is missing when it cannot be installed from here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+missing_tool() {
+  echo "deps: $1 is required but missing. $2" >&2
+  exit 1
+}
+
 apt_packages=(libssl-dev pkg-config protobuf-compiler iproute2 nftables chromium curl)
+# PostgreSQL server binaries (initdb, pg_ctl): the sidecar's tests and `make dev` run a cluster.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || apt_packages+=(postgresql-15)
+command -v python3 >/dev/null || apt_packages+=(python3)
+command -v java >/dev/null || apt_packages+=(default-jre-headless)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
+  echo "deps: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    missing_tool "${missing[*]}" "Install them (apt-get install ${missing[*]}) or run as root."
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-command -v gcloud >/dev/null || { echo "gcloud (with the Firestore emulator) is required" >&2; exit 1; }
+command -v node >/dev/null && command -v npm >/dev/null \
+  || missing_tool "Node.js 20 with npm" "Install Node.js 20 (https://nodejs.org or your distribution)."
+command -v gcloud >/dev/null \
+  || missing_tool "the Google Cloud CLI" "Install it with the Firestore and Pub/Sub emulators (https://cloud.google.com/sdk/docs/install)."
+sdk=$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null || true)
+for component in cloud-firestore-emulator pubsub-emulator; do
+  [ -d "$sdk/platform/$component" ] \
+    || missing_tool "the gcloud component $component" "Run: gcloud components install $component (or apt-get install google-cloud-cli-${component%-emulator}-emulator)."
+done
 
 # The browser code and its tests: Firebase SDK, esbuild, playwright-core (never a browser
 # download: Debian's Chromium is used).

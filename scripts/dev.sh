@@ -16,7 +16,7 @@ cargo build --bin firesfu
 
 start_firestore_emulator "$logs"
 start_pubsub_emulator "$logs" "$project"
-start_postgres "$FIRESFU_ROOT/.dev/pg"
+start_postgres dev
 psql "$FIRESFU_TEST_PG/postgres" -qtc "SELECT 1 FROM pg_database WHERE datname = 'firesfu'" | grep -q 1 \
   || psql "$FIRESFU_TEST_PG/postgres" -qc "CREATE DATABASE firesfu" >/dev/null
 (cd web && node build.mjs)
@@ -27,7 +27,7 @@ sidecar_port=${FIRESFU_SIDECAR_PORT:-8090}
 start_group SIDECAR "$logs/sidecar.log" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
   DATABASE_URL="$FIRESFU_TEST_PG/firesfu" APP_PORT="$sidecar_port" FIRESFU_JOIN_KEY_FILE=.dev/join-key.pem \
-  FIRESFU_WEB_ROOT=web/dist target/debug/firesfu sidecar
+  FIRESFU_WEB_ROOT=web/dist "$BIN"/firesfu sidecar
 wait_http "http://127.0.0.1:$sidecar_port/healthz" ok 60
 
 # Browsers never use loopback ICE candidates: advertise this machine's primary address.
@@ -40,7 +40,7 @@ monitor_port=${FIRESFU_MONITOR_PORT:-8070}
 start_group MONITOR "$logs/monitor.log" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
   PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" APP_PORT="$monitor_port" FIRESFU_HTTP_BIND_IP=127.0.0.1 \
-  target/debug/firesfu monitor
+  "$BIN"/firesfu monitor
 wait_http "http://127.0.0.1:$monitor_port/healthz" ok 30
 
 start_group BROADCAST "$logs/broadcast.log" env \
@@ -48,7 +48,7 @@ start_group BROADCAST "$logs/broadcast.log" env \
   PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" FIRESFU_FLEET=true \
   FIRESFU_UDP_BIND="0.0.0.0:$udp_port" FIRESFU_ADVERTISE_IPS="$advertise" \
   FIRESFU_JWKS_URL="http://127.0.0.1:$sidecar_port/.well-known/jwks.json" APP_PORT="$http_port" \
-  target/debug/firesfu broadcast
+  "$BIN"/firesfu broadcast
 wait_http "http://127.0.0.1:$http_port/healthz" ok 30
 
 cat <<INFO

@@ -3,6 +3,11 @@
 # stops its children (gcloud starts a java child that would otherwise keep the port).
 
 FIRESFU_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Build outputs live outside the checkout, shared by every clone on this machine: a fresh clone
+# (CI's, say) reuses the dependencies already compiled here. Set CARGO_TARGET_DIR to override.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/firesfu-target}"
+BIN="$CARGO_TARGET_DIR/debug"
+RELEASE_BIN="$CARGO_TARGET_DIR/release"
 STARTED_GROUPS=()
 
 free_port() {
@@ -83,17 +88,35 @@ make_netns() {
   done
 }
 
-# start_postgres DIR: a throwaway PostgreSQL 15 cluster in DIR (initdb once), listening on a
-# free loopback port, trust authentication for role `firesfu`. Exports FIRESFU_TEST_PG
-# (a URL without database name). PostgreSQL refuses to run as root: it runs as `postgres`.
+# pg_dir NAME: where this checkout's PostgreSQL cluster NAME lives. Not inside the checkout:
+# PostgreSQL runs as `postgres`, which cannot enter a clone under a private directory (/root is
+# mode 700, and so is every `mktemp -d`). /var/tmp is open to everyone and survives reboots.
+pg_dir() {
+  local base="${FIRESFU_PG_ROOT:-/var/tmp/firesfu-pg}"
+  local tag
+  tag=$(printf '%s' "$FIRESFU_ROOT" | sha1sum | cut -c1-10)
+  mkdir -p "$base"
+  chmod 1777 "$base" 2>/dev/null || true
+  echo "$base/$tag-$1"
+}
+
+# start_postgres NAME: a throwaway PostgreSQL 15 cluster (initdb once) in `pg_dir NAME`,
+# listening on a free loopback port, trust authentication for role `firesfu`. Exports
+# FIRESFU_TEST_PG (a URL without database name). PostgreSQL refuses to run as root: it runs as
+# `postgres`.
 PG_DIRS=()
 start_postgres() {
-  local dir=$1 port
+  local dir port
+  dir=$(pg_dir "$1")
   local bin=/usr/lib/postgresql/15/bin
   mkdir -p "$dir"
   chown postgres "$dir"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
-    runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U firesfu --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
+    if ! runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U firesfu --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1; then
+      echo "initdb failed (log: $dir/initdb.log):" >&2
+      cat "$dir/initdb.log" >&2
+      return 1
+    fi
   fi
   # A cluster left running by an interrupted run (or in another namespace) is stopped first.
   runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true

@@ -21,8 +21,11 @@ start_firestore_emulator "$logs"
 echo "firestore emulator at $FIRESTORE_EMULATOR_HOST"
 start_pubsub_emulator "$logs" demo-test
 echo "pub/sub emulator at $PUBSUB_EMULATOR_HOST"
-start_postgres "$FIRESFU_ROOT/target/test-pg"
+start_postgres test
 echo "postgres at $FIRESFU_TEST_PG"
+
+echo "== scripts: PostgreSQL from a private checkout"
+bash tests/scripts/private_clone.sh
 
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2

@@ -161,6 +161,7 @@ pub mod meter {
     static READS: AtomicU64 = AtomicU64::new(0);
     static WRITES: AtomicU64 = AtomicU64::new(0);
     static LISTENED: AtomicU64 = AtomicU64::new(0);
+    static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
 
     /// Documents read by gets, queries and transactions.
     pub fn read(n: usize) {
@@ -177,12 +178,18 @@ pub mod meter {
         LISTENED.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// Transactions run (their reads and writes are counted as such too).
+    pub fn transaction() {
+        TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
+    }
+
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     pub struct Counts {
         pub reads: u64,
         pub writes: u64,
         pub listened: u64,
+        pub transactions: u64,
     }
 
     pub fn counts() -> Counts {
@@ -190,6 +197,7 @@ pub mod meter {
             reads: READS.load(Ordering::Relaxed),
             writes: WRITES.load(Ordering::Relaxed),
             listened: LISTENED.load(Ordering::Relaxed),
+            transactions: TRANSACTIONS.load(Ordering::Relaxed),
         }
     }
 }

@@ -55,8 +55,8 @@ async fn recovered(project: &Project, members: &mut [Member], since: Instant) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_spread_over_instances_and_each_room_meets_on_one() {
     let project = Project::new().await;
-    let _a = fleet_broadcast(&project, "bc-a", &[]).await;
-    let _b = fleet_broadcast(&project, "bc-b", &[]).await;
+    let a = fleet_broadcast(&project, "bc-a", &[]).await;
+    let b = fleet_broadcast(&project, "bc-b", &[]).await;
     let m1 = Monitor::start(&project, "mon-1", 2000).await;
     let m2 = Monitor::start(&project, "mon-2", 2000).await;
     // The fleet is up (both monitors hear both instances) before rooms are made.
@@ -95,6 +95,13 @@ async fn rooms_spread_over_instances_and_each_room_meets_on_one() {
 
     // Everyone in a room is answered by the room's instance.
     let (instance, _) = assigned(&project, &rooms[0]).await;
+    let other = if instance == a.instance { &b } else { &a };
+    let transactions = async |b: &Broadcast| {
+        b.stats().await.unwrap()["firestore"]["transactions"]
+            .as_u64()
+            .unwrap()
+    };
+    let other_before = transactions(other).await;
     let mut members = vec![
         Member::join(&project, &rooms[0], "alice").await,
         Member::join(&project, &rooms[0], "bob").await,
@@ -112,6 +119,13 @@ async fn rooms_spread_over_instances_and_each_room_meets_on_one() {
             m.name
         );
     }
+    // The other instance saw every offer, and claimed none: it knew the room was not its own.
+    assert_eq!(
+        transactions(other).await,
+        other_before,
+        "claims on {}",
+        other.instance
+    );
 }
 
 /// Two fleet instances, a monitor, and a room where alice and bob exchange media.

@@ -114,6 +114,7 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
     };
     let dropped = {
         let stats = read(|s| s.dropped_unknown_sender);
+        let unauthenticated = read(|s| s.dropped_unauthenticated);
         let padding = read(|s| s.dropped_padding);
         let codec = read(|s| s.dropped_codec_mismatch);
         let stack = read(|s| s.dropped_by_stack);
@@ -125,6 +126,7 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
             .with_callback(move |o| {
                 for (reason, value) in [
                     ("unknown_sender", stats()),
+                    ("unauthenticated", unauthenticated()),
                     ("padding", padding()),
                     ("codec_mismatch", codec()),
                     ("refused_by_stack", stack()),

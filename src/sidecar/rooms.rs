@@ -65,7 +65,8 @@ pub async fn list(State(state): State<AppState>, _user: CurrentUser) -> ApiResul
     let rows: Vec<RoomRow> = sqlx::query_as(&format!("{SELECT} ORDER BY r.created_at, r.name"))
         .fetch_all(&state.db)
         .await?;
-    let counts = firestore_sync::participant_counts(&state.firestore).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
+    let counts = firestore_sync::participant_counts(&state.firestore, &ids).await?;
     let rooms: Vec<Value> = rows
         .iter()
         .map(|r| room_json(r, counts.get(&r.0.to_string()).copied().unwrap_or(0)))
@@ -97,7 +98,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let row = load(&state, parse_id(&id)?).await?;
-    let counts = firestore_sync::participant_counts(&state.firestore).await?;
+    let counts =
+        firestore_sync::participant_counts(&state.firestore, std::slice::from_ref(&id)).await?;
     Ok(Json(room_json(&row, counts.get(&id).copied().unwrap_or(0))))
 }
 
@@ -191,7 +193,8 @@ pub async fn update(
             .await?;
     }
     let row = load(&state, row.0).await?;
-    let counts = firestore_sync::participant_counts(&state.firestore).await?;
+    let counts =
+        firestore_sync::participant_counts(&state.firestore, std::slice::from_ref(&id)).await?;
     Ok(Json(room_json(&row, counts.get(&id).copied().unwrap_or(0))))
 }
 

@@ -9,7 +9,7 @@ cd "$FIRESFU_ROOT"
 
 browser_setup app demo-app
 
-start_postgres "$FIRESFU_ROOT/target/test-pg-app"
+start_postgres test-app
 "${in_ns[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "DROP DATABASE IF EXISTS firesfu_app" >/dev/null
 "${in_ns[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "CREATE DATABASE firesfu_app" >/dev/null
 
@@ -17,7 +17,7 @@ sidecar="127.0.0.1:8090"
 start_group SIDECAR "$logs/sidecar.log" "${in_ns[@]}" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
   DATABASE_URL="$FIRESFU_TEST_PG/firesfu_app" APP_PORT=8090 FIRESFU_WEB_ROOT=web/dist \
-  RUST_LOG=info target/debug/firesfu sidecar
+  RUST_LOG=info "$BIN"/firesfu sidecar
 wait_http "http://$sidecar/readyz" ready 60
 
 # A fleet of two broadcast instances and a monitor: the test drains the room's instance and
@@ -29,7 +29,7 @@ wait_http "http://$pubsub/" Ok 90
 start_group MONITOR "$logs/monitor.log" "${in_ns[@]}" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" PUBSUB_EMULATOR_HOST="$pubsub" \
   FIRESFU_MONITOR_ID=monitor APP_PORT=8070 FIRESFU_HTTP_BIND_IP=127.0.0.1 \
-  RUST_LOG=info,firesfu=debug target/debug/firesfu monitor
+  RUST_LOG=info,firesfu=debug "$BIN"/firesfu monitor
 wait_http "http://127.0.0.1:8070/healthz" ok 30
 
 pids=()
@@ -40,7 +40,7 @@ for n in 1 2; do
     FIRESFU_INSTANCE_ID="bc-$n" FIRESFU_UDP_BIND="10.77.0.1:$((4442 + n))" \
     APP_PORT=$((8081 + n)) FIRESFU_HTTP_BIND_IP=127.0.0.1 \
     FIRESFU_JWKS_URL="http://$sidecar/.well-known/jwks.json" \
-    RUST_LOG="${FIRESFU_TEST_RUST_LOG:-info,firesfu=debug}" target/debug/firesfu broadcast
+    RUST_LOG="${FIRESFU_TEST_RUST_LOG:-info,firesfu=debug}" "$BIN"/firesfu broadcast
   wait_http "http://127.0.0.1:$((8081 + n))/healthz" ok 30
   pid_var="PID_BROADCAST$n"
   pids+=("bc-$n:${!pid_var}")

@@ -18,7 +18,8 @@ browser_setup() {
   export IN_NETNS="$ns"
 
   (cd "$FIRESFU_ROOT/web" && node build.mjs)
-  (cd "$FIRESFU_ROOT" && cargo build --quiet -p firesfu -p testpeer --bins)
+  # With the test builds' features, so that `cargo test`'s build is reused as it is.
+  (cd "$FIRESFU_ROOT" && cargo build --quiet -p firesfu -p testpeer --bins --features firesfu/fault-injection)
 
   emulator="127.0.0.1:8081"
   start_group FIRESTORE "$logs/firestore-emulator.log" "${in_ns[@]}" \

@@ -18,12 +18,12 @@ browser_setup smoke demo-smoke
 start_group BROADCAST "$logs/broadcast.log" "${in_ns[@]}" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
   FIRESFU_UDP_BIND=10.77.0.1:4443 FIRESFU_DEV_NO_AUTH=true APP_PORT=8080 FIRESFU_HTTP_BIND_IP=127.0.0.1 \
-  RUST_LOG=info,firesfu=debug target/debug/firesfu broadcast
+  RUST_LOG=info,firesfu=debug "$BIN"/firesfu broadcast
 wait_http "http://127.0.0.1:8080/healthz" ok 30
 
 # The str0m peer publishes real VP8 (so Chromium can decode it) and reports what it got.
 # (`ip netns exec` forks: signal the whole process group, not the pid.)
-setsid "${in_ns[@]}" target/debug/testpeer --emulator "$emulator" --project "$project" --room "$room" \
+setsid "${in_ns[@]}" "$BIN"/testpeer --emulator "$emulator" --project "$project" --room "$room" \
   --name str0m --bind-ip 10.77.0.2 --ivf tests/data/clip.ivf --seconds 60 \
   >"$logs/testpeer.json" 2>"$logs/testpeer.log" &
 peer=$!

@@ -14,7 +14,8 @@ use super::{Project, free_tcp_port, log_dir, unique};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-/// A cluster this test owns (initdb'd into the test's target folder, run as `postgres`).
+/// A cluster this test owns (initdb'd into a folder of the system's temporary directory, which
+/// `postgres` can enter wherever the checkout is; run as `postgres`).
 pub struct OwnCluster {
     dir: PathBuf,
     pub port: u16,
@@ -32,7 +33,7 @@ fn as_postgres(args: &[&str]) -> std::process::ExitStatus {
 
 impl OwnCluster {
     pub fn start() -> OwnCluster {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("pg"));
+        let dir = std::env::temp_dir().join(unique("firesfu-pg"));
         std::fs::create_dir_all(&dir).unwrap();
         Command::new("chown")
             .arg("postgres")

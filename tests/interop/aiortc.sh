@@ -85,6 +85,7 @@ STARTED_GROUPS+=("$peer")
 # for that), and it must re-offer for the missing video slot.
 participant="http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/$room/participants/str0m"
 for _ in $(seq 100); do
+  kill -0 "$peer" 2>/dev/null || break
   "${in_ns[@]}" curl -fsS -o /dev/null -H "Authorization: Bearer owner" "$participant" 2>/dev/null && break
   sleep 0.1
 done

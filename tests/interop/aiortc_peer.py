@@ -352,6 +352,9 @@ class Participant:
                 self.count(self.received, mid, "video")
             else:
                 self.count(self.decoded_audio, mid, "audio")
+                if transceiver is None or id(transceiver.receiver) not in self.hooked:
+                    # No packet hook in this aiortc version: count decoded frames instead.
+                    self.count(self.received, mid, "audio")
 
     # -- signalling ------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 //! `bench`: the measurements behind docs/benchmarks.md (run them with `make bench`).
 
 mod api;
+mod costs;
 mod floor;
 mod forward;
 mod janus;
@@ -64,6 +65,23 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         logins: usize,
     },
+    /// Firestore operations per participant-minute for rooms of several sizes.
+    FirestoreCosts {
+        #[arg(long)]
+        emulator: String,
+        #[arg(long)]
+        project: String,
+        /// The broadcast's /stats (its Firestore meter, when it has one).
+        #[arg(long)]
+        stats_url: String,
+        #[arg(long, value_delimiter = ',', default_value = "2,8,25")]
+        sizes: Vec<usize>,
+        /// Steady-state window per room.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_ip: IpAddr,
+    },
     /// The SRTP + UDP floor per forwarded packet.
     Floor {
         #[arg(long, default_value_t = 20)]
@@ -124,6 +142,14 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             logins,
         } => api::run(&url, concurrency, seconds, logins).await?,
+        Command::FirestoreCosts {
+            emulator,
+            project,
+            stats_url,
+            sizes,
+            seconds,
+            bind_ip,
+        } => costs::run(&emulator, &project, &stats_url, &sizes, seconds, bind_ip).await?,
         Command::Floor {
             subscribers,
             packets,

@@ -145,6 +145,7 @@ impl Store {
             return Ok(Claim::Nothing);
         }
         let (key, me, placement) = (key.clone(), self.instance.clone(), self.placement);
+        meter::transaction();
         let call = self.db.run_transaction(move |db, tx| {
             let (key, me, ctx) = (key.clone(), me.clone(), ctx.clone());
             Box::pin(async move { claim_in(&db, tx, &key, &me, placement, &ctx).await })
