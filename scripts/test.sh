@@ -30,11 +30,16 @@ bash tests/scripts/private_clone.sh
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2
 
+echo "== API: schemathesis against the live sidecar"
+bash tests/api/schemathesis.sh
+
 echo "== firestore.rules"
 (cd web && FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" node --test test/rules.test.mjs)
 
 echo "== browser: smoke test (Chromium and a str0m peer)"
 bash tests/browser/smoke.sh
+echo "== interop: a third WebRTC stack (Python aiortc) and str0m"
+bash tests/interop/aiortc.sh
 echo "== browser: the meeting app (two Chromium users)"
 bash tests/browser/app.sh
 echo "== all tests passed"

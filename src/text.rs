@@ -12,6 +12,9 @@
 //! interface appear reversed or displaced. Joiners and variation selectors (emoji) are allowed.
 //! `firestore.rules` applies the same definition (its `labelChars` regular expression).
 
+/// The same rule as a JSON Schema (ECMA-262) pattern, for the sidecar's OpenAPI document.
+pub const LABEL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u061C\\u200E\\u200F\\u2028-\\u202E\\u2066-\\u2069\\uFEFF]+$";
+
 /// Why a label was refused; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
@@ -117,6 +120,20 @@ mod tests {
             label("name", "   ", 64),
             Err(LabelError::Empty { field: "name" })
         );
+    }
+
+    #[test]
+    fn the_schema_pattern_names_the_same_characters() {
+        for c in [
+            '\u{0}', '\u{1F}', '\u{7F}', '\u{9F}', '\u{61C}', '\u{200E}', '\u{200F}', '\u{2028}',
+            '\u{202E}', '\u{2066}', '\u{2069}', '\u{FEFF}',
+        ] {
+            assert!(is_forbidden(c), "{c:?}");
+            assert!(
+                LABEL_PATTERN.contains(&format!("\\u{:04X}", c as u32)),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

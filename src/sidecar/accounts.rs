@@ -5,19 +5,43 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{ApiJson, ClientAddr, CurrentUser, new_token};
 use super::problem::{ApiResult, Problem};
 use super::{AppState, firestore_sync, passwords};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    /// 3–32 characters: letters, digits, `_`, `-`, `.`.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$")]
     username: String,
+    #[schema(min_length = 10, max_length = 256)]
     password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    /// The user's Firebase Auth uid (what session documents carry as `uid`).
+    pub firebase_uid: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Login {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: String,
+    /// Seconds the token stays valid.
+    pub expires_in: u64,
+    pub user: User,
 }
 
 fn valid_username(u: &str) -> Result<(), Problem> {
@@ -46,20 +70,45 @@ fn valid_password(p: &str) -> Result<(), Problem> {
     }
 }
 
-pub fn user_json(id: Uuid, username: &str, firebase_uid: &str) -> Value {
-    json!({"id": id, "username": username, "firebaseUid": firebase_uid})
+pub fn user(id: Uuid, username: &str, firebase_uid: &str) -> User {
+    User {
+        id,
+        username: username.to_owned(),
+        firebase_uid: firebase_uid.to_owned(),
+    }
 }
 
+fn rate_limited(retry: std::time::Duration, detail: &str) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many attempts",
+        detail,
+    );
+    p.retry_after = Some(retry.as_secs().max(1));
+    p
+}
+
+/// Register.
+#[utoipa::path(post, path = "/v1/accounts", operation_id = "register", tag = "accounts", request_body = Credentials,
+    responses((status = 201, body = User), (status = 409, description = "Username taken", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many registrations from this address", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn register(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(c): ApiJson<Credentials>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<User>)> {
     valid_username(&c.username)?;
     valid_password(&c.password)?;
-    let password = c.password.clone();
-    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
-        .await
-        .map_err(|_| Problem::internal())?;
+    state
+        .registrations
+        .lock()
+        .map_err(|_| Problem::internal())?
+        .begin(addr, Instant::now())
+        .map_err(|retry| {
+            rate_limited(retry, "too many accounts created from this address; wait")
+        })?;
+    let hash = state.hasher.hash(c.password.clone()).await?;
     let id = Uuid::new_v4();
     let firebase_uid = format!("u-{}", id.simple());
     let inserted = sqlx::query(
@@ -74,7 +123,7 @@ pub async fn register(
     match inserted {
         Ok(_) => Ok((
             StatusCode::CREATED,
-            Json(user_json(id, &c.username, &firebase_uid)),
+            Json(user(id, &c.username, &firebase_uid)),
         )),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Problem::new(
             StatusCode::CONFLICT,
@@ -86,49 +135,37 @@ pub async fn register(
     }
 }
 
+/// Log in (returns an access token).
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "login", tag = "accounts", request_body = Credentials,
+    responses((status = 200, body = Login), (status = 401, description = "Wrong username or password", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     ApiJson(c): ApiJson<Credentials>,
-) -> ApiResult<Json<Value>> {
-    let limited = state
+) -> ApiResult<Json<Login>> {
+    // A username no account can have cannot match one: refused as such, before the database
+    // sees it (PostgreSQL cannot even compare text containing NUL).
+    if valid_username(&c.username).is_err() {
+        return Err(Problem::validation(
+            "`username` must be 3–32 characters: letters, digits, `_`, `-`, `.`",
+        ));
+    }
+    state
         .limiter
         .lock()
         .map_err(|_| Problem::internal())?
-        .check(&c.username, addr, Instant::now());
-    if let Err(retry) = limited {
-        let mut p = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many login attempts",
-            "wait before trying again",
-        );
-        p.retry_after = Some(retry.as_secs());
-        return Err(p);
-    }
+        .begin(&c.username, addr, Instant::now())
+        .map_err(|retry| rate_limited(retry, "too many failed logins; wait before trying again"))?;
     let row: Option<(Uuid, String, Option<String>, String)> = sqlx::query_as(
         "SELECT id, username, password_hash, firebase_uid FROM users WHERE username = $1",
     )
     .bind(&c.username)
     .fetch_optional(&state.db)
     .await?;
-    let password = c.password.clone();
-    let ok = tokio::task::spawn_blocking(move || match row.as_ref().and_then(|r| r.2.as_deref()) {
-        Some(stored) => passwords::verify(&password, stored).then_some(row),
-        None => {
-            passwords::verify_dummy(&password);
-            None
-        }
-    })
-    .await
-    .map_err(|_| Problem::internal())?
-    .flatten();
-    let Some((id, username, _, firebase_uid)) = ok else {
-        state
-            .limiter
-            .lock()
-            .map_err(|_| Problem::internal())?
-            .failed(&c.username, Instant::now());
+    let stored = row.as_ref().and_then(|r| r.2.clone());
+    let ok = state.hasher.verify(c.password.clone(), stored).await?;
+    let Some((id, username, _, firebase_uid)) = row.filter(|_| ok) else {
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "invalid-credentials",
@@ -140,7 +177,7 @@ pub async fn login(
         .limiter
         .lock()
         .map_err(|_| Problem::internal())?
-        .succeeded(&c.username);
+        .succeeded(&c.username, addr);
     let (token, hash) = new_token();
     let ttl = state.config.access_token_ttl;
     sqlx::query("INSERT INTO auth_sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))")
@@ -149,14 +186,17 @@ pub async fn login(
         .bind(ttl.as_secs_f64())
         .execute(&state.db)
         .await?;
-    Ok(Json(json!({
-        "accessToken": token,
-        "tokenType": "Bearer",
-        "expiresIn": ttl.as_secs(),
-        "user": user_json(id, &username, &firebase_uid),
-    })))
+    Ok(Json(Login {
+        access_token: token,
+        token_type: "Bearer".into(),
+        expires_in: ttl.as_secs(),
+        user: user(id, &username, &firebase_uid),
+    }))
 }
 
+/// Log out (revokes the access token).
+#[utoipa::path(delete, path = "/v1/sessions/current", operation_id = "logout", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204, description = "Logged out")))]
 pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<StatusCode> {
     sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
         .bind(&user.token_hash)
@@ -165,14 +205,20 @@ pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResu
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn me(user: CurrentUser) -> Json<Value> {
-    Json(user_json(user.id, &user.username, &user.firebase_uid))
+/// The logged-in user.
+#[utoipa::path(get, path = "/v1/me", operation_id = "getMe", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = User)))]
+pub async fn me(current: CurrentUser) -> Json<User> {
+    Json(user(current.id, &current.username, &current.firebase_uid))
 }
 
 /// Erases the account: the user's Firestore documents (sessions, chat, roster entries), the
 /// rooms they own (deleted, with everything in them, not handed over), their images, login
 /// sessions and the user row. Firestore goes first: if it fails nothing is deleted in SQL and
 /// the request can be repeated.
+/// Erase the account, its rooms and its Firestore documents.
+#[utoipa::path(delete, path = "/v1/me", operation_id = "eraseMe", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204, description = "Erased")))]
 pub async fn erase(State(state): State<AppState>, user: CurrentUser) -> ApiResult<StatusCode> {
     let owned: Vec<(Uuid,)> = sqlx::query_as("SELECT id FROM rooms WHERE owner_id = $1")
         .bind(user.id)

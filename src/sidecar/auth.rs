@@ -90,14 +90,32 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
-/// `Json<T>` whose rejections are problem documents.
+/// `Json<T>` whose rejections are problem documents. Every JSON body of the API is an object:
+/// anything else (an array serde would read field by field, a bare `null`) is refused.
 pub struct ApiJson<T>(pub T);
+
+/// A JSON object as `T`, or the 400 problem naming what is wrong.
+pub fn from_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
+    if !value.is_object() {
+        return Err(malformed("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
+}
+
+pub fn malformed(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "malformed-body",
+        "Malformed body",
+        detail,
+    )
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(value))
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        Ok(ApiJson(from_object(value)?))
     }
 }

@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::AppState;
@@ -70,10 +69,23 @@ pub struct ExternalClaims {
     pub room_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeRequest {
+    /// A JWT from the configured external issuer: `sub`, `room`, optional `name`, `roomName`.
     token: String,
+}
+
+/// At most 64 UTF-16 units (the names' limit everywhere), cut at a character boundary.
+fn truncated(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if crate::text::utf16_len(&out) + c.len_utf16() > 64 {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() { "Guest".into() } else { out }
 }
 
 /// A stable, Firebase-safe uid for an external subject.
@@ -106,10 +118,15 @@ async fn bridge_owner(state: &AppState, issuer: &str) -> Result<Uuid, Problem> {
     Ok(owner)
 }
 
+/// Join through an external identity token.
+#[utoipa::path(post, path = "/v1/bridge/join", operation_id = "bridgeJoin", tag = "tokens", request_body = BridgeRequest,
+    responses((status = 200, body = super::join::Join),
+        (status = 401, description = "The external token is not valid", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No external issuer is configured", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn join(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<BridgeRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<super::join::Join>> {
     let issuer = state.config.bridge.as_ref().ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -131,6 +148,22 @@ pub async fn join(
             "the external token needs non-empty `sub` and `room` (≤ 128 characters)",
         ));
     }
+    // Every text from the token that is stored or shown: no control or bidi characters.
+    for (field, text) in [
+        ("room", Some(&claims.room)),
+        ("sub", Some(&claims.sub)),
+        ("roomName", claims.room_name.as_ref()),
+        ("name", claims.name.as_ref()),
+    ] {
+        if let Some(text) = text
+            && let Some(c) = text.chars().find(|c| crate::text::is_forbidden(*c))
+        {
+            return Err(Problem::validation(format!(
+                "the external token's `{field}` contains the character U+{:04X}",
+                c as u32
+            )));
+        }
+    }
     let existing: Option<(Uuid,)> =
         sqlx::query_as("SELECT room_id FROM bridged_rooms WHERE issuer = $1 AND external_id = $2")
             .bind(&issuer.issuer)
@@ -145,7 +178,7 @@ pub async fn join(
                 .room_name
                 .clone()
                 .unwrap_or_else(|| claims.room.clone());
-            let name: String = name.chars().take(64).collect();
+            let name = truncated(&name);
             let room = super::rooms::create_room(&state, owner, &name, None).await?;
             let linked = sqlx::query("INSERT INTO bridged_rooms (issuer, external_id, room_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(&issuer.issuer)
@@ -175,7 +208,7 @@ pub async fn join(
         }
     };
     let name = claims.name.clone().unwrap_or_else(|| claims.sub.clone());
-    let name: String = name.chars().take(64).collect();
+    let name = truncated(&name);
     let uid = external_uid(&issuer.issuer, &claims.sub);
     let grants = Grants {
         publish: true,

@@ -24,6 +24,34 @@ pub async fn put_room(db: &FirestoreDb, id: &str, name: &str) -> Result<(), Fire
         .await
 }
 
+/// Writes the room document unless it exists (one read when it does).
+pub async fn ensure_room(db: &FirestoreDb, id: &str, name: &str) -> Result<bool, FirestoreError> {
+    let existing: Option<serde_json::Value> =
+        db.fluent().select().by_id_in(ROOMS).obj().one(id).await?;
+    crate::docdb::meter::read(1);
+    if existing.is_some() {
+        return Ok(false);
+    }
+    put_room(db, id, name).await?;
+    Ok(true)
+}
+
+/// The ids and names of every room document.
+pub async fn room_documents(db: &FirestoreDb) -> Result<HashMap<String, String>, FirestoreError> {
+    let docs = db.fluent().select().from(ROOMS).query().await?;
+    crate::docdb::meter::read(docs.len().max(1));
+    Ok(docs
+        .iter()
+        .map(|d| {
+            let name = FirestoreDb::deserialize_doc_to::<serde_json::Value>(d)
+                .ok()
+                .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            (crate::docdb::doc_id(&d.name).to_owned(), name)
+        })
+        .collect())
+}
+
 /// Deletes a room document and everything under it.
 pub async fn delete_room(db: &FirestoreDb, id: &str) -> Result<(), FirestoreError> {
     let parent = db.parent_path(ROOMS, id)?;

@@ -1,5 +1,8 @@
 //! Room images, stored in PostgreSQL: a seeded set drawn by the project (SVG) and uploads
-//! (PNG, JPEG or WebP up to 512 KiB, checked by their magic bytes, not only their header).
+//! (PNG, JPEG or WebP up to 512 KiB). An upload must be what it says: its magic bytes match its
+//! Content-Type, it decodes completely (the `image` crate, at most 4096 × 4096 pixels) and
+//! nothing follows the image's end. Each user may store `FIRESFU_IMAGE_QUOTA_COUNT` images of
+//! `FIRESFU_IMAGE_QUOTA_BYTES` bytes in all.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,8 +11,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use sqlx::PgPool;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
@@ -17,6 +20,15 @@ use super::auth::CurrentUser;
 use super::problem::{ApiResult, Problem};
 
 pub const MAX_UPLOAD_BYTES: usize = 512 * 1024;
+/// Largest width and height an upload may decode to.
+const MAX_DIMENSION: u32 = 4096;
+
+/// What one user may store.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub count: i64,
+    pub bytes: i64,
+}
 
 /// (name, two gradient colours, shape) of the seeded images.
 const SEEDS: [(&str, &str, &str, &str); 6] = [
@@ -84,22 +96,56 @@ pub async fn seed(db: &PgPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub fn image_json(id: Uuid, name: &str, content_type: &str, seeded: bool) -> Value {
-    json!({"id": id, "name": name, "contentType": content_type, "seeded": seeded, "url": format!("/v1/images/{id}")})
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    pub id: Uuid,
+    pub name: String,
+    pub content_type: String,
+    /// One of the images every user may pick.
+    pub seeded: bool,
+    pub url: String,
 }
 
-pub async fn list(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+#[derive(serde::Serialize, ToSchema)]
+pub struct ImageList {
+    pub images: Vec<Image>,
+}
+
+pub fn image_json(id: Uuid, name: &str, content_type: &str, seeded: bool) -> Image {
+    Image {
+        id,
+        name: name.to_owned(),
+        content_type: content_type.to_owned(),
+        seeded,
+        url: format!("/v1/images/{id}"),
+    }
+}
+
+/// Seeded images and your uploads.
+#[utoipa::path(get, path = "/v1/images", operation_id = "listImages", tag = "images", security(("bearer" = [])),
+    responses((status = 200, body = ImageList)))]
+pub async fn list(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<ImageList>> {
     let rows: Vec<(Uuid, String, String, bool)> = sqlx::query_as(
         "SELECT id, name, content_type, seeded FROM images WHERE seeded OR owner_id = $1 ORDER BY seeded DESC, created_at, name",
     )
     .bind(user.id)
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(
-        json!({"images": rows.iter().map(|(id, n, t, s)| image_json(*id, n, t, *s)).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(ImageList {
+        images: rows
+            .iter()
+            .map(|(id, n, t, s)| image_json(*id, n, t, *s))
+            .collect(),
+    }))
 }
 
+/// An image's bytes.
+#[utoipa::path(get, path = "/v1/images/{id}", operation_id = "getImage", tag = "images",
+    params(("id" = String, Path, description = "The image's id (a UUID)")),
+    responses((status = 200, description = "The image", content(
+        (Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"), (String = "image/svg+xml"))),
+        (status = 404, description = "No such image", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = Uuid::parse_str(&id).map_err(|_| Problem::not_found("image"))?;
     let row: Option<(String, Vec<u8>)> =
@@ -129,8 +175,11 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
     Ok((headers, bytes).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// 1–64 characters; default `Upload`.
+    #[param(min_length = 1, max_length = 64)]
     name: Option<String>,
 }
 
@@ -147,13 +196,63 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Decodes the whole image (bounded in size) and checks that nothing follows its end marker.
+fn decodes(bytes: &[u8], content_type: &str) -> Result<(u32, u32), String> {
+    use image::ImageFormat;
+    let format = match content_type {
+        "image/png" => ImageFormat::Png,
+        "image/jpeg" => ImageFormat::Jpeg,
+        _ => ImageFormat::WebP,
+    };
+    let trailing = match format {
+        ImageFormat::Png => {
+            !bytes.ends_with(&[0xAE, 0x42, 0x60, 0x82])
+                || !bytes[..bytes.len() - 4].ends_with(b"IEND")
+        }
+        ImageFormat::Jpeg => !bytes.ends_with(&[0xFF, 0xD9]),
+        _ => {
+            let declared = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+            declared + 8 != bytes.len() && declared + 9 != bytes.len()
+        }
+    };
+    if trailing {
+        return Err("data follows the end of the image".into());
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DIMENSION);
+    limits.max_image_height = Some(MAX_DIMENSION);
+    limits.max_alloc = Some(80 << 20);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| e.to_string())?;
+    Ok((decoded.width(), decoded.height()))
+}
+
+fn not_an_image(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported image",
+        detail,
+    )
+}
+
+/// Upload an image (the raw PNG, JPEG or WebP bytes, ≤ 512 KiB).
+#[utoipa::path(post, path = "/v1/images", operation_id = "uploadImage", tag = "images", security(("bearer" = [])),
+    params(UploadQuery),
+    request_body(content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"))),
+    responses((status = 201, body = Image),
+        (status = 400, description = "Invalid name", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Quota exceeded", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than 512 KiB", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Not a PNG, JPEG or WebP image", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn upload(
     State(state): State<AppState>,
     user: CurrentUser,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Image>)> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
@@ -171,37 +270,74 @@ pub async fn upload(
             )
         }
     })?;
+    let name = crate::text::label("name", q.name.as_deref().unwrap_or("Upload"), 64)
+        .map_err(|e| Problem::validation(e.to_string()))?;
     let declared = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_owned();
     let actual = sniff(&body);
-    if actual.is_none() || actual != Some(declared) {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported image",
+    if actual.is_none() || actual != Some(declared.as_str()) {
+        return Err(not_an_image(
             "upload a PNG, JPEG or WebP image with its matching Content-Type",
         ));
     }
-    let name = q.name.unwrap_or_else(|| "Upload".into());
-    if name.trim().is_empty() || name.chars().count() > 64 {
-        return Err(Problem::validation("`name` must be 1–64 characters"));
-    }
+    // Decoding is CPU and memory work: a bounded number at a time.
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.decoders.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| super::problem::overloaded(2))?
+    .map_err(|_| Problem::internal())?;
+    let (bytes, content_type) = (body.clone(), declared.clone());
+    let decoded = tokio::task::spawn_blocking(move || decodes(&bytes, &content_type))
+        .await
+        .map_err(|_| Problem::internal())?;
+    drop(permit);
+    let (width, height) = decoded.map_err(|e| not_an_image(format!("not a valid image: {e}")))?;
+
+    let quota = state.config.image_quota;
     let id = Uuid::new_v4();
+    let mut tx = state.db.begin().await?;
+    // One upload at a time per user, so that parallel uploads cannot pass the quota together.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 42))")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+    let (count, bytes): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(length(bytes)), 0)::bigint FROM images WHERE owner_id = $1",
+    )
+    .bind(user.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if count >= quota.count || bytes + body.len() as i64 > quota.bytes {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "quota-exceeded",
+            "Image quota exceeded",
+            format!(
+                "you store {count} images ({bytes} bytes); the limit is {} images and {} bytes",
+                quota.count, quota.bytes
+            ),
+        ));
+    }
     sqlx::query(
         "INSERT INTO images (id, owner_id, name, content_type, bytes) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id)
     .bind(user.id)
-    .bind(name.trim())
-    .bind(declared)
+    .bind(&name)
+    .bind(&declared)
     .bind(body.to_vec())
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
+    tracing::info!(width, height, bytes = body.len(), "image stored");
     Ok((
         StatusCode::CREATED,
-        Json(image_json(id, name.trim(), declared, false)),
+        Json(image_json(id, &name, &declared, false)),
     ))
 }
 

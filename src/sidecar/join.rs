@@ -8,12 +8,14 @@ use anyhow::Context;
 use axum::Json;
 use axum::extract::{Path, State};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::CurrentUser;
+use super::firestore_sync;
 use super::problem::{ApiResult, Problem};
 use super::rooms::parse_id;
 use crate::jointoken::{AUDIENCE, Grants, ISSUER, JoinClaims};
@@ -50,9 +52,13 @@ impl FirebaseTokens {
         })
     }
 
-    pub fn for_uid(&self, uid: &str, now: i64) -> Result<Value, Problem> {
+    pub fn for_uid(&self, uid: &str, now: i64) -> Result<FirebaseCredentials, Problem> {
         match self {
-            FirebaseTokens::Emulator => Ok(json!({"uid": uid, "emulator": true})),
+            FirebaseTokens::Emulator => Ok(FirebaseCredentials {
+                uid: uid.to_owned(),
+                custom_token: None,
+                emulator: Some(true),
+            }),
             FirebaseTokens::ServiceAccount { email, key } => {
                 let claims = json!({"iss": email, "sub": email, "aud": CUSTOM_TOKEN_AUDIENCE,
                                     "iat": now, "exp": now + 3600, "uid": uid});
@@ -61,7 +67,11 @@ impl FirebaseTokens {
                         tracing::error!("cannot sign a Firebase custom token: {e}");
                         Problem::internal()
                     })?;
-                Ok(json!({"uid": uid, "customToken": token}))
+                Ok(FirebaseCredentials {
+                    uid: uid.to_owned(),
+                    custom_token: Some(token),
+                    emulator: None,
+                })
             }
         }
     }
@@ -74,12 +84,52 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JoinRequest {
+    /// Shown to the others (default: your username); 1–64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     display_name: Option<String>,
+    /// May publish (default true).
     publish: Option<bool>,
+    /// May receive (default true).
     subscribe: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JoinGrants {
+    pub publish: bool,
+    pub subscribe: bool,
+}
+
+/// How the browser signs in to Firestore as the user.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FirebaseCredentials {
+    pub uid: String,
+    /// For `signInWithCustomToken` (production).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_token: Option<String>,
+    /// Development: use the emulator's mock user token for `uid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<bool>,
+}
+
+/// Write `token` into the session document (docs/signalling.md).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Join {
+    pub room_id: String,
+    pub token: String,
+    /// W3C trace context to write into the session document (present when tracing exports).
+    pub traceparent: Option<String>,
+    /// When the token expires (Unix seconds).
+    pub expires_at: i64,
+    pub display_name: String,
+    pub grants: JoinGrants,
+    /// The collection to write the session document into.
+    pub sessions: String,
+    pub firebase: FirebaseCredentials,
 }
 
 /// A join token for `room`, plus the Firebase credentials for `uid`.
@@ -89,7 +139,7 @@ pub fn issue(
     uid: &str,
     name: &str,
     grants: Grants,
-) -> Result<Value, Problem> {
+) -> Result<Join, Problem> {
     let now = unix_now();
     let claims = JoinClaims {
         iss: ISSUER.into(),
@@ -106,57 +156,67 @@ pub fn issue(
         tracing::error!("{e}");
         Problem::internal()
     })?;
-    Ok(json!({
-        "roomId": room,
-        "token": token,
+    Ok(Join {
+        room_id: room.to_owned(),
+        token,
         // Written by the client into its session document, so the broadcast instance's join
         // span continues this request's trace.
-        "traceparent": crate::telemetry::current_traceparent(),
-        "expiresAt": claims.exp,
-        "displayName": name,
-        "grants": grants,
-        "sessions": format!("rooms/{room}/sessions"),
-        "firebase": state.config.firebase.for_uid(uid, now)?,
-    }))
+        traceparent: crate::telemetry::current_traceparent(),
+        expires_at: claims.exp,
+        display_name: name.to_owned(),
+        grants: JoinGrants {
+            publish: grants.publish,
+            subscribe: grants.subscribe,
+        },
+        sessions: format!("rooms/{room}/sessions"),
+        firebase: state.config.firebase.for_uid(uid, now)?,
+    })
 }
 
+/// A join token for the room.
+#[utoipa::path(post, path = "/v1/rooms/{id}/join", operation_id = "joinRoom", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The room's id (a UUID)")),
+    request_body(content = Option<JoinRequest>, description = "Optional: no body means the defaults"),
+    responses((status = 200, body = Join), (status = 404, description = "No such room", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn join(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Join>> {
     let room = parse_id(&id)?;
-    let exists: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM rooms WHERE id = $1")
+    let (room_name,): (String,) = sqlx::query_as("SELECT name FROM rooms WHERE id = $1")
         .bind(room)
         .fetch_optional(&state.db)
-        .await?;
-    exists.ok_or_else(|| Problem::not_found("room"))?;
+        .await?
+        .ok_or_else(|| Problem::not_found("room"))?;
+    let id = room.to_string();
     // The body is optional: no body means the defaults.
     let req: JoinRequest = if body.iter().all(u8::is_ascii_whitespace) {
         JoinRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "malformed-body",
-                "Malformed body",
-                e.to_string(),
-            )
-        })?
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Null) => JoinRequest::default(),
+            Ok(value) => super::auth::from_object(value)?,
+            Err(e) => return Err(super::auth::malformed(e.to_string())),
+        }
     };
     let name = req.display_name.unwrap_or_else(|| user.username.clone());
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 {
-        return Err(Problem::validation("`displayName` must be 1–64 characters"));
-    }
+    let name = crate::text::label("displayName", &name, 64)
+        .map_err(|e| Problem::validation(e.to_string()))?;
+    // PostgreSQL is the source of truth for rooms: a room whose Firestore document was lost
+    // (a mistaken deletion, a restore) gets it back before anyone is sent to join it.
+    firestore_sync::ensure_room(&state.firestore, &id, &room_name).await?;
     let grants = Grants {
         publish: req.publish.unwrap_or(true),
         subscribe: req.subscribe.unwrap_or(true),
     };
-    Ok(Json(issue(&state, &id, &user.firebase_uid, name, grants)?))
+    Ok(Json(issue(&state, &id, &user.firebase_uid, &name, grants)?))
 }
 
+/// Public keys verifying join tokens (JWKS, Ed25519).
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "jwks", tag = "tokens",
+    responses((status = 200, description = "The JWKS", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Json<Value> {
     Json(state.keys.jwks())
 }

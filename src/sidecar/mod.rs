@@ -13,6 +13,7 @@ pub use join::unix_now;
 mod passwords;
 pub mod problem;
 mod ratelimit;
+mod reconcile;
 mod rooms;
 
 use std::net::SocketAddr;
@@ -23,12 +24,14 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{any, delete, get, post};
+use axum::routing::any;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::gcp::GcpArgs;
 use crate::jointoken::SigningKey;
@@ -80,11 +83,33 @@ pub struct SidecarArgs {
     /// Where the web app's files are (served at `/`).
     #[arg(long, env = "FIRESFU_WEB_ROOT", default_value = "web/dist")]
     pub web_root: PathBuf,
+    /// Memory password hashing may use, MiB: one concurrent Argon2id hash per 19 MiB.
+    #[arg(long, env = "FIRESFU_PASSWORD_HASH_MEMORY_MIB", default_value_t = 64)]
+    pub password_hash_memory_mib: usize,
+    /// How long a login or registration waits for a hashing slot before 503, milliseconds.
+    #[arg(long, env = "FIRESFU_PASSWORD_HASH_QUEUE_MS", default_value_t = 2000)]
+    pub password_hash_queue_ms: u64,
+    /// How many logins and registrations may wait for a hashing slot at once (then 503).
+    #[arg(long, env = "FIRESFU_PASSWORD_HASH_QUEUE_MAX", default_value_t = 32)]
+    pub password_hash_queue_max: usize,
+    /// Accounts one address may create per hour.
+    #[arg(long, env = "FIRESFU_REGISTRATIONS_PER_HOUR", default_value_t = 10)]
+    pub registrations_per_hour: u32,
+    /// Images one user may upload.
+    #[arg(long, env = "FIRESFU_IMAGE_QUOTA_COUNT", default_value_t = 20)]
+    pub image_quota_count: i64,
+    /// Bytes of images one user may store.
+    #[arg(long, env = "FIRESFU_IMAGE_QUOTA_BYTES", default_value_t = 4 << 20)]
+    pub image_quota_bytes: i64,
+    /// How often Firestore's room documents are reconciled with the rooms table, seconds.
+    #[arg(long, env = "FIRESFU_ROOM_RECONCILE_SECS", default_value_t = 300)]
+    pub room_reconcile_secs: u64,
 }
 
 pub struct Config {
     /// What GET /v1/config tells the browser.
     pub public: serde_json::Value,
+    pub image_quota: images::Quota,
     pub join_token_ttl: Duration,
     pub access_token_ttl: Duration,
     pub trust_forwarded_for: bool,
@@ -98,43 +123,70 @@ pub struct AppState {
     pub firestore: firestore::FirestoreDb,
     pub keys: Arc<SigningKey>,
     pub limiter: Arc<Mutex<ratelimit::LoginLimiter>>,
+    pub registrations: Arc<Mutex<ratelimit::RegistrationLimiter>>,
+    pub hasher: Arc<passwords::Hasher>,
+    /// Image decodes running at once.
+    pub decoders: Arc<tokio::sync::Semaphore>,
     pub config: Arc<Config>,
 }
 
 /// JSON request bodies are small; images have their own limit.
 pub const JSON_BODY_LIMIT: usize = 16 * 1024;
 
+/// Every API route and its OpenAPI document, from one list: a route is documented by its
+/// handler's `#[utoipa::path]` as it is added here.
+fn api() -> OpenApiRouter<AppState> {
+    let upload_limit = DefaultBodyLimit::max(images::MAX_UPLOAD_BYTES);
+    let (image_schemas, image_paths, image_routes) = routes!(images::list, images::upload);
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(serve_openapi))
+        .routes(routes!(join::jwks))
+        .routes(routes!(public_config))
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::me, accounts::erase))
+        .routes((image_schemas, image_paths, image_routes.layer(upload_limit)))
+        .routes(routes!(images::get))
+        .routes(routes!(rooms::list, rooms::create))
+        .routes(routes!(rooms::get, rooms::update, rooms::remove))
+        .routes(routes!(join::join))
+        .routes(routes!(bridge::join))
+}
+
+/// The routes and their complete document.
+pub fn api_router_for_docs() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = api().split_for_parts();
+    openapi::finish(&mut doc);
+    (router, doc)
+}
+
 pub fn router(state: AppState, web_root: PathBuf) -> Router {
-    let api = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi::serve))
-        .route("/.well-known/jwks.json", get(join::jwks))
-        .route("/v1/config", get(public_config))
-        .route("/v1/accounts", post(accounts::register))
-        .route("/v1/sessions", post(accounts::login))
-        .route("/v1/sessions/current", delete(accounts::logout))
-        .route("/v1/me", get(accounts::me).delete(accounts::erase))
-        .route(
-            "/v1/images",
-            get(images::list)
-                .post(images::upload.layer(DefaultBodyLimit::max(images::MAX_UPLOAD_BYTES))),
-        )
-        .route("/v1/images/{id}", get(images::get))
-        .route("/v1/rooms", get(rooms::list).post(rooms::create))
-        .route(
-            "/v1/rooms/{id}",
-            get(rooms::get).patch(rooms::update).delete(rooms::remove),
-        )
-        .route("/v1/rooms/{id}/join", post(join::join))
-        .route("/v1/bridge/join", post(bridge::join))
+    let (api, doc) = api_router_for_docs();
+    let doc = Arc::new(openapi::to_json(&doc));
+    let api = api
         // Unknown API paths are problems; everything else is the web app.
         .route("/v1/{*rest}", any(not_found))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(axum::Extension(OpenApiJson(doc)))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let web = tower_http::services::ServeDir::new(web_root).append_index_html_on_directories(true);
     api.fallback_service(web)
+}
+
+#[derive(Clone)]
+struct OpenApiJson(Arc<serde_json::Value>);
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+async fn serve_openapi(
+    axum::Extension(OpenApiJson(doc)): axum::Extension<OpenApiJson>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json((*doc).clone())
 }
 
 /// One server span per request, named after the route (never the raw URI, which may carry ids).
@@ -167,14 +219,22 @@ async fn method_not_allowed() -> Problem {
 }
 
 /// Everything the browser app needs to start: the public Firebase config (no secret).
+#[utoipa::path(get, path = "/v1/config", operation_id = "config", tag = "operations",
+    responses((status = 200, description = "`firebase` (projectId, apiKey, authDomain) and `firestoreEmulator` (host:port in development, else null)", body = Object)))]
 async fn public_config(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(state.config.public.clone())
 }
 
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// The database is reachable.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    responses((status = 200, description = "ready", body = String, content_type = "text/plain")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match sqlx::query("SELECT 1").execute(&state.db).await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
@@ -234,6 +294,10 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
     });
     let config = Config {
         public,
+        image_quota: images::Quota {
+            count: args.image_quota_count,
+            bytes: args.image_quota_bytes,
+        },
         join_token_ttl: Duration::from_secs(args.join_token_secs.clamp(30, 600)),
         access_token_ttl: Duration::from_secs(args.access_token_secs.max(60)),
         trust_forwarded_for: args.trust_forwarded_for,
@@ -245,8 +309,21 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         firestore,
         keys: Arc::new(keys),
         limiter: Arc::new(Mutex::new(ratelimit::LoginLimiter::default())),
+        registrations: Arc::new(Mutex::new(ratelimit::RegistrationLimiter::new(
+            args.registrations_per_hour,
+        ))),
+        hasher: Arc::new(passwords::Hasher::new(passwords::HasherConfig {
+            memory_mib: args.password_hash_memory_mib,
+            queue_wait: Duration::from_millis(args.password_hash_queue_ms),
+            queue_max: args.password_hash_queue_max,
+        })),
+        decoders: Arc::new(tokio::sync::Semaphore::new(2)),
         config: Arc::new(config),
     };
+    let reconciler = tokio::spawn(reconcile::run(
+        state.clone(),
+        Duration::from_secs(args.room_reconcile_secs),
+    ));
     let app = router(state, args.web_root.clone())
         .layer(axum::middleware::from_fn_with_state(
             crate::telemetry::metrics::HttpInstruments::default(),
@@ -264,5 +341,6 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(crate::process::shutdown_signal())
     .await?;
+    reconciler.abort();
     Ok(())
 }

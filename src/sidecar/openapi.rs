@@ -1,293 +1,262 @@
-//! The OpenAPI 3 description of every route, served at `/openapi.json`. `ROUTES` is the one
-//! list of routes; the tests call each of them on a live sidecar (and check that a path not in
-//! it is a 404 problem), so the document cannot drift from the router unnoticed.
+//! The OpenAPI 3.1 document of the sidecar, served at `/openapi.json`, generated from the code:
+//! each handler carries its `#[utoipa::path]`, each body type derives its schema (types that
+//! refuse unknown fields say `additionalProperties: false`), and the router and the document
+//! are built together from the same list (`super::api`), so neither can drift from the other.
+//!
+//! What every operation of a kind can answer is added here once rather than on each handler:
+//! 401 where a bearer token is required, 400/413/415 where a JSON body is read, 404 where the
+//! path names a resource, and 503 where PostgreSQL or Firestore is involved.
 
-use axum::Json;
-use serde_json::{Map, Value, json};
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 
-pub struct Route {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub auth: bool,
-    pub request: Option<&'static str>,
-    /// (status, schema or "" for no body)
-    pub responses: &'static [(u16, &'static str)],
+use super::problem::ProblemDoc;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "firesfu sidecar",
+        description = "Users, rooms, room images and join tokens for firesfu. Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `type` (`urn:firesfu:problem:<slug>`)."
+    ),
+    components(schemas(ProblemDoc))
+)]
+pub struct ApiDoc;
+
+/// Adds what every operation of a kind answers; run on the complete document (once every route
+/// is in it).
+pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    Common.modify(doc);
+    links(doc);
+    room_change_needs_a_field(doc);
+    labels_refuse_forbidden_characters(doc);
 }
 
-const fn route(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    auth: bool,
-    request: Option<&'static str>,
-    responses: &'static [(u16, &'static str)],
-) -> Route {
-    Route {
-        method,
-        path,
-        summary,
-        auth,
-        request,
-        responses,
+/// Names people show each other refuse control and bidi characters (`crate::text`); the
+/// pattern says so (utoipa takes only literals in attributes, this takes the one constant).
+fn labels_refuse_forbidden_characters(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::Schema;
+    let set = |schema: Option<&mut RefOr<Schema>>| {
+        if let Some(RefOr::T(Schema::Object(o))) = schema {
+            o.pattern = Some(crate::text::LABEL_PATTERN.to_owned());
+        }
+    };
+    if let Some(components) = doc.components.as_mut() {
+        for (schema, field) in [
+            ("NewRoom", "name"),
+            ("RoomChange", "name"),
+            ("JoinRequest", "displayName"),
+        ] {
+            if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(schema) {
+                set(o.properties.get_mut(field));
+            }
+        }
+    }
+    if let Some(op) = doc
+        .paths
+        .paths
+        .get_mut("/v1/images")
+        .and_then(|i| i.post.as_mut())
+    {
+        for p in op.parameters.iter_mut().flatten() {
+            if p.name == "name" {
+                set(p.schema.as_mut());
+            }
+        }
     }
 }
 
-pub const ROUTES: &[Route] = &[
-    route(
-        "get",
-        "/healthz",
-        "The process is up",
-        false,
-        None,
-        &[(200, "")],
-    ),
-    route(
-        "get",
-        "/readyz",
-        "The database is reachable",
-        false,
-        None,
-        &[(200, ""), (503, "Problem")],
-    ),
-    route(
-        "get",
-        "/openapi.json",
-        "This document",
-        false,
-        None,
-        &[(200, "")],
-    ),
-    route(
-        "get",
-        "/.well-known/jwks.json",
-        "Public keys verifying join tokens",
-        false,
-        None,
-        &[(200, "Jwks")],
-    ),
-    route(
-        "post",
-        "/v1/accounts",
-        "Register",
-        false,
-        Some("Credentials"),
-        &[(201, "User"), (400, "Problem"), (409, "Problem")],
-    ),
-    route(
-        "post",
-        "/v1/sessions",
-        "Log in (returns an access token)",
-        false,
-        Some("Credentials"),
-        &[(200, "Login"), (401, "Problem"), (429, "Problem")],
-    ),
-    route(
-        "delete",
-        "/v1/sessions/current",
-        "Log out (revokes the access token)",
-        true,
-        None,
-        &[(204, ""), (401, "Problem")],
-    ),
-    route(
-        "get",
-        "/v1/me",
-        "The logged-in user",
-        true,
-        None,
-        &[(200, "User"), (401, "Problem")],
-    ),
-    route(
-        "delete",
-        "/v1/me",
-        "Erase the account, its rooms and its Firestore documents",
-        true,
-        None,
-        &[(204, ""), (401, "Problem"), (503, "Problem")],
-    ),
-    route(
-        "get",
-        "/v1/images",
-        "Seeded images and your uploads",
-        true,
-        None,
-        &[(200, "ImageList"), (401, "Problem")],
-    ),
-    route(
-        "post",
-        "/v1/images",
-        "Upload an image (raw PNG, JPEG or WebP body, ≤ 512 KiB, `?name=`)",
-        true,
-        Some("Binary"),
-        &[(201, "Image"), (413, "Problem"), (415, "Problem")],
-    ),
-    route(
-        "get",
-        "/v1/images/{id}",
-        "An image's bytes",
-        false,
-        None,
-        &[(200, ""), (404, "Problem")],
-    ),
-    route(
-        "get",
+/// The document as served. utoipa 5 writes a link's `operationId` as `operation_id` (and
+/// `operationRef`, `requestBody` likewise): renamed here to what OpenAPI reads.
+pub fn to_json(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut json = serde_json::to_value(doc).unwrap_or_default();
+    if let Some(paths) = json
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for op in paths
+            .values_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+            .flat_map(|i| i.values_mut())
+        {
+            let responses = op
+                .get_mut("responses")
+                .and_then(serde_json::Value::as_object_mut);
+            for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+                let links = response
+                    .get_mut("links")
+                    .and_then(serde_json::Value::as_object_mut);
+                for link in links
+                    .into_iter()
+                    .flat_map(|l| l.values_mut())
+                    .filter_map(serde_json::Value::as_object_mut)
+                {
+                    for (from, to) in [
+                        ("operation_id", "operationId"),
+                        ("operation_ref", "operationRef"),
+                        ("request_body", "requestBody"),
+                    ] {
+                        if let Some(v) = link.remove(from) {
+                            link.insert(to.to_owned(), v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    json
+}
+
+/// What a created room or image is reached by (clients and schemathesis's stateful phase follow
+/// these instead of guessing which field is the id).
+fn links(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::link::LinkBuilder;
+    let link = |operation: &str| {
+        LinkBuilder::new()
+            .operation_id(operation)
+            .parameter("id", "$response.body#/id")
+            .build()
+    };
+    let created = |path: &str,
+                   method: HttpMethod,
+                   status: &str,
+                   doc: &mut utoipa::openapi::OpenApi,
+                   targets: &[&str]| {
+        let Some(item) = doc.paths.paths.get_mut(path) else {
+            return;
+        };
+        let op = match method {
+            HttpMethod::Post => item.post.as_mut(),
+            _ => None,
+        };
+        if let Some(RefOr::T(response)) = op.and_then(|o| o.responses.responses.get_mut(status)) {
+            for target in targets {
+                response
+                    .links
+                    .insert((*target).to_owned(), RefOr::T(link(target)));
+            }
+        }
+    };
+    created(
         "/v1/rooms",
-        "Every room with its live participant count",
-        true,
-        None,
-        &[(200, "RoomList"), (401, "Problem")],
-    ),
-    route(
-        "post",
-        "/v1/rooms",
-        "Create a room",
-        true,
-        Some("NewRoom"),
-        &[(201, "Room"), (400, "Problem")],
-    ),
-    route(
-        "get",
-        "/v1/rooms/{id}",
-        "A room",
-        true,
-        None,
-        &[(200, "Room"), (404, "Problem")],
-    ),
-    route(
-        "patch",
-        "/v1/rooms/{id}",
-        "Rename a room or change its image (owner only)",
-        true,
-        Some("RoomChange"),
-        &[(200, "Room"), (403, "Problem"), (404, "Problem")],
-    ),
-    route(
-        "delete",
-        "/v1/rooms/{id}",
-        "Delete a room (owner only)",
-        true,
-        None,
-        &[(204, ""), (403, "Problem"), (404, "Problem")],
-    ),
-    route(
-        "post",
-        "/v1/rooms/{id}/join",
-        "A join token for the room",
-        true,
-        Some("JoinRequest"),
-        &[(200, "Join"), (404, "Problem")],
-    ),
-    route(
-        "post",
-        "/v1/bridge/join",
-        "Join through an external identity token",
-        false,
-        Some("BridgeRequest"),
-        &[(200, "Join"), (401, "Problem"), (404, "Problem")],
-    ),
+        HttpMethod::Post,
+        "201",
+        doc,
+        &["getRoom", "updateRoom", "deleteRoom", "joinRoom"],
+    );
+    created("/v1/images", HttpMethod::Post, "201", doc, &["getImage"]);
+}
+
+/// PATCH needs at least one field (utoipa 5 writes `min_properties` as `maxProperties`).
+fn room_change_needs_a_field(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::Schema;
+    if let Some(RefOr::T(Schema::Object(o))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("RoomChange"))
+    {
+        o.max_properties = None;
+        o.min_properties = Some(1);
+    }
+}
+
+/// Paths that touch neither PostgreSQL nor Firestore (no 503).
+const STATIC_PATHS: [&str; 4] = [
+    "/healthz",
+    "/openapi.json",
+    "/.well-known/jwks.json",
+    "/v1/config",
 ];
 
-fn schema_ref(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
+struct Common;
+
+fn problem(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
-fn schemas() -> Value {
-    let string = json!({"type": "string"});
-    json!({
-        "Problem": {"type": "object", "description": "RFC 9457 problem details; `type` is `urn:firesfu:problem:<slug>`",
-            "properties": {"type": string, "title": string, "status": {"type": "integer"}, "detail": string},
-            "required": ["type", "title", "status"]},
-        "Credentials": {"type": "object", "properties": {"username": {"type": "string", "minLength": 3, "maxLength": 32},
-            "password": {"type": "string", "minLength": 10, "maxLength": 256}}, "required": ["username", "password"]},
-        "User": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}, "username": string, "firebaseUid": string}},
-        "Login": {"type": "object", "properties": {"accessToken": string, "tokenType": {"const": "Bearer"},
-            "expiresIn": {"type": "integer"}, "user": schema_ref("User")}},
-        "Image": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}, "name": string,
-            "contentType": string, "seeded": {"type": "boolean"}, "url": string}},
-        "ImageList": {"type": "object", "properties": {"images": {"type": "array", "items": schema_ref("Image")}}},
-        "Binary": {"type": "string", "format": "binary"},
-        "Room": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}, "name": string,
-            "imageId": {"type": ["string", "null"]}, "imageUrl": {"type": ["string", "null"]},
-            "owner": {"type": "object", "properties": {"id": string, "username": string}},
-            "participants": {"type": "integer"}, "createdAt": {"type": "string", "format": "date-time"}}},
-        "RoomList": {"type": "object", "properties": {"rooms": {"type": "array", "items": schema_ref("Room")}}},
-        "NewRoom": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 64},
-            "imageId": {"type": ["string", "null"], "format": "uuid"}}, "required": ["name"]},
-        "RoomChange": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 64},
-            "imageId": {"type": ["string", "null"], "format": "uuid"}}},
-        "JoinRequest": {"type": "object", "properties": {"displayName": string, "publish": {"type": "boolean"}, "subscribe": {"type": "boolean"}}},
-        "Join": {"type": "object", "description": "Write `token` into the session document (docs/signalling.md).",
-            "properties": {"roomId": string, "token": string, "expiresAt": {"type": "integer"}, "displayName": string,
-            "grants": {"type": "object", "properties": {"publish": {"type": "boolean"}, "subscribe": {"type": "boolean"}}},
-            "sessions": string,
-            "firebase": {"type": "object", "description": "`customToken` for signInWithCustomToken, or `emulator: true` with the mock-token uid",
-                "properties": {"uid": string, "customToken": string, "emulator": {"type": "boolean"}}}}},
-        "BridgeRequest": {"type": "object", "properties": {"token": string}, "required": ["token"]},
-        "Jwks": {"type": "object", "properties": {"keys": {"type": "array", "items": {"type": "object"}}}},
-        "PublicConfig": {"type": "object", "properties": {
-            "firebase": {"type": "object", "properties": {"projectId": string, "apiKey": string, "authDomain": {"type": ["string", "null"]}}},
-            "firestoreEmulator": {"type": ["string", "null"], "description": "host:port of the Firestore emulator (development)"}}},
-    })
+fn add(op: &mut Operation, status: u16, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| problem(description));
 }
 
-pub fn document() -> Value {
-    let mut paths = Map::new();
-    for r in ROUTES {
-        let mut responses = Map::new();
-        for (status, schema) in r.responses {
-            let mut response = json!({"description": status.to_string()});
-            if !schema.is_empty() {
-                let media = if *schema == "Problem" {
-                    "application/problem+json"
-                } else {
-                    "application/json"
+fn reads_json(body: Option<&RequestBody>) -> bool {
+    body.is_some_and(|b| b.content.contains_key("application/json"))
+}
+
+impl Modify for Common {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for method in [
+                HttpMethod::Get,
+                HttpMethod::Post,
+                HttpMethod::Put,
+                HttpMethod::Patch,
+                HttpMethod::Delete,
+            ] {
+                let op = match method {
+                    HttpMethod::Get => item.get.as_mut(),
+                    HttpMethod::Post => item.post.as_mut(),
+                    HttpMethod::Put => item.put.as_mut(),
+                    HttpMethod::Patch => item.patch.as_mut(),
+                    HttpMethod::Delete => item.delete.as_mut(),
+                    _ => None,
                 };
-                response["content"] = json!({ media: {"schema": schema_ref(schema)} });
+                let Some(op) = op else { continue };
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add(op, 401, "No valid access token");
+                }
+                if reads_json(op.request_body.as_ref()) {
+                    add(op, 400, "A field is missing, unknown, or not valid");
+                    add(op, 413, "The body is too large");
+                    add(op, 415, "The body is not `application/json`");
+                }
+                if path.contains('{') {
+                    add(op, 404, "No such resource");
+                }
+                if !STATIC_PATHS.contains(&path.as_str()) {
+                    add(
+                        op,
+                        503,
+                        "PostgreSQL or Firestore is unreachable, or the server is at capacity; see `Retry-After`",
+                    );
+                }
             }
-            responses.insert(status.to_string(), response);
         }
-        let mut op = json!({"summary": r.summary, "responses": responses});
-        if r.auth {
-            op["security"] = json!([{"bearer": []}]);
-        }
-        if r.path.contains("{id}") {
-            op["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
-        }
-        if let Some(request) = r.request {
-            let media = if request == "Binary" {
-                "image/png"
-            } else {
-                "application/json"
-            };
-            op["requestBody"] = json!({"content": { media: {"schema": schema_ref(request)} }});
-        }
-        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
-        entry[r.method] = op;
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "firesfu sidecar", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Users, rooms, room images and join tokens for firesfu."},
-        "paths": paths,
-        "components": {
-            "schemas": schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    })
-}
-
-pub async fn serve() -> Json<Value> {
-    Json(document())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::Value;
 
     #[test]
-    fn every_referenced_schema_exists() {
-        let doc = document();
+    fn every_referenced_schema_exists_and_bodies_refuse_unknown_fields() {
+        let (_, doc) = super::super::api_router_for_docs();
+        let doc: Value = super::to_json(&doc);
+        assert_eq!(
+            doc["paths"]["/v1/rooms"]["post"]["responses"]["201"]["links"]["getRoom"]["operationId"],
+            "getRoom"
+        );
         let text = doc.to_string();
         for part in text.split("#/components/schemas/").skip(1) {
             let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();
@@ -296,6 +265,31 @@ mod tests {
                 "{name} missing"
             );
         }
-        assert_eq!(doc["paths"]["/v1/rooms/{id}"].as_object().unwrap().len(), 3);
+        for body in [
+            "Credentials",
+            "NewRoom",
+            "RoomChange",
+            "JoinRequest",
+            "BridgeRequest",
+        ] {
+            assert_eq!(
+                doc["components"]["schemas"][body]["additionalProperties"],
+                Value::Bool(false),
+                "{body}"
+            );
+        }
+        // Bearer routes document 401; JSON bodies 400, 413 and 415.
+        let create = &doc["paths"]["/v1/rooms"]["post"]["responses"];
+        for status in ["201", "400", "401", "413", "415", "503"] {
+            assert!(
+                create.get(status).is_some(),
+                "POST /v1/rooms lacks {status}"
+            );
+        }
+        assert!(
+            doc["paths"]["/healthz"]["get"]["responses"]
+                .get("503")
+                .is_none()
+        );
     }
 }

@@ -7,6 +7,19 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// RFC 9457 problem details (`application/problem+json`); `type` is
+/// `urn:firesfu:problem:<slug>`: the OpenAPI schema of every error response.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemDoc {
+    #[serde(rename = "type")]
+    #[schema(example = "urn:firesfu:problem:validation-failed")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub status: StatusCode,
@@ -108,6 +121,24 @@ impl IntoResponse for Problem {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+/// 503 with `Retry-After`: a bounded resource (password hashing, image decoding) is at capacity.
+pub fn overloaded(retry_after_secs: u64) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Too busy",
+        "the server is at capacity for this kind of request; try again shortly",
+    );
+    p.retry_after = Some(retry_after_secs.max(1));
+    p
+}
+
+impl From<super::passwords::Busy> for Problem {
+    fn from(busy: super::passwords::Busy) -> Problem {
+        overloaded(busy.retry_after.as_secs())
     }
 }
 

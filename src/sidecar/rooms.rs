@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
@@ -18,29 +18,55 @@ type RoomRow = (Uuid, String, Option<Uuid>, Uuid, String, DateTime<Utc>);
 
 const SELECT: &str = "SELECT r.id, r.name, r.image_id, u.id, u.username, r.created_at FROM rooms r JOIN users u ON u.id = r.owner_id";
 
-fn room_json(row: &RoomRow, participants: usize) -> Value {
-    let (id, name, image, owner, owner_name, created) = row;
-    json!({
-        "id": id,
-        "name": name,
-        "imageId": image,
-        "imageUrl": image.map(|i| format!("/v1/images/{i}")),
-        "owner": {"id": owner, "username": owner_name},
-        "participants": participants,
-        "createdAt": created,
-    })
+#[derive(Serialize, ToSchema)]
+pub struct RoomOwner {
+    pub id: Uuid,
+    pub username: String,
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    pub id: Uuid,
+    pub name: String,
+    pub image_id: Option<Uuid>,
+    pub image_url: Option<String>,
+    pub owner: RoomOwner,
+    /// People in the room now (its roster).
+    pub participants: usize,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoomList {
+    pub rooms: Vec<Room>,
+}
+
+fn room_json(row: &RoomRow, participants: usize) -> Room {
+    let (id, name, image, owner, owner_name, created) = row;
+    Room {
+        id: *id,
+        name: name.clone(),
+        image_id: *image,
+        image_url: image.map(|i| format!("/v1/images/{i}")),
+        owner: RoomOwner {
+            id: *owner,
+            username: owner_name.clone(),
+        },
+        participants,
+        created_at: *created,
+    }
+}
+
+/// A room id from a path. Every spelling a UUID parser accepts (upper case, no hyphens,
+/// `urn:uuid:`) names the same room; Firestore only ever sees the canonical one
+/// (`Uuid::to_string`: lower case, hyphenated), so no spelling makes a second room document.
 pub fn parse_id(id: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(id).map_err(|_| Problem::not_found("room"))
 }
 
-fn valid_name(name: &str) -> Result<String, Problem> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 {
-        return Err(Problem::validation("`name` must be 1–64 characters"));
-    }
-    Ok(name.to_owned())
+pub fn valid_name(name: &str) -> Result<String, Problem> {
+    crate::text::label("name", name, 64).map_err(|e| Problem::validation(e.to_string()))
 }
 
 /// The image must exist and be usable by this user (seeded, or their own upload).
@@ -61,17 +87,20 @@ async fn check_image(
         .ok_or_else(|| Problem::validation("`imageId` names no image you can use"))
 }
 
-pub async fn list(State(state): State<AppState>, _user: CurrentUser) -> ApiResult<Json<Value>> {
+/// Every room with its live participant count.
+#[utoipa::path(get, path = "/v1/rooms", operation_id = "listRooms", tag = "rooms", security(("bearer" = [])),
+    responses((status = 200, body = RoomList)))]
+pub async fn list(State(state): State<AppState>, _user: CurrentUser) -> ApiResult<Json<RoomList>> {
     let rows: Vec<RoomRow> = sqlx::query_as(&format!("{SELECT} ORDER BY r.created_at, r.name"))
         .fetch_all(&state.db)
         .await?;
     let ids: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
     let counts = firestore_sync::participant_counts(&state.firestore, &ids).await?;
-    let rooms: Vec<Value> = rows
+    let rooms = rows
         .iter()
         .map(|r| room_json(r, counts.get(&r.0.to_string()).copied().unwrap_or(0)))
         .collect();
-    Ok(Json(json!({ "rooms": rooms })))
+    Ok(Json(RoomList { rooms }))
 }
 
 async fn load(state: &AppState, id: Uuid) -> Result<RoomRow, Problem> {
@@ -92,21 +121,29 @@ async fn owned(state: &AppState, user: &CurrentUser, id: &str) -> Result<RoomRow
     Ok(row)
 }
 
+/// A room.
+#[utoipa::path(get, path = "/v1/rooms/{id}", operation_id = "getRoom", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The room's id (a UUID)")),
+    responses((status = 200, body = Room), (status = 404, description = "No such room", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     _user: CurrentUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Room>> {
     let row = load(&state, parse_id(&id)?).await?;
+    let id = row.0.to_string();
     let counts =
         firestore_sync::participant_counts(&state.firestore, std::slice::from_ref(&id)).await?;
     Ok(Json(room_json(&row, counts.get(&id).copied().unwrap_or(0))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewRoom {
+    /// 1–64 characters (docs/signalling.md, "Text fields").
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
+    /// A seeded image or one of yours.
     image_id: Option<Uuid>,
 }
 
@@ -132,11 +169,14 @@ pub async fn create_room(
     Ok(id)
 }
 
+/// Create a room.
+#[utoipa::path(post, path = "/v1/rooms", operation_id = "createRoom", tag = "rooms", security(("bearer" = [])), request_body = NewRoom,
+    responses((status = 201, body = Room)))]
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(new): ApiJson<NewRoom>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Room>)> {
     let name = valid_name(&new.name)?;
     check_image(&state, &user, new.image_id).await?;
     let id = create_room(&state, user.id, &name, new.image_id).await?;
@@ -144,12 +184,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(room_json(&row, 0))))
 }
 
-#[derive(Deserialize)]
+/// At least one of the fields.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RoomChange {
-    name: Option<String>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = String, min_length = 1, max_length = 64, nullable = false)]
+    name: Option<Option<String>>,
     /// `null` removes the image.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Uuid>)]
     image_id: Option<Option<Uuid>>,
 }
 
@@ -163,48 +207,70 @@ mod double_option {
     }
 }
 
+/// Rename a room or change its image (owner only).
+///
+/// Every field is validated first, then all are applied in one transaction (with the Firestore
+/// room document, whose failure rolls the change back).
+#[utoipa::path(patch, path = "/v1/rooms/{id}", operation_id = "updateRoom", tag = "rooms", security(("bearer" = [])), request_body = RoomChange,
+    params(("id" = String, Path, description = "The room's id (a UUID)")),
+    responses((status = 200, body = Room), (status = 403, description = "Not the room's owner", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such room", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
     ApiJson(change): ApiJson<RoomChange>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Room>> {
     let row = owned(&state, &user, &id).await?;
+    let id = row.0.to_string();
     if change.name.is_none() && change.image_id.is_none() {
         return Err(Problem::validation("send `name` and/or `imageId`"));
     }
-    if let Some(name) = &change.name {
-        let name = valid_name(name)?;
-        let mut tx = state.db.begin().await?;
-        sqlx::query("UPDATE rooms SET name = $2, updated_at = now() WHERE id = $1")
-            .bind(row.0)
-            .bind(&name)
-            .execute(&mut *tx)
-            .await?;
-        firestore_sync::put_room(&state.firestore, &id, &name).await?;
-        tx.commit().await?;
-    }
+    let name = match &change.name {
+        Some(Some(name)) => Some(valid_name(name)?),
+        Some(None) => return Err(Problem::validation("`name` cannot be null")),
+        None => None,
+    };
     if let Some(image) = change.image_id {
         check_image(&state, &user, image).await?;
+    }
+    let mut tx = state.db.begin().await?;
+    if let Some(name) = &name {
+        sqlx::query("UPDATE rooms SET name = $2, updated_at = now() WHERE id = $1")
+            .bind(row.0)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(image) = change.image_id {
         sqlx::query("UPDATE rooms SET image_id = $2, updated_at = now() WHERE id = $1")
             .bind(row.0)
             .bind(image)
-            .execute(&state.db)
+            .execute(&mut *tx)
             .await?;
     }
+    if let Some(name) = &name {
+        firestore_sync::put_room(&state.firestore, &id, name).await?;
+    }
+    tx.commit().await?;
     let row = load(&state, row.0).await?;
     let counts =
         firestore_sync::participant_counts(&state.firestore, std::slice::from_ref(&id)).await?;
     Ok(Json(room_json(&row, counts.get(&id).copied().unwrap_or(0))))
 }
 
+/// Delete a room (owner only).
+#[utoipa::path(delete, path = "/v1/rooms/{id}", operation_id = "deleteRoom", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The room's id (a UUID)")),
+    responses((status = 204, description = "Deleted"), (status = 403, description = "Not the room's owner", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such room", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn remove(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let row = owned(&state, &user, &id).await?;
-    firestore_sync::delete_room(&state.firestore, &id).await?;
+    firestore_sync::delete_room(&state.firestore, &row.0.to_string()).await?;
     sqlx::query("DELETE FROM rooms WHERE id = $1")
         .bind(row.0)
         .execute(&state.db)

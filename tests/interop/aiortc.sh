@@ -13,7 +13,7 @@ set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
 cd "$FIRESFU_ROOT"
 
-bin="${CARGO_TARGET_DIR:-/var/tmp/firesfu-target}/debug"
+bin="$BIN"
 for b in firesfu testpeer; do
   if [ ! -x "$bin/$b" ]; then
     echo "missing $bin/$b: build it first (cargo build -p firesfu -p testpeer --bins)" >&2

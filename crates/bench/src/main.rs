@@ -6,6 +6,7 @@ mod floor;
 mod forward;
 mod janus;
 mod join;
+mod sidecar_memory;
 mod stats;
 
 use std::net::IpAddr;
@@ -64,6 +65,16 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 20)]
         logins: usize,
+    },
+    /// The sidecar's memory and latency under bursts of registrations and logins.
+    SidecarMemory {
+        #[arg(long)]
+        url: String,
+        /// The sidecar process (its VmRSS is sampled).
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
     },
     /// Firestore operations per participant-minute for rooms of several sizes.
     FirestoreCosts {
@@ -142,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             logins,
         } => api::run(&url, concurrency, seconds, logins).await?,
+        Command::SidecarMemory { url, pid, requests } => {
+            sidecar_memory::run(&url, pid, requests).await?
+        }
         Command::FirestoreCosts {
             emulator,
             project,
