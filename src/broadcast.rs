@@ -79,7 +79,14 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     crate::faults::init_from_env();
     let admission = Arc::new(admission(&args).await?);
     let instance = instance_id(&args);
-    let config = media_config(&args)?;
+    let mut config = media_config(&args)?;
+    if args.k8s.service {
+        // The pod's own load balancer is its public address.
+        let ip = crate::deploy::k8s::ensure_service(&args.k8s, args.udp_bind.port(), None)
+            .await
+            .context("cannot set up this pod's media Service")?;
+        config.advertise = vec![ip];
+    }
     let codecs = Arc::new(config.codecs.clone());
     let db = crate::gcp::firestore(&args.gcp).await?;
     let (engine, media_events) = spawn_engine(config).context("cannot start the media engine")?;

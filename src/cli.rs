@@ -97,6 +97,8 @@ pub struct BroadcastArgs {
     pub fleet: bool,
     #[command(flatten)]
     pub pubsub: crate::gcp::PubsubArgs,
+    #[command(flatten)]
+    pub k8s: crate::deploy::k8s::K8sArgs,
     /// Load report interval, milliseconds.
     #[arg(long, env = "FIRESFU_LOAD_REPORT_MS", default_value_t = 2000)]
     pub load_report_ms: u64,
@@ -137,6 +139,22 @@ mod tests {
     #[test]
     fn the_cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_instance_is_named_after_its_host_unless_configured() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["firesfu", "broadcast", "--project", "demo-p"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Broadcast(args) => crate::broadcast::instance_id(&args),
+                _ => unreachable!(),
+            }
+        };
+        // Stable across restarts: no random part (a restarted pod finds its previous life).
+        assert_eq!(parse(&[]), crate::process::host_name("firesfu"));
+        assert_eq!(parse(&[]), parse(&[]));
+        assert_eq!(parse(&["--instance-id", "bc-7"]), "bc-7");
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! - [`fleet`]: load reports, room placement and `firesfu monitor`;
 //! - [`telemetry`]: logs, traces and metrics;
 //! - [`docdb`]: Firestore primitives every adapter shares (deadlines, compare-and-set, meter);
-//! - [`process`], [`text`]: host names and signals; what user-visible text may contain.
+//! - [`process`], [`text`]: host names and signals; what user-visible text may contain;
+//! - [`deploy`]: what running on Kubernetes needs (each broadcast pod's own load balancer).
 #![forbid(unsafe_code)]
 
 pub mod broadcast;
 pub mod cli;
+pub mod deploy;
 pub mod docdb;
 #[cfg(feature = "fault-injection")]
 pub mod faults;

@@ -214,11 +214,7 @@ pub async fn join(
         publish: true,
         subscribe: true,
     };
-    Ok(Json(super::join::issue(
-        &state,
-        &room.to_string(),
-        &uid,
-        &name,
-        grants,
-    )?))
+    Ok(Json(
+        super::join::issue(&state, &room.to_string(), &uid, &name, grants).await?,
+    ))
 }

@@ -1,81 +1,22 @@
 //! Join tokens for a room, the JWKS that verifies them, and what the browser needs to talk to
 //! Firestore as the user.
 
-use std::path::Path as FsPath;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use axum::Json;
 use axum::extract::{Path, State};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::CurrentUser;
+use super::firebase_auth::FirebaseCredentials;
 use super::firestore_sync;
 use super::problem::{ApiResult, Problem};
 use super::rooms::parse_id;
 use crate::jointoken::{AUDIENCE, Grants, ISSUER, JoinClaims};
-
-/// How the browser authenticates to Firestore.
-pub enum FirebaseTokens {
-    /// Development: the emulator accepts a mock token naming the uid
-    /// (`connectFirestoreEmulator(db, host, port, {mockUserToken: {user_id: uid}})`).
-    Emulator,
-    /// Production: a Firebase custom token signed with a service account, for
-    /// `signInWithCustomToken`.
-    ServiceAccount { email: String, key: EncodingKey },
-}
-
-const CUSTOM_TOKEN_AUDIENCE: &str =
-    "https://identitytoolkit.googleapis.com/google.identity.identitytoolkit.v1.IdentityToolkit";
-
-impl FirebaseTokens {
-    pub fn service_account(path: &FsPath) -> anyhow::Result<FirebaseTokens> {
-        let json: Value = serde_json::from_str(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?,
-        )?;
-        let email = json["client_email"]
-            .as_str()
-            .context("no client_email in the service account")?
-            .to_owned();
-        let pem = json["private_key"]
-            .as_str()
-            .context("no private_key in the service account")?;
-        Ok(FirebaseTokens::ServiceAccount {
-            email,
-            key: EncodingKey::from_rsa_pem(pem.as_bytes())?,
-        })
-    }
-
-    pub fn for_uid(&self, uid: &str, now: i64) -> Result<FirebaseCredentials, Problem> {
-        match self {
-            FirebaseTokens::Emulator => Ok(FirebaseCredentials {
-                uid: uid.to_owned(),
-                custom_token: None,
-                emulator: Some(true),
-            }),
-            FirebaseTokens::ServiceAccount { email, key } => {
-                let claims = json!({"iss": email, "sub": email, "aud": CUSTOM_TOKEN_AUDIENCE,
-                                    "iat": now, "exp": now + 3600, "uid": uid});
-                let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, key)
-                    .map_err(|e| {
-                        tracing::error!("cannot sign a Firebase custom token: {e}");
-                        Problem::internal()
-                    })?;
-                Ok(FirebaseCredentials {
-                    uid: uid.to_owned(),
-                    custom_token: Some(token),
-                    emulator: None,
-                })
-            }
-        }
-    }
-}
 
 pub fn unix_now() -> i64 {
     SystemTime::now()
@@ -102,19 +43,6 @@ pub struct JoinGrants {
     pub subscribe: bool,
 }
 
-/// How the browser signs in to Firestore as the user.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FirebaseCredentials {
-    pub uid: String,
-    /// For `signInWithCustomToken` (production).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub custom_token: Option<String>,
-    /// Development: use the emulator's mock user token for `uid`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub emulator: Option<bool>,
-}
-
 /// Write `token` into the session document (docs/signalling.md).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -133,7 +61,7 @@ pub struct Join {
 }
 
 /// A join token for `room`, plus the Firebase credentials for `uid`.
-pub fn issue(
+pub async fn issue(
     state: &AppState,
     room: &str,
     uid: &str,
@@ -169,7 +97,7 @@ pub fn issue(
             subscribe: grants.subscribe,
         },
         sessions: format!("rooms/{room}/sessions"),
-        firebase: state.config.firebase.for_uid(uid, now)?,
+        firebase: state.config.firebase.for_uid(uid, now).await?,
     })
 }
 
@@ -211,7 +139,9 @@ pub async fn join(
         publish: req.publish.unwrap_or(true),
         subscribe: req.subscribe.unwrap_or(true),
     };
-    Ok(Json(issue(&state, &id, &user.firebase_uid, &name, grants)?))
+    Ok(Json(
+        issue(&state, &id, &user.firebase_uid, &name, grants).await?,
+    ))
 }
 
 /// Public keys verifying join tokens (JWKS, Ed25519).

@@ -5,6 +5,7 @@
 mod accounts;
 mod auth;
 mod bridge;
+mod firebase_auth;
 mod firestore_sync;
 mod images;
 mod join;
@@ -72,6 +73,11 @@ pub struct SidecarArgs {
     /// join response tells the browser to use the emulator's mock user token.
     #[arg(long, env = "FIRESFU_FIREBASE_SERVICE_ACCOUNT")]
     pub firebase_service_account: Option<PathBuf>,
+    /// The service account (email) this workload runs as, signing Firebase custom tokens through
+    /// Google without a key file (Workload Identity; it needs roles/iam.serviceAccountTokenCreator
+    /// on itself). Production alternative to FIRESFU_FIREBASE_SERVICE_ACCOUNT.
+    #[arg(long, env = "FIRESFU_FIREBASE_SIGNING_ACCOUNT")]
+    pub firebase_signing_account: Option<String>,
     /// Public Firebase web config for the browser app (production).
     #[arg(long, env = "FIRESFU_FIREBASE_API_KEY")]
     pub firebase_api_key: Option<String>,
@@ -114,7 +120,7 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub trust_forwarded_for: bool,
     pub bridge: Option<bridge::ExternalIssuer>,
-    pub firebase: join::FirebaseTokens,
+    pub firebase: firebase_auth::FirebaseTokens,
 }
 
 #[derive(Clone)]
@@ -279,9 +285,16 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("FIRESFU_BRIDGE_ISSUER and FIRESFU_BRIDGE_PUBLIC_KEY_FILE go together"),
     };
-    let firebase = match &args.firebase_service_account {
-        Some(path) => join::FirebaseTokens::service_account(path)?,
-        None => join::FirebaseTokens::Emulator,
+    let firebase = match (
+        &args.firebase_service_account,
+        &args.firebase_signing_account,
+    ) {
+        (Some(path), None) => firebase_auth::FirebaseTokens::key_file(path)?,
+        (None, Some(email)) => firebase_auth::FirebaseTokens::from_adc(email).await?,
+        (None, None) => firebase_auth::FirebaseTokens::Emulator,
+        (Some(_), Some(_)) => anyhow::bail!(
+            "set FIRESFU_FIREBASE_SERVICE_ACCOUNT (a key file) or FIRESFU_FIREBASE_SIGNING_ACCOUNT (no key file), not both"
+        ),
     };
     let emulator = args
         .browser_firestore_emulator
