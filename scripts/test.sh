@@ -30,6 +30,11 @@ bash tests/scripts/private_clone.sh
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2
 
+echo "== deploy: manifests, terraform, indexes (offline)"
+bash tests/deploy/check.sh
+echo "== deploy: the container image, built and run"
+bash tests/deploy/image.sh
+
 echo "== API: schemathesis against the live sidecar"
 bash tests/api/schemathesis.sh
 

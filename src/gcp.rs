@@ -168,7 +168,9 @@ pub async fn pubsub_subscription_admin(
     Ok(builder.build().await?)
 }
 
-/// Creates the load topic unless it exists.
+/// Creates the load topic unless it exists. Without the permission to create topics (a
+/// least-privilege deployment, whose topic terraform made) it carries on: a missing topic
+/// then shows as publish or subscribe errors naming it.
 pub async fn ensure_topic(project: &str, args: &PubsubArgs) -> anyhow::Result<()> {
     let admin = pubsub_topic_admin(args).await?;
     match admin
@@ -179,6 +181,17 @@ pub async fn ensure_topic(project: &str, args: &PubsubArgs) -> anyhow::Result<()
     {
         Ok(_) => Ok(()),
         Err(e) if is_already_exists(&e) => Ok(()),
+        Err(e)
+            if e.status().is_some_and(|s| {
+                s.code == google_cloud_gax::error::rpc::Code::PermissionDenied
+            }) =>
+        {
+            tracing::info!(
+                topic = %args.load_topic,
+                "no permission to create the load topic; using it as the deployment made it"
+            );
+            Ok(())
+        }
         Err(e) => Err(anyhow::anyhow!(
             "cannot create Pub/Sub topic {}: {e}",
             args.load_topic

@@ -60,7 +60,7 @@ async fn concurrent_password_hashing_is_bounded_in_memory_and_answers_503_beyond
         &[
             ("FIRESFU_PASSWORD_HASH_MEMORY_MIB", "40"),
             ("FIRESFU_PASSWORD_HASH_QUEUE_MS", "1500"),
-            ("FIRESFU_TRUST_FORWARDED_FOR", "true"),
+            ("FIRESFU_FORWARDED_FOR_HOPS", "1"),
         ],
     )
     .await;
@@ -116,8 +116,7 @@ async fn concurrent_password_hashing_is_bounded_in_memory_and_answers_503_beyond
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_passwords_cannot_pass_the_limit_and_an_attacker_cannot_lock_out_the_user() {
     let project = Project::new().await;
-    let s =
-        std::sync::Arc::new(sidecar(&project, &[("FIRESFU_TRUST_FORWARDED_FOR", "true")]).await);
+    let s = std::sync::Arc::new(sidecar(&project, &[("FIRESFU_FORWARDED_FOR_HOPS", "1")]).await);
     let home = "192.0.2.10";
     let (status, _) = call_from(
         &s,
@@ -192,7 +191,7 @@ async fn registrations_are_limited_per_address() {
     let s = sidecar(
         &project,
         &[
-            ("FIRESFU_TRUST_FORWARDED_FOR", "true"),
+            ("FIRESFU_FORWARDED_FOR_HOPS", "1"),
             ("FIRESFU_REGISTRATIONS_PER_HOUR", "3"),
         ],
     )

@@ -64,20 +64,25 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
-/// The client's address (the first X-Forwarded-For hop when configured to trust it).
+/// The client's address: the X-Forwarded-For entry written by the outermost trusted proxy
+/// (`forwarded_for_hops` from the right), else the TCP peer's.
 pub struct ClientAddr(pub IpAddr);
+
+/// The entry `hops` places from the right of an X-Forwarded-For value (1 = the last).
+pub fn forwarded_client(header: &str, hops: usize) -> Option<IpAddr> {
+    let hop = header.rsplit(',').nth(hops.checked_sub(1)?)?;
+    hop.trim().parse().ok()
+}
 
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        if state.config.trust_forwarded_for
-            && let Some(ip) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
+        if let Some(ip) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| forwarded_client(v, state.config.forwarded_for_hops))
         {
             return Ok(ClientAddr(ip));
         }
@@ -117,5 +122,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
         let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
         Ok(ApiJson(from_object(value)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_client;
+
+    #[test]
+    fn only_entries_trusted_proxies_wrote_count() {
+        // A client that sends its own header cannot choose its address.
+        let header = "6.6.6.6, 203.0.113.9, 130.211.0.1";
+        assert_eq!(
+            forwarded_client(header, 2),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(
+            forwarded_client(header, 1),
+            Some("130.211.0.1".parse().unwrap())
+        );
+        assert_eq!(forwarded_client(header, 0), None);
+        assert_eq!(forwarded_client("203.0.113.9", 2), None);
+        assert_eq!(forwarded_client("junk, 1.2.3.4", 2), None);
     }
 }

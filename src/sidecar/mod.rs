@@ -60,9 +60,12 @@ pub struct SidecarArgs {
     /// Lifetime of access tokens, seconds; clients log in again after it.
     #[arg(long, env = "FIRESFU_ACCESS_TOKEN_SECS", default_value_t = 3600)]
     pub access_token_secs: u64,
-    /// Take the client address from the first X-Forwarded-For entry (behind a load balancer).
-    #[arg(long, env = "FIRESFU_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
-    pub trust_forwarded_for: bool,
+    /// Behind proxies that append to X-Forwarded-For: how many entries they append. The client
+    /// address is the entry that many places from the right (Google's Application Load
+    /// Balancer appends `<client>, <load balancer>`: 2); entries further left are the client's
+    /// own say-so and never trusted. 0: the TCP peer's address.
+    #[arg(long, env = "FIRESFU_FORWARDED_FOR_HOPS", default_value_t = 0)]
+    pub forwarded_for_hops: usize,
     /// Issuer (`iss`) of external identity tokens accepted by POST /v1/bridge/join.
     #[arg(long, env = "FIRESFU_BRIDGE_ISSUER")]
     pub bridge_issuer: Option<String>,
@@ -118,7 +121,7 @@ pub struct Config {
     pub image_quota: images::Quota,
     pub join_token_ttl: Duration,
     pub access_token_ttl: Duration,
-    pub trust_forwarded_for: bool,
+    pub forwarded_for_hops: usize,
     pub bridge: Option<bridge::ExternalIssuer>,
     pub firebase: firebase_auth::FirebaseTokens,
 }
@@ -313,7 +316,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         },
         join_token_ttl: Duration::from_secs(args.join_token_secs.clamp(30, 600)),
         access_token_ttl: Duration::from_secs(args.access_token_secs.max(60)),
-        trust_forwarded_for: args.trust_forwarded_for,
+        forwarded_for_hops: args.forwarded_for_hops,
         bridge,
         firebase,
     };

@@ -2,7 +2,7 @@
 //! concurrent logins with the right password, then 100 with a wrong one. For each burst: the
 //! statuses, the latency of each request, the process's peak resident memory during the burst
 //! and its memory 10 s later. Each request carries its own X-Forwarded-For address (start the
-//! sidecar with FIRESFU_TRUST_FORWARDED_FOR=true) so that per-address limits do not hide the
+//! sidecar with FIRESFU_FORWARDED_FOR_HOPS=1) so that per-address limits do not hide the
 //! cost of hashing.
 
 use std::collections::BTreeMap;

@@ -1,0 +1,39 @@
+# firesfu on Google Cloud: a GKE Autopilot cluster running broadcast, monitor, sidecar and an
+# OpenTelemetry Collector (k8s/), with Firestore for signalling, Pub/Sub for load reports,
+# Cloud SQL for the sidecar and Secret Manager for the join-token key. docs/deploy.md walks
+# through `terraform apply` and what follows.
+
+locals {
+  services = [
+    "artifactregistry.googleapis.com",
+    "binaryauthorization.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudtrace.googleapis.com",
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "firebase.googleapis.com",
+    "firebaserules.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "identitytoolkit.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "secretmanager.googleapis.com",
+    "servicenetworking.googleapis.com",
+    "sqladmin.googleapis.com",
+  ]
+}
+
+resource "google_project_service" "services" {
+  for_each = toset(local.services)
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
