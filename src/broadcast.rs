@@ -37,6 +37,12 @@ fn media_config(args: &BroadcastArgs) -> anyhow::Result<MediaConfig> {
     Ok(MediaConfig {
         bind: args.udp_bind,
         advertise: args.advertise_ips.clone(),
+        tcp: args.ice_tcp.listens(args.udp_bind),
+        tcp_limits: crate::media::tcp::TcpLimits {
+            per_ip: args.ice_tcp.max_per_ip,
+            max: args.ice_tcp.max,
+            ..Default::default()
+        },
         receive_buffer: args.udp_recv_buffer,
         send_buffer: args.udp_send_buffer,
         ice_lite: args.ice_lite,
@@ -81,11 +87,29 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let instance = instance_id(&args);
     let mut config = media_config(&args)?;
     if args.k8s.service {
-        // The pod's own load balancer is its public address.
-        let ip = crate::deploy::k8s::ensure_service(&args.k8s, args.udp_bind.port(), None)
+        // The pod's own load balancer is its public address; it exposes every ICE-TCP
+        // listener on the port its candidates advertise.
+        let udp_port = args.udp_bind.port();
+        let tcp_ports = config
+            .tcp
+            .iter()
+            .map(|l| {
+                let target = if l.bind.port() == 0 {
+                    udp_port
+                } else {
+                    l.bind.port()
+                };
+                let port = if l.advertised_port == 0 {
+                    target
+                } else {
+                    l.advertised_port
+                };
+                (port, target)
+            })
+            .collect();
+        config.advertise = crate::deploy::k8s::ensure_service(&args.k8s, udp_port, tcp_ports)
             .await
             .context("cannot set up this pod's media Service")?;
-        config.advertise = vec![ip];
     }
     let codecs = Arc::new(config.codecs.clone());
     let db = crate::gcp::firestore(&args.gcp).await?;

@@ -41,9 +41,12 @@ pub struct BroadcastArgs {
     /// instances must never share one.
     #[arg(long, env = "FIRESFU_INSTANCE_ID")]
     pub instance_id: Option<String>,
-    /// The one UDP socket all peers share.
-    #[arg(long, env = "FIRESFU_UDP_BIND", default_value = "0.0.0.0:4443")]
+    /// The one UDP socket all peers share. `[::]` is dual stack (IPv4 and IPv6; IPv4 only
+    /// where the kernel has no IPv6).
+    #[arg(long, env = "FIRESFU_UDP_BIND", default_value = "[::]:4443")]
     pub udp_bind: SocketAddr,
+    #[command(flatten)]
+    pub ice_tcp: IceTcpArgs,
     /// IPs to advertise in ICE candidates (NAT 1:1, e.g. the load balancer's), comma-separated.
     /// Default: the bind address.
     #[arg(
@@ -131,10 +134,85 @@ pub struct BroadcastArgs {
     pub drain_grace_secs: u64,
 }
 
+/// ICE-TCP: passive TCP candidates for clients whose network blocks UDP.
+#[derive(Debug, Clone, Args)]
+pub struct IceTcpArgs {
+    /// Serve ICE-TCP next to UDP (UDP stays preferred by candidate priority).
+    #[arg(long = "ice-tcp", env = "FIRESFU_ICE_TCP", default_value_t = true, action = ArgAction::Set)]
+    pub enabled: bool,
+    /// Where ICE-TCP listens. Default: the UDP bind address with the UDP port's number.
+    #[arg(long = "ice-tcp-bind", env = "FIRESFU_ICE_TCP_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// More ICE-TCP listeners, comma-separated `BIND[=PORT]`: PORT is what the candidates
+    /// advertise when a load balancer maps it (say 443, which networks that allow nothing
+    /// else allow) to BIND's port. Example: `[::]:4444=443`.
+    #[arg(long = "ice-tcp-extra", env = "FIRESFU_ICE_TCP_EXTRA", value_delimiter = ',', value_parser = parse_tcp_listen)]
+    pub extra: Vec<crate::media::TcpListen>,
+    /// Most ICE-TCP connections from one client address.
+    #[arg(
+        long = "ice-tcp-max-per-ip",
+        env = "FIRESFU_ICE_TCP_MAX_PER_IP",
+        default_value_t = 16
+    )]
+    pub max_per_ip: usize,
+    /// Most ICE-TCP connections in all.
+    #[arg(
+        long = "ice-tcp-max",
+        env = "FIRESFU_ICE_TCP_MAX",
+        default_value_t = 2048
+    )]
+    pub max: usize,
+}
+
+impl IceTcpArgs {
+    /// The listeners to open, given the UDP bind address.
+    pub fn listens(&self, udp_bind: SocketAddr) -> Vec<crate::media::TcpListen> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let main = crate::media::TcpListen {
+            // Port 0: the UDP socket's port number.
+            bind: self.bind.unwrap_or(SocketAddr::new(udp_bind.ip(), 0)),
+            advertised_port: 0,
+        };
+        std::iter::once(main)
+            .chain(self.extra.iter().copied())
+            .collect()
+    }
+}
+
+fn parse_tcp_listen(s: &str) -> Result<crate::media::TcpListen, String> {
+    let (bind, port) = match s.rsplit_once('=') {
+        Some((bind, port)) => (
+            bind,
+            port.parse::<u16>()
+                .map_err(|_| format!("{port:?} is not a port number"))?,
+        ),
+        None => (s, 0),
+    };
+    let bind = bind
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("{bind:?} is not an address:port (e.g. [::]:4444)"))?;
+    Ok(crate::media::TcpListen {
+        bind,
+        advertised_port: port,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn extra_ice_tcp_listeners_parse() {
+        let l = parse_tcp_listen("[::]:4444=443").unwrap();
+        assert_eq!(l.bind, "[::]:4444".parse::<SocketAddr>().unwrap());
+        assert_eq!(l.advertised_port, 443);
+        assert_eq!(parse_tcp_listen("0.0.0.0:5000").unwrap().advertised_port, 0);
+        assert!(parse_tcp_listen("nonsense=443").is_err());
+        assert!(parse_tcp_listen("0.0.0.0:1=99999").is_err());
+    }
 
     #[test]
     fn the_cli_is_well_formed() {

@@ -50,6 +50,12 @@ async fn stats(State(ops): State<Ops>) -> Json<Value> {
         "keyframeRequests": s.keyframe_requests,
         "kernelReceiveDrops": s.kernel_receive_drops,
         "droppedUnauthenticated": s.dropped_unauthenticated,
+        "tcpConnections": s.tcp_connections,
+        "tcpRefused": s.tcp_refused,
+        "tcpFramesIn": s.tcp_frames_in,
+        "tcpFramesOut": s.tcp_frames_out,
+        "tcpSendDropped": s.tcp_send_dropped,
+        "peersOverTcp": s.peers_over_tcp,
         "firestore": crate::docdb::meter::counts(),
     }))
 }

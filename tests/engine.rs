@@ -16,6 +16,8 @@ fn config(limits: MediaLimits) -> MediaConfig {
     MediaConfig {
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         advertise: vec![],
+        tcp: vec![],
+        tcp_limits: Default::default(),
         receive_buffer: 1 << 20,
         send_buffer: 1 << 20,
         ice_lite: true,

@@ -4,7 +4,7 @@
 //! looks like is decided in [`super::service`].
 //!
 //! RBAC the ServiceAccount needs in its namespace: services `get`, `list`, `create`, `patch`,
-//! `delete`; statefulsets `get` (k8s/base/broadcast-rbac.yaml).
+//! `delete`; statefulsets `get` (the Role in k8s/base/broadcast.yaml).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::service::{
-    MANAGED_LABEL, Owner, ServiceSpec, external_address, manifest, service_name, stale_services,
+    MANAGED_LABEL, Owner, ServiceSpec, external_addresses, manifest, service_name, stale_services,
     statefulset_of,
 };
 
@@ -103,12 +103,13 @@ impl Api {
     }
 }
 
-/// Makes sure this pod's Service exists and returns its external address.
+/// Makes sure this pod's Service exists and returns its external addresses. `tcp_ports`:
+/// (the port the Service exposes, the pod's port) of each ICE-TCP listener.
 pub async fn ensure_service(
     args: &K8sArgs,
     udp_port: u16,
-    tcp_port: Option<u16>,
-) -> anyhow::Result<IpAddr> {
+    tcp_ports: Vec<(u16, u16)>,
+) -> anyhow::Result<Vec<IpAddr>> {
     let pod = args
         .pod_name
         .clone()
@@ -129,7 +130,7 @@ pub async fn ensure_service(
         pod: pod.clone(),
         namespace: ns.clone(),
         udp_port,
-        tcp_port,
+        tcp_ports,
         owner: Owner {
             statefulset: set.to_owned(),
             uid: statefulset
@@ -198,14 +199,15 @@ pub async fn ensure_service(
     }
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
     loop {
-        if let Some(ip) = api
+        let ips = api
             .call(reqwest::Method::GET, &path, None)
             .await?
             .as_ref()
-            .and_then(external_address)
-        {
-            tracing::info!(service = %name, %ip, "advertising the load balancer's address");
-            return Ok(ip);
+            .map(external_addresses)
+            .unwrap_or_default();
+        if !ips.is_empty() {
+            tracing::info!(service = %name, ?ips, "advertising the load balancer's addresses");
+            return Ok(ips);
         }
         if Instant::now() >= deadline {
             bail!(

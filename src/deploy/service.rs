@@ -30,8 +30,9 @@ pub struct ServiceSpec {
     pub pod: String,
     pub namespace: String,
     pub udp_port: u16,
-    /// ICE-TCP, when the instance serves it.
-    pub tcp_port: Option<u16>,
+    /// ICE-TCP listeners: (the port the Service exposes, the pod's port). Empty without
+    /// ICE-TCP.
+    pub tcp_ports: Vec<(u16, u16)>,
     pub owner: Owner,
 }
 
@@ -50,9 +51,14 @@ pub fn manifest(spec: &ServiceSpec) -> Value {
     let mut ports = vec![json!({
         "name": "media-udp", "protocol": "UDP", "port": spec.udp_port, "targetPort": spec.udp_port,
     })];
-    if let Some(tcp) = spec.tcp_port {
+    for (i, (port, target)) in spec.tcp_ports.iter().enumerate() {
+        let name = if i == 0 {
+            "media-tcp".to_owned()
+        } else {
+            format!("media-tcp-{i}")
+        };
         ports.push(json!({
-            "name": "media-tcp", "protocol": "TCP", "port": tcp, "targetPort": tcp,
+            "name": name, "protocol": "TCP", "port": port, "targetPort": target,
         }));
     }
     json!({
@@ -61,6 +67,9 @@ pub fn manifest(spec: &ServiceSpec) -> Value {
         "metadata": {
             "name": service_name(&spec.pod),
             "namespace": spec.namespace,
+            // UDP and TCP on one address: GKE builds such (mixed-protocol) Services on a
+            // backend-service-based passthrough load balancer.
+            "annotations": {"cloud.google.com/l4-rbs": "enabled"},
             "labels": {
                 MANAGED_LABEL: spec.owner.statefulset,
                 "app.kubernetes.io/managed-by": "firesfu-broadcast",
@@ -76,19 +85,24 @@ pub fn manifest(spec: &ServiceSpec) -> Value {
         "spec": {
             "type": "LoadBalancer",
             "externalTrafficPolicy": "Local",
+            // An IPv6 address too where the cluster has one (dual-stack clusters).
+            "ipFamilyPolicy": "PreferDualStack",
             "selector": {"statefulset.kubernetes.io/pod-name": spec.pod},
             "ports": ports,
         },
     })
 }
 
-/// The Service's external address, once the load balancer has one.
-pub fn external_address(service: &Value) -> Option<IpAddr> {
+/// The Service's external addresses (IPv4, and IPv6 on dual-stack clusters), once the load
+/// balancer has them.
+pub fn external_addresses(service: &Value) -> Vec<IpAddr> {
     service
-        .pointer("/status/loadBalancer/ingress")?
-        .as_array()?
-        .iter()
-        .find_map(|i| i.get("ip")?.as_str()?.parse().ok())
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("ip")?.as_str()?.parse().ok())
+        .collect()
 }
 
 /// Names of managed Services (of `statefulset`) whose pod a scale-down removed: ordinal ≥
@@ -123,7 +137,7 @@ mod tests {
             pod: "broadcast-2".into(),
             namespace: "firesfu".into(),
             udp_port: 4443,
-            tcp_port: Some(4443),
+            tcp_ports: vec![(4443, 4443), (443, 4444)],
             owner: Owner {
                 statefulset: "broadcast".into(),
                 uid: "u-1".into(),
@@ -142,12 +156,17 @@ mod tests {
             json!({"statefulset.kubernetes.io/pod-name": "broadcast-2"})
         );
         let ports = m["spec"]["ports"].as_array().unwrap();
-        assert_eq!(ports.len(), 2);
+        assert_eq!(ports.len(), 3);
         assert_eq!(ports[0]["protocol"], "UDP");
         assert_eq!(ports[1]["protocol"], "TCP");
+        assert_eq!(
+            (&ports[2]["port"], &ports[2]["targetPort"]),
+            (&json!(443), &json!(4444))
+        );
+        assert_ne!(ports[1]["name"], ports[2]["name"]);
         assert_eq!(m["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
         let udp_only = manifest(&ServiceSpec {
-            tcp_port: None,
+            tcp_ports: vec![],
             ..spec()
         });
         assert_eq!(udp_only["spec"]["ports"].as_array().unwrap().len(), 1);
@@ -155,12 +174,17 @@ mod tests {
 
     #[test]
     fn reads_the_address_once_provisioned() {
+        assert!(external_addresses(&json!({"status": {"loadBalancer": {}}})).is_empty());
+        let ready = json!({"status": {"loadBalancer": {"ingress": [
+            {"ip": "34.1.2.3"}, {"ip": "2600:1900::7"}
+        ]}}});
         assert_eq!(
-            external_address(&json!({"status": {"loadBalancer": {}}})),
-            None
+            external_addresses(&ready),
+            vec![
+                "34.1.2.3".parse::<IpAddr>().unwrap(),
+                "2600:1900::7".parse().unwrap()
+            ]
         );
-        let ready = json!({"status": {"loadBalancer": {"ingress": [{"ip": "34.1.2.3"}]}}});
-        assert_eq!(external_address(&ready), Some("34.1.2.3".parse().unwrap()));
     }
 
     #[test]

@@ -163,6 +163,28 @@ impl Demux {
         self.checks.retain(|_, (p, _)| *p != peer);
     }
 
+    /// The peer a binding request is for, if it is one of ours and its MESSAGE-INTEGRITY
+    /// verifies (`NewPath`); learns nothing. ICE-TCP authenticates a connection with it.
+    pub fn verify(&self, datagram: &[u8]) -> Route {
+        match self.named_peer(datagram) {
+            Some((peer, password)) if integrity_verifies(datagram, password) => {
+                Route::NewPath(peer)
+            }
+            Some(_) => Route::Unauthenticated,
+            None => Route::Unknown,
+        }
+    }
+
+    /// The peer (and its password) a binding request's USERNAME names.
+    fn named_peer(&self, datagram: &[u8]) -> Option<(PeerId, &str)> {
+        if classify(datagram) != PacketClass::Stun {
+            return None;
+        }
+        binding_request_ufrag(datagram)
+            .and_then(|u| self.by_ufrag.get(u))
+            .map(|(p, pw)| (*p, pw.as_str()))
+    }
+
     /// Decides where a datagram goes; learns a new path only from a verified binding request.
     pub fn route(&mut self, from: SocketAddr, datagram: &[u8]) -> Route {
         let known = self.by_addr.get(&from).copied();
@@ -171,10 +193,7 @@ impl Demux {
                 // A binding request names its peer: it wins over the address, so a client port
                 // reused by a new session (or a peer moving paths) goes to the session it names.
                 Some(BINDING_REQUEST) => {
-                    if let Some((peer, password)) = binding_request_ufrag(datagram)
-                        .and_then(|u| self.by_ufrag.get(u))
-                        .map(|(p, pw)| (*p, pw.as_str()))
-                    {
+                    if let Some((peer, password)) = self.named_peer(datagram) {
                         if known == Some(peer) {
                             return Route::Peer(peer);
                         }

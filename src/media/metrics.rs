@@ -91,6 +91,18 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
             |s| s.tracks_published,
         ),
         gauge(
+            "firesfu.ice_tcp.connections",
+            "{connection}",
+            "Open ICE-TCP connections",
+            |s| s.tcp_connections,
+        ),
+        gauge(
+            "firesfu.ice_tcp.participants",
+            "{participant}",
+            "Connected peers whose media travels over ICE-TCP",
+            |s| s.peers_over_tcp,
+        ),
+        gauge(
             "firesfu.tracks.forwarded",
             "{track}",
             "Subscriber slots currently fed a track",
@@ -120,6 +132,7 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
         let stack = read(|s| s.dropped_by_stack);
         let kernel = read(|s| s.kernel_receive_drops.unwrap_or(0));
         let send = read(|s| s.send_errors);
+        let tcp_full = read(|s| s.tcp_send_dropped);
         m.u64_observable_counter("firesfu.packets.dropped")
             .with_unit("{packet}")
             .with_description("Packets not forwarded, by reason")
@@ -132,6 +145,7 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
                     ("refused_by_stack", stack()),
                     ("kernel_receive_buffer", kernel()),
                     ("send_error", send()),
+                    ("tcp_queue_full", tcp_full()),
                 ] {
                     o.observe(value, &[KeyValue::new("reason", reason)]);
                 }
@@ -165,6 +179,12 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
             |s| s.rtp_bytes_forwarded,
         ),
         dropped,
+        simple(
+            "firesfu.ice_tcp.refused",
+            "{connection}",
+            "ICE-TCP connections refused (over the per-address or total limit)",
+            |s| s.tcp_refused,
+        ),
         simple(
             "firesfu.rtcp.nacks",
             "{nack}",

@@ -19,6 +19,7 @@ mod peer;
 pub mod rewrite;
 pub mod room;
 pub mod socket;
+pub mod tcp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -48,11 +49,14 @@ impl std::fmt::Display for SessionKey {
 
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
-    /// Where the shared UDP socket binds, e.g. `0.0.0.0:4443`.
+    /// Where the shared UDP socket binds, e.g. `[::]:4443` (dual stack) or `0.0.0.0:4443`.
     pub bind: SocketAddr,
-    /// Addresses put in our ICE candidates (NAT 1:1: the public IPs that reach `bind`).
-    /// Empty: the bind address, which then must not be unspecified.
+    /// Addresses put in our ICE candidates (NAT 1:1: the public IPs that reach `bind`), IPv4
+    /// and IPv6. Empty: the bind address, which then must not be unspecified.
     pub advertise: Vec<IpAddr>,
+    /// ICE-TCP listeners (passive candidates); empty: UDP only.
+    pub tcp: Vec<TcpListen>,
+    pub tcp_limits: tcp::TcpLimits,
     pub receive_buffer: usize,
     pub send_buffer: usize,
     pub ice_lite: bool,
@@ -60,6 +64,16 @@ pub struct MediaConfig {
     pub peer_timeout: Duration,
     pub codecs: CodecSupport,
     pub limits: MediaLimits,
+}
+
+/// One ICE-TCP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpListen {
+    /// Where it binds; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// The port its candidates name (a load balancer may map e.g. 443 to `bind`'s port);
+    /// 0: the bound port.
+    pub advertised_port: u16,
 }
 
 /// What one instance takes on (0 = no limit for the participant counts).
@@ -164,12 +178,53 @@ pub enum NegotiationError {
 pub enum CloseReason {
     /// Signalling asked (the participant left).
     Left,
-    /// Nothing heard from the peer for `peer_timeout`.
+    /// Nothing heard from a connected peer for `peer_timeout`.
     Timeout,
-    /// ICE or DTLS failed.
-    ConnectFailed,
+    /// ICE or DTLS failed, or a peer never connected within `peer_timeout`.
+    ConnectFailed(ConnectAttempt),
     /// The instance is shutting down.
     Shutdown,
+}
+
+/// What a peer tried before it failed to connect: what a `connect-failed` message names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectAttempt {
+    /// Connectivity checks (STUN binding requests) that reached us, by transport.
+    pub udp_checks: u32,
+    pub tcp_checks: u32,
+    /// The offer carried relay (TURN) candidates.
+    pub relay_offered: bool,
+    /// ICE found a path (so DTLS is what failed).
+    pub ice_connected: bool,
+}
+
+impl ConnectAttempt {
+    /// A sentence the user (or their admin) can act on.
+    pub fn describe(&self) -> String {
+        if self.ice_connected {
+            return "ICE found a path but the DTLS handshake failed (a fingerprint or \
+                    certificate mismatch, or the path broke right after)"
+                .to_owned();
+        }
+        let relay = if self.relay_offered {
+            "relay (TURN) candidates were offered"
+        } else {
+            "the offer had no relay (TURN) candidates"
+        };
+        let hint = match (self.udp_checks + self.tcp_checks, self.relay_offered) {
+            (0, false) => {
+                "; the network seems to block the server's UDP and TCP ports: configure the \
+                 TURN servers of the join response's iceServers"
+            }
+            (0, true) => "; no check arrived through the relay either: can it reach the server?",
+            _ => "; checks arrived but none completed (a firewall on the way back?)",
+        };
+        format!(
+            "no network path to the server worked: {} connectivity checks arrived over UDP, \
+             {} over TCP (ICE-TCP); {relay}{hint}",
+            self.udp_checks, self.tcp_checks
+        )
+    }
 }
 
 pub enum Command {
@@ -245,6 +300,15 @@ pub struct MediaStats {
     pub sessions: Vec<(SessionKey, PeerId)>,
     /// Binding requests from a new address whose MESSAGE-INTEGRITY did not verify.
     pub dropped_unauthenticated: u64,
+    /// ICE-TCP: connections open now, refused (over the limits), frames in and out, and
+    /// frames dropped because the client read too slowly (its queue was full).
+    pub tcp_connections: u64,
+    pub tcp_refused: u64,
+    pub tcp_frames_in: u64,
+    pub tcp_frames_out: u64,
+    pub tcp_send_dropped: u64,
+    /// Peers whose selected ICE path is TCP (as of the last second).
+    pub peers_over_tcp: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

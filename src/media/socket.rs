@@ -19,7 +19,12 @@ pub enum SocketError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot configure the UDP socket: {0}")]
+    #[error("cannot bind TCP {addr} (ICE-TCP): {source}")]
+    BindTcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot configure the socket: {0}")]
     Configure(#[from] std::io::Error),
 }
 
@@ -30,15 +35,33 @@ pub struct BufferSizes {
     pub send: usize,
 }
 
-pub fn bind_udp(
-    addr: SocketAddr,
-    receive_buffer: usize,
-    send_buffer: usize,
-) -> Result<(std::net::UdpSocket, BufferSizes), SocketError> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+/// A socket for `addr`: an unspecified IPv6 address means dual stack (IPv4 arrives
+/// v4-mapped), and falls back to IPv4 on a kernel without IPv6.
+fn new_socket(
+    addr: &mut SocketAddr,
+    kind: Type,
+    protocol: Protocol,
+) -> Result<Socket, std::io::Error> {
+    let socket = match Socket::new(Domain::for_address(*addr), kind, Some(protocol)) {
+        Err(e) if addr.is_ipv6() && addr.ip().is_unspecified() => {
+            tracing::warn!("no IPv6 here ({e}): binding IPv4 only");
+            addr.set_ip(std::net::Ipv4Addr::UNSPECIFIED.into());
+            Socket::new(Domain::IPV4, kind, Some(protocol))?
+        }
+        other => other?,
+    };
     if addr.is_ipv6() {
         socket.set_only_v6(false).ok();
     }
+    Ok(socket)
+}
+
+pub fn bind_udp(
+    mut addr: SocketAddr,
+    receive_buffer: usize,
+    send_buffer: usize,
+) -> Result<(std::net::UdpSocket, BufferSizes), SocketError> {
+    let socket = new_socket(&mut addr, Type::DGRAM, Protocol::UDP)?;
     // SO_*BUFFORCE passes `net.core.[rw]mem_max` when the process has CAP_NET_ADMIN.
     if setsockopt(&socket, sockopt::RcvBufForce, &receive_buffer).is_err() {
         socket.set_recv_buffer_size(receive_buffer)?;
@@ -56,6 +79,20 @@ pub fn bind_udp(
         send: socket.send_buffer_size()? / 2,
     };
     Ok((socket.into(), sizes))
+}
+
+/// An ICE-TCP listening socket (dual stack like the UDP one), non-blocking.
+pub fn bind_tcp(mut addr: SocketAddr) -> Result<std::net::TcpListener, SocketError> {
+    let socket = new_socket(&mut addr, Type::STREAM, Protocol::TCP)?;
+    socket.set_reuse_address(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|source| SocketError::BindTcp { addr, source })?;
+    socket
+        .listen(1024)
+        .map_err(|source| SocketError::BindTcp { addr, source })?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Reads how many datagrams the kernel dropped for this socket because its receive buffer

@@ -617,9 +617,9 @@ impl Session {
                     "nothing was heard from this peer connection for too long",
                 ),
             )),
-            CloseReason::ConnectFailed => Some((
+            CloseReason::ConnectFailed(attempt) => Some((
                 SessionState::Failed,
-                SessionError::new(ErrorCode::ConnectFailed, "ICE or DTLS failed"),
+                SessionError::new(ErrorCode::ConnectFailed, attempt.describe()),
             )),
             CloseReason::Shutdown => Some((
                 SessionState::Closed,

@@ -267,6 +267,10 @@ impl Broadcast {
         panic!("firesfu did not become healthy; log:\n{}", self.log_text());
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

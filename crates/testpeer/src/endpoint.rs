@@ -2,7 +2,13 @@
 //! and accepts SDP, publishes tagged (or real VP8) media, and records what it receives into a
 //! shared [`Report`]. The Firestore participant (`peer.rs`) and the Janus benchmark client
 //! drive it from their own loops.
+//!
+//! With [`Transport::Tcp`] it offers only an active ICE-TCP candidate (RFC 6544): the only
+//! pair that can work is with the server's passive TCP candidate, so the test knows which
+//! path the media took. Connections are opened when str0m first sends to an address and carry
+//! RFC 4571 frames.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,11 +17,14 @@ use anyhow::Context;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::RawPacket;
 use str0m::rtp::rtcp::Rtcp;
 use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
 
 use crate::ivf::IvfClip;
 use crate::payload;
@@ -31,10 +40,32 @@ pub struct MediaSpec {
     pub video: VideoSource,
 }
 
+/// How the endpoint reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    #[default]
+    Udp,
+    /// ICE-TCP only (an active candidate).
+    Tcp,
+}
+
+/// Something that arrived, already in the endpoint's buffer.
+pub struct Incoming {
+    n: usize,
+    source: SocketAddr,
+    proto: Protocol,
+}
+
 pub struct Endpoint {
     pub rtc: Rtc,
     pub socket: UdpSocket,
     local: SocketAddr,
+    transport: Transport,
+    /// The active TCP candidate's address (what str0m names as source and destination).
+    tcp_local: SocketAddr,
+    tcp: HashMap<SocketAddr, OwnedWriteHalf>,
+    frames_tx: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
+    frames: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
     spec: MediaSpec,
     report: Arc<Mutex<Report>>,
     audio_tx: Option<Mid>,
@@ -65,6 +96,15 @@ impl Endpoint {
         spec: MediaSpec,
         report: Arc<Mutex<Report>>,
     ) -> anyhow::Result<Endpoint> {
+        Self::bind_with(ip, Transport::Udp, spec, report).await
+    }
+
+    pub async fn bind_with(
+        ip: IpAddr,
+        transport: Transport,
+        spec: MediaSpec,
+        report: Arc<Mutex<Report>>,
+    ) -> anyhow::Result<Endpoint> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local = socket.local_addr()?;
         let start = Instant::now();
@@ -77,8 +117,20 @@ impl Endpoint {
             // emits neither `KeyframeRequest` reliably nor per-media stats events here.
             .enable_raw_packets(true)
             .build(start);
-        rtc.add_local_candidate(Candidate::host(local, "udp").context("host candidate")?)
+        // Active TCP candidates carry the discard port (RFC 6544 §4.5).
+        let tcp_local = SocketAddr::new(ip, 9);
+        let candidate = match transport {
+            Transport::Udp => Candidate::host(local, "udp").context("host candidate")?,
+            Transport::Tcp => Candidate::builder()
+                .tcp()
+                .host(tcp_local)
+                .tcptype(TcpType::Active)
+                .build()
+                .context("tcp candidate")?,
+        };
+        rtc.add_local_candidate(candidate)
             .context("candidate refused")?;
+        let (frames_tx, frames) = mpsc::unbounded_channel();
         let clip = match &spec.video {
             VideoSource::Ivf(path) => Some(IvfClip::load(path)?),
             VideoSource::Tagged { .. } => None,
@@ -87,6 +139,11 @@ impl Endpoint {
             rtc,
             socket,
             local,
+            transport,
+            tcp_local,
+            tcp: HashMap::new(),
+            frames_tx,
+            frames,
             spec,
             report,
             audio_tx: None,
@@ -245,9 +302,12 @@ impl Endpoint {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return t,
-                Ok(Output::Transmit(t)) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination).await;
-                }
+                Ok(Output::Transmit(t)) => match t.proto {
+                    Protocol::Tcp => self.send_tcp(t.destination, &t.contents).await,
+                    _ => {
+                        let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    }
+                },
                 Ok(Output::Event(e)) => self.on_event(e),
                 // A malformed incoming payload: str0m already consumed it; keep polling.
                 Err(e) => tracing::debug!("str0m: {e}"),
@@ -255,9 +315,79 @@ impl Endpoint {
         }
     }
 
-    /// The next datagram (pass it to [`receive`](Self::receive)).
-    pub async fn recv(&mut self) -> std::io::Result<(usize, SocketAddr)> {
-        self.socket.recv_from(&mut self.buf).await
+    /// Writes one RFC 4571 frame to `to`, connecting first if needed.
+    async fn send_tcp(&mut self, to: SocketAddr, data: &[u8]) {
+        if !self.tcp.contains_key(&to) {
+            let stream = match tokio::net::TcpStream::connect(to).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!("tcp connect to {to}: {e}");
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (mut reader, writer) = stream.into_split();
+            let frames = self.frames_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 16384];
+                loop {
+                    let n = match reader.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while buf.len() >= 2 {
+                        let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+                        if buf.len() < 2 + len {
+                            break;
+                        }
+                        let frame = buf[2..2 + len].to_vec();
+                        buf.drain(..2 + len);
+                        if frames.send((to, frame)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            self.tcp.insert(to, writer);
+        }
+        let Some(writer) = self.tcp.get_mut(&to) else {
+            return;
+        };
+        let mut framed = Vec::with_capacity(data.len() + 2);
+        framed.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        framed.extend_from_slice(data);
+        if writer.write_all(&framed).await.is_err() {
+            self.tcp.remove(&to);
+        }
+    }
+
+    /// The next datagram or frame (pass it to [`receive`](Self::receive)).
+    pub async fn recv(&mut self) -> std::io::Result<Incoming> {
+        tokio::select! {
+            received = self.socket.recv_from(&mut self.buf) => {
+                let (n, source) = received?;
+                Ok(Incoming { n, source, proto: Protocol::Udp })
+            }
+            Some((source, frame)) = self.frames.recv() => {
+                let n = frame.len().min(self.buf.len());
+                self.buf[..n].copy_from_slice(&frame[..n]);
+                Ok(Incoming { n, source, proto: Protocol::Tcp })
+            }
+        }
+    }
+
+    /// A re-offer with new ICE credentials (`iceRestart`), keeping everything else.
+    pub fn ice_restart(&mut self) -> Option<(String, SdpPendingOffer)> {
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api.apply()?;
+        Some((offer.to_sdp_string(), pending))
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// One turn of a loop without signalling: drain, then a datagram or a tick.
@@ -265,23 +395,25 @@ impl Endpoint {
         let deadline = self.drain().await;
         let wait = deadline.min(Instant::now() + Duration::from_millis(10));
         tokio::select! {
-            received = self.recv() => {
-                let (n, source) = received?;
-                self.receive(n, source);
-            }
+            received = self.recv() => self.receive(received?),
             _ = tokio::time::sleep_until(wait.into()) => self.tick(Instant::now()),
         }
         Ok(())
     }
 
-    pub fn receive(&mut self, n: usize, source: SocketAddr) {
+    pub fn receive(&mut self, incoming: Incoming) {
+        let Incoming { n, source, proto } = incoming;
+        let destination = match proto {
+            Protocol::Tcp => self.tcp_local,
+            _ => self.local,
+        };
         if let Ok(contents) = (&self.buf[..n]).try_into() {
             let input = Input::Receive(
                 Instant::now(),
                 Receive {
-                    proto: Protocol::Udp,
+                    proto,
                     source,
-                    destination: self.local,
+                    destination,
                     contents,
                 },
             );

@@ -36,6 +36,9 @@ struct Args {
     /// Local address for the peer's socket (its ICE host candidate).
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
+    /// Connect over ICE-TCP only (an active TCP candidate, no UDP).
+    #[arg(long)]
+    tcp: bool,
     #[arg(long, default_value_t = 0)]
     recv_audio: usize,
     #[arg(long, default_value_t = 0)]
@@ -69,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
     let mut spec = PeerSpec::new(&args.room, &session);
     spec.display_name = args.name.clone();
     spec.bind_ip = args.bind_ip;
+    if args.tcp {
+        spec.transport = testpeer::endpoint::Transport::Tcp;
+    }
     spec.token = args.token.clone();
     spec.uid = args.uid.clone();
     spec.recv_audio = args.recv_audio;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use str0m::change::SdpPendingOffer;
 use tokio::sync::mpsc;
 
-use crate::endpoint::{Endpoint, MediaSpec, update};
+use crate::endpoint::{Endpoint, MediaSpec, Transport, update};
 use crate::firestore::SessionDoc;
 
 #[derive(Debug, Clone)]
@@ -41,6 +41,7 @@ pub struct PeerSpec {
     /// Re-offer with more `recvonly` m-lines whenever the server's `wants` asks for them.
     pub follow_wants: bool,
     pub bind_ip: IpAddr,
+    pub transport: Transport,
     pub video: VideoSource,
 }
 
@@ -59,6 +60,7 @@ impl PeerSpec {
             recv_video: 0,
             follow_wants: true,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
+            transport: Transport::Udp,
             video: VideoSource::Tagged { frame_bytes: 2500 },
         }
     }
@@ -140,6 +142,8 @@ enum Control {
     /// Delete the session document but keep the peer connection (and ICE) alive: a client
     /// that misbehaves, or a delete the server's listener missed.
     DeleteDocumentOnly,
+    /// Re-offer with new ICE credentials (what a browser does after a network change).
+    IceRestart,
 }
 
 pub struct Peer {
@@ -201,6 +205,11 @@ impl Peer {
         let _ = self.control.send(Control::Publish);
     }
 
+    /// Re-offers with new ICE credentials (the offer's revision grows by one).
+    pub fn ice_restart(&self) {
+        let _ = self.control.send(Control::IceRestart);
+    }
+
     /// Deletes the session document and keeps the peer connection running.
     pub fn delete_document_only(&self) {
         let _ = self.control.send(Control::DeleteDocumentOnly);
@@ -245,7 +254,7 @@ async fn drive(
         publish_video: spec.publish_video,
         video: spec.video.clone(),
     };
-    let mut ep = Endpoint::bind(spec.bind_ip, media, report.clone()).await?;
+    let mut ep = Endpoint::bind_with(spec.bind_ip, spec.transport, media, report.clone()).await?;
     let (offer, first) = ep.first_offer(spec.recv_audio, spec.recv_video)?;
 
     let (mut snapshots, listener) = doc.listen().await?;
@@ -274,10 +283,7 @@ async fn drive(
         }
         let wait = deadline.min(Instant::now() + Duration::from_millis(10));
         tokio::select! {
-            received = ep.recv() => {
-                let (n, source) = received?;
-                ep.receive(n, source);
-            }
+            received = ep.recv() => ep.receive(received?),
             snapshot = snapshots.recv() => {
                 let Some(snapshot) = snapshot else { break Err(anyhow::anyhow!("listener stopped")) };
                 let Some(snapshot) = snapshot else {
@@ -304,6 +310,15 @@ async fn drive(
                 match what {
                     Some(Control::Publish) => {
                         if pending.is_none() && let Some((sdp, p)) = ep.publish_more() {
+                            revision += 1;
+                            update(report, |r| r.revision = revision);
+                            doc.reoffer(&sdp, revision).await?;
+                            pending = Some((p, revision, Instant::now()));
+                        }
+                        continue;
+                    }
+                    Some(Control::IceRestart) => {
+                        if pending.is_none() && let Some((sdp, p)) = ep.ice_restart() {
                             revision += 1;
                             update(report, |r| r.revision = revision);
                             doc.reoffer(&sdp, revision).await?;

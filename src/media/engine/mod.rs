@@ -1,14 +1,16 @@
-//! The media loop: one thread, one UDP socket, every peer connection of the instance.
+//! The media loop: one thread, one UDP socket (and ICE-TCP listeners), every peer connection
+//! of the instance.
 //!
-//! The `rtc` stack is sans-I/O: we own the socket and the clock. Each turn of the loop waits
-//! for a command, readable datagrams or the earliest timer, then drains every peer it touched:
+//! The `rtc` stack is sans-I/O: we own the sockets and the clock. Each turn of the loop waits
+//! for a command, readable datagrams, ICE-TCP frames or the earliest timer, then drains every
+//! peer it touched:
 //! its events and inbound RTP first (forwarding publisher packets into subscribers), then
 //! everybody's outbound datagrams. Running on its own thread keeps the per-packet path away
 //! from the signalling tasks on the main runtime.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,19 +21,23 @@ use rtc::rtp;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+mod io;
 mod routing;
+
+use io::Transports;
 
 use super::metrics::MediaInstruments;
 
-use super::demux::{Demux, Route};
+use super::demux::Demux;
 use super::forward::ForwardTable;
-use super::peer::{ForwardError, Peer, PeerOutput, PeerSetup};
+use super::peer::{ForwardError, Peer, PeerOutput, PeerSetup, TransportProtocol};
 use super::rewrite::Unforwardable;
 use super::room::{Room, TrackRef};
-use super::socket::{DropCounter, bind_udp};
+use super::socket::{DropCounter, bind_tcp, bind_udp};
+use super::tcp::{self, TcpEvent};
 use super::{
     CloseReason, Command, Commands, Events, MediaConfig, MediaEvent, MediaStats, Negotiated,
-    NegotiationError, PeerId, SessionEvent, SessionKey, SessionOffer,
+    NegotiationError, PeerId, SessionEvent, SessionKey, SessionOffer, TcpListen,
 };
 
 /// How often silent peers are looked for and shared statistics refreshed.
@@ -40,6 +46,8 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 const QUALITY_REPORT_EVERY: u64 = 5;
 /// Datagrams read per wake-up before peers are drained (bounds latency under load).
 const READ_BATCH: usize = 256;
+/// ICE-TCP frames queued toward the loop (readers wait when it is full).
+const TCP_EVENTS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -59,6 +67,7 @@ pub struct EngineHandle {
     stats: Arc<Mutex<MediaStats>>,
     local_addr: SocketAddr,
     candidates: Vec<SocketAddr>,
+    tcp_candidates: Vec<SocketAddr>,
     thread: Option<JoinHandle<()>>,
     /// Closed (its sender dropped) when the media thread ends, however it ends.
     life: tokio::sync::watch::Receiver<()>,
@@ -74,9 +83,14 @@ impl EngineHandle {
         self.local_addr
     }
 
-    /// The host candidates every answer carries.
+    /// The UDP host candidates every answer carries.
     pub fn candidates(&self) -> &[SocketAddr] {
         &self.candidates
+    }
+
+    /// The passive ICE-TCP candidates every answer carries (empty without ICE-TCP).
+    pub fn tcp_candidates(&self) -> &[SocketAddr] {
+        &self.tcp_candidates
     }
 
     pub fn stats(&self) -> MediaStats {
@@ -162,10 +176,16 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
         .iter()
         .map(|ip| SocketAddr::new(*ip, local_addr.port()))
         .collect();
+    let listeners = bind_listeners(&config.tcp, local_addr.port())?;
+    let tcp_candidates: Vec<SocketAddr> = listeners
+        .iter()
+        .flat_map(|(_, port)| ips.iter().map(|ip| SocketAddr::new(*ip, *port)))
+        .collect();
     let certificate = generate_certificate()?;
     tracing::info!(
         %local_addr,
         candidates = ?candidates,
+        tcp_candidates = ?tcp_candidates,
         receive_buffer = buffers.receive,
         send_buffer = buffers.send,
         ice_lite = config.ice_lite,
@@ -187,6 +207,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
         codecs: config.codecs.clone(),
         ice_lite: config.ice_lite,
         candidates: candidates.clone(),
+        tcp_candidates: tcp_candidates.clone(),
     };
     let shared = stats.clone();
     let (life_tx, life) = tokio::sync::watch::channel(());
@@ -213,10 +234,31 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                         return;
                     }
                 };
+                let (tcp_tx, tcp_events) = mpsc::channel(TCP_EVENTS);
+                let tcp_refused = Arc::new(AtomicU64::new(0));
+                let next_conn = Arc::new(AtomicU64::new(1));
+                for (listener, port) in listeners {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            tokio::spawn(tcp::serve(
+                                listener,
+                                port,
+                                config.tcp_limits,
+                                tcp_tx.clone(),
+                                next_conn.clone(),
+                                tcp_refused.clone(),
+                            ));
+                        }
+                        Err(e) => tracing::error!("cannot register an ICE-TCP listener: {e}"),
+                    }
+                }
+                drop(tcp_tx);
                 let engine = Engine {
                     config,
                     setup,
-                    socket,
+                    io: Transports::new(socket, local_addr.is_ipv6()),
+                    udp_port: local_addr.port(),
+                    tcp_refused,
                     drops,
                     peers: HashMap::new(),
                     sessions: HashMap::new(),
@@ -234,7 +276,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                     outputs: Vec::new(),
                     inbound: Vec::new(),
                 };
-                engine.run(command_rx).await;
+                engine.run(command_rx, tcp_events).await;
             });
         })
         .map_err(EngineError::Thread)?;
@@ -245,12 +287,48 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
             stats,
             local_addr,
             candidates,
+            tcp_candidates,
             thread: Some(thread),
             life,
             stopping: Arc::new(AtomicBool::new(false)),
         },
         events,
     ))
+}
+
+/// Binds the ICE-TCP listeners; returns each with the port its candidates advertise. A
+/// listener with port 0 takes the UDP port's number (or, if that TCP port is taken, any).
+fn bind_listeners(
+    listens: &[TcpListen],
+    udp_port: u16,
+) -> Result<Vec<(std::net::TcpListener, u16)>, EngineError> {
+    let mut out = Vec::new();
+    for listen in listens {
+        let listener = if listen.bind.port() == 0 {
+            let mut same = listen.bind;
+            same.set_port(udp_port);
+            match bind_tcp(same) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("{e}; ICE-TCP takes another port");
+                    bind_tcp(listen.bind)?
+                }
+            }
+        } else {
+            bind_tcp(listen.bind)?
+        };
+        let bound = listener
+            .local_addr()
+            .map_err(super::socket::SocketError::from)?
+            .port();
+        let advertised = if listen.advertised_port == 0 {
+            bound
+        } else {
+            listen.advertised_port
+        };
+        out.push((listener, advertised));
+    }
+    Ok(out)
 }
 
 fn generate_certificate() -> Result<RTCCertificate, EngineError> {
@@ -265,7 +343,11 @@ fn generate_certificate() -> Result<RTCCertificate, EngineError> {
 struct Engine {
     config: MediaConfig,
     setup: PeerSetup,
-    socket: UdpSocket,
+    io: Transports,
+    /// The UDP port our candidates name.
+    udp_port: u16,
+    /// ICE-TCP connections the listeners refused (over the limits).
+    tcp_refused: Arc<AtomicU64>,
     drops: Option<DropCounter>,
     peers: HashMap<PeerId, Peer>,
     sessions: HashMap<SessionKey, PeerId>,
@@ -287,7 +369,12 @@ struct Engine {
 }
 
 impl Engine {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut tcp_events: mpsc::Receiver<TcpEvent>,
+    ) {
+        let mut tcp_open = !self.config.tcp.is_empty();
         let mut buf = vec![0u8; 2048];
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         loop {
@@ -302,11 +389,24 @@ impl Engine {
                     None | Some(Command::Shutdown) => break,
                     Some(command) => self.handle_command(command),
                 },
-                ready = self.socket.readable() => {
+                ready = self.io.udp.readable() => {
                     if ready.is_ok() {
                         self.read_datagrams(&mut buf);
                     }
                 }
+                event = tcp_events.recv(), if tcp_open => match event {
+                    Some(event) => {
+                        let now = Instant::now();
+                        self.on_tcp(now, event);
+                        for _ in 1..READ_BATCH {
+                            match tcp_events.try_recv() {
+                                Ok(event) => self.on_tcp(now, event),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => tcp_open = false,
+                },
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
             let now = Instant::now();
@@ -335,56 +435,6 @@ impl Engine {
             #[cfg(feature = "fault-injection")]
             Command::InjectPanic => panic!("fault injection: the media thread panics"),
         }
-    }
-
-    fn ice_local(&self, from: SocketAddr) -> SocketAddr {
-        self.setup
-            .candidates
-            .iter()
-            .find(|c| c.is_ipv4() == from.is_ipv4())
-            .or(self.setup.candidates.first())
-            .copied()
-            .unwrap_or(from)
-    }
-
-    fn read_datagrams(&mut self, buf: &mut [u8]) {
-        let now = Instant::now();
-        for _ in 0..READ_BATCH {
-            match self.socket.try_recv_from(buf) {
-                Ok((n, from)) => self.on_datagram(now, from, n, buf),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    // ICMP errors (a peer's port closed) surface here on Linux; not fatal.
-                    tracing::debug!("udp receive error: {e}");
-                    break;
-                }
-            }
-        }
-    }
-
-    fn on_datagram(&mut self, now: Instant, from: SocketAddr, n: usize, buf: &[u8]) {
-        self.stats.datagrams_in += 1;
-        let data = &buf[..n];
-        let id = match self.demux.route(from, data) {
-            Route::Peer(id) | Route::NewPath(id) => id,
-            Route::Unauthenticated => {
-                self.stats.dropped_unauthenticated += 1;
-                return;
-            }
-            Route::Unknown => {
-                self.stats.dropped_unknown_sender += 1;
-                return;
-            }
-        };
-        let local = self.ice_local(from);
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
-        if let Err(e) = peer.handle_datagram(now, local, from, data) {
-            self.stats.dropped_by_stack += 1;
-            tracing::trace!(peer = id.0, "datagram refused by the stack: {e}");
-        }
-        self.dirty.push(id);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -501,41 +551,38 @@ impl Engine {
         touched.dedup();
 
         for &id in &touched {
-            let Some(peer) = self.peers.get_mut(&id) else {
-                continue;
-            };
-            while let Some((to, datagram)) = peer.poll_transmit() {
-                if !self.config.ice_lite {
-                    self.demux.sent(id, &datagram, now);
-                }
-                match self.socket.try_send_to(&datagram, to) {
-                    Ok(_) => self.stats.datagrams_out += 1,
-                    Err(e) => {
-                        self.stats.send_errors += 1;
-                        tracing::trace!("udp send to {to} failed: {e}");
-                    }
-                }
+            self.transmit(id, now);
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.refresh_deadline();
             }
-            peer.refresh_deadline();
         }
         touched.clear();
         self.dirty = touched;
 
         for id in closing {
-            self.close_peer(now, id, CloseReason::ConnectFailed);
+            let attempt = self.peers.get(&id).map(|p| p.attempt).unwrap_or_default();
+            self.close_peer(now, id, CloseReason::ConnectFailed(attempt));
         }
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        let silent: Vec<PeerId> = self
+        let silent: Vec<(PeerId, CloseReason)> = self
             .peers
             .values()
             .filter(|p| now.saturating_duration_since(p.last_heard) > self.config.peer_timeout)
-            .map(|p| p.id)
+            .map(|p| {
+                // A peer that never connected failed to: say what it tried.
+                let reason = if p.connected {
+                    CloseReason::Timeout
+                } else {
+                    CloseReason::ConnectFailed(p.attempt)
+                };
+                (p.id, reason)
+            })
             .collect();
-        for id in silent {
-            tracing::info!(peer = id.0, "closing a peer that went silent");
-            self.close_peer(now, id, CloseReason::Timeout);
+        for (id, reason) in silent {
+            tracing::info!(peer = id.0, ?reason, "closing a peer that went silent");
+            self.close_peer(now, id, reason);
         }
         self.demux.expire(now);
         self.housekeeping_ticks += 1;
@@ -578,6 +625,13 @@ impl Engine {
             .map(|p| p.slot_sources().count() as u64)
             .sum();
         self.stats.kernel_receive_drops = self.drops.as_ref().and_then(DropCounter::read);
+        self.stats.tcp_refused = self.tcp_refused.load(Ordering::Relaxed);
+        self.stats.tcp_connections = self.io.tcp_connections() as u64;
+        self.stats.peers_over_tcp = self
+            .peers
+            .values()
+            .filter(|p| p.connected && p.transport == TransportProtocol::TCP)
+            .count() as u64;
         self.stats.sessions = self.sessions.iter().map(|(k, p)| (k.clone(), *p)).collect();
         // Once a second (housekeeping), a few rooms: not on the packet path.
         self.stats.room_loads = self
@@ -618,9 +672,10 @@ impl Engine {
     fn remove_peer(&mut self, now: Instant, id: PeerId) -> Option<Peer> {
         let mut peer = self.peers.remove(&id)?;
         peer.close();
-        while let Some((to, datagram)) = peer.poll_transmit() {
-            let _ = self.socket.try_send_to(&datagram, to);
+        while let Some((to, protocol, datagram)) = peer.poll_transmit() {
+            self.io.send(to, protocol, &datagram, &mut self.stats);
         }
+        self.io.drop_peer(id);
         self.demux.remove_peer(id);
         if self.sessions.get(&peer.key) == Some(&id) {
             self.sessions.remove(&peer.key);

@@ -88,9 +88,11 @@ impl Engine {
                 return Err(NegotiationError::Rejected(reason));
             }
         };
+        // The answer's ICE credentials: new ones after an ICE restart (the client's new
+        // checks use them; the paths already learned stay until it moves).
+        self.demux
+            .set_credentials(id, &peer.ufrag, &peer.ice_password);
         if created {
-            let (ufrag, password) = (peer.ufrag.clone(), peer.ice_password.clone());
-            self.demux.add_peer(&ufrag, &password, id);
             self.sessions.insert(key.clone(), id);
         }
         self.rooms.insert(key.room.clone(), room);

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use rtc::ice::tcp_type::TcpType;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -16,7 +17,7 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -30,10 +31,12 @@ use rtc::rtp_transceiver::{
     RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverId,
 };
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+pub use rtc::shared::TransportProtocol;
+use rtc::shared::{TaggedBytesMut, TransportContext};
 use rtc::statistics::StatsSelector;
 use rtc::statistics::report::RTCStatsReportEntry;
 
+use super::ConnectAttempt;
 use super::codecs::{build_media_engine, codec_descs, ext_descs};
 use super::keyframe::{DEFAULT_INTERVAL, KeyframeLimiter};
 use super::offer::{CodecSupport, MediaKind, OfferSummary};
@@ -49,6 +52,8 @@ pub struct PeerSetup {
     pub ice_lite: bool,
     /// Our host candidates (advertised address + the shared port).
     pub candidates: Vec<SocketAddr>,
+    /// Passive ICE-TCP candidates (advertised address + a TCP port).
+    pub tcp_candidates: Vec<SocketAddr>,
 }
 
 /// A publish m-line of this peer.
@@ -102,7 +107,12 @@ pub struct Peer {
     pc: RTCPeerConnection,
     /// Our host candidates, added with the first answer.
     candidates: Vec<SocketAddr>,
+    tcp_candidates: Vec<SocketAddr>,
     has_candidates: bool,
+    /// What connecting tried (checks by transport, relay candidates offered, ICE reached).
+    pub attempt: ConnectAttempt,
+    /// The transport media last arrived on: the selected ICE path's.
+    pub transport: TransportProtocol,
     /// rtc's track id of each published (received) track → its m-line.
     published_tracks: HashMap<String, String>,
     publishes: HashMap<String, Publish>,
@@ -168,15 +178,24 @@ impl Peer {
         local: SocketAddr,
         from: SocketAddr,
         data: &[u8],
+        protocol: TransportProtocol,
     ) -> Result<(), String> {
         self.last_heard = now;
+        if data.first().is_some_and(|b| *b <= 3) {
+            match protocol {
+                TransportProtocol::TCP => self.attempt.tcp_checks += 1,
+                _ => self.attempt.udp_checks += 1,
+            }
+        } else {
+            self.transport = protocol;
+        }
         let message = TaggedBytesMut {
             now,
             transport: TransportContext {
                 local_addr: local,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: protocol,
             },
             message: BytesMut::from(data),
         };
@@ -197,10 +216,16 @@ impl Peer {
             .flatten();
     }
 
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, TransportProtocol, BytesMut)> {
         self.guarded("poll_write", |p| p.pc.poll_write())
             .flatten()
-            .map(|m| (m.transport.peer_addr, m.message))
+            .map(|m| {
+                (
+                    m.transport.peer_addr,
+                    m.transport.transport_protocol,
+                    m.message,
+                )
+            })
     }
 
     /// Drains the stack's events and inbound messages into `out`.
@@ -226,6 +251,9 @@ impl Peer {
                     RTCPeerConnectionState::Failed => out.push(PeerOutput::Failed),
                     _ => {}
                 },
+                RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                    RTCIceConnectionState::Connected | RTCIceConnectionState::Completed,
+                ) => self.attempt.ice_connected = true,
                 RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                     if let Some(mid) = self.published_tracks.get(&init.track_id).cloned() {
                         self.track_started(now, &mid, init.ssrc);

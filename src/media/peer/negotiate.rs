@@ -8,13 +8,14 @@
 
 use super::*;
 
-fn random_token(len: usize) -> String {
-    use rand::Rng;
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-        .collect()
+/// `a=ice-ufrag:` and `a=ice-pwd:` of an SDP (session or first media level).
+fn ice_credentials(sdp: &str) -> Option<(String, String)> {
+    let value = |key: &str| {
+        sdp.lines()
+            .find_map(|l| l.trim_end().strip_prefix(key))
+            .map(str::to_owned)
+    };
+    Some((value("a=ice-ufrag:")?, value("a=ice-pwd:")?))
 }
 
 fn to_rtc_kind(kind: MediaKind) -> RtpCodecKind {
@@ -32,13 +33,13 @@ impl Peer {
         setup: &PeerSetup,
         now: Instant,
     ) -> Result<Peer, String> {
-        let ufrag = random_token(16);
-        let ice_password = random_token(32);
         let (media_engine, registry) =
             build_media_engine(&setup.codecs).map_err(|e| e.to_string())?;
+        // No fixed ICE credentials: the stack draws them, and draws new ones when the client
+        // restarts ICE (RFC 8839 wants the answerer's to change too). The answer says which
+        // they are; the engine's demux learns them from it after every negotiation.
         let settings = SettingEngineBuilder::new()
             .with_lite(setup.ice_lite)
-            .with_ice_credentials(ufrag.clone(), ice_password.clone())
             .build();
         let config = RTCConfigurationBuilder::new()
             .with_certificates(vec![setup.certificate.clone()])
@@ -54,10 +55,11 @@ impl Peer {
             id,
             key,
             display_name,
-            ufrag,
-            ice_password,
+            ufrag: String::new(),
+            ice_password: String::new(),
             pc,
             candidates: setup.candidates.clone(),
+            tcp_candidates: setup.tcp_candidates.clone(),
             has_candidates: false,
             published_tracks: HashMap::new(),
             publishes: HashMap::new(),
@@ -66,20 +68,32 @@ impl Peer {
             connected: false,
             broken: false,
             deadline: None,
+            attempt: ConnectAttempt::default(),
+            transport: TransportProtocol::UDP,
         })
     }
 
+    /// Our host candidates: UDP, and passive TCP (RFC 6544) where the instance listens; the
+    /// stack's priorities put UDP first.
     fn add_candidates(&mut self) -> Result<(), String> {
-        for addr in self.candidates.clone() {
+        let udp = self.candidates.iter().map(|a| (*a, TcpType::Unspecified));
+        let tcp = self.tcp_candidates.iter().map(|a| (*a, TcpType::Passive));
+        let all: Vec<(SocketAddr, TcpType)> = udp.chain(tcp).collect();
+        for (addr, tcp_type) in all {
+            let network = if tcp_type == TcpType::Passive {
+                "tcp"
+            } else {
+                "udp"
+            };
             let candidate = CandidateHostConfig {
                 base_config: CandidateConfig {
-                    network: "udp".to_owned(),
+                    network: network.to_owned(),
                     address: addr.ip().to_string(),
                     port: addr.port(),
                     component: 1,
                     ..Default::default()
                 },
-                ..Default::default()
+                tcp_type,
             }
             .new_candidate_host()
             .map_err(|e| e.to_string())?;
@@ -117,6 +131,9 @@ impl Peer {
         slot_stream: impl Fn(&str) -> String,
     ) -> Result<String, String> {
         let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| e.to_string())?;
+        self.attempt.relay_offered |= sdp
+            .lines()
+            .any(|l| l.starts_with("a=candidate:") && l.contains(" typ relay"));
         self.pc
             .set_remote_description(now, offer)
             .map_err(|e| e.to_string())?;
@@ -181,6 +198,9 @@ impl Peer {
             .ok_or("the stack produced no local description")?
             .sdp;
         self.index_media(summary, &by_mid);
+        let (ufrag, password) =
+            ice_credentials(&answer).ok_or("the answer carries no ICE credentials")?;
+        (self.ufrag, self.ice_password) = (ufrag, password);
         super::super::answer::finish(&answer).map_err(|e| e.to_string())
     }
 
