@@ -9,7 +9,7 @@ missing_tool() {
   exit 1
 }
 
-apt_packages=(libssl-dev pkg-config protobuf-compiler iproute2 nftables chromium curl)
+apt_packages=(libssl-dev pkg-config protobuf-compiler iproute2 nftables chromium curl coturn)
 # PostgreSQL server binaries (initdb, pg_ctl): the sidecar's tests and `make dev` run a cluster.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || apt_packages+=(postgresql-15)
 command -v python3 >/dev/null || apt_packages+=(python3)

@@ -88,6 +88,28 @@ make_netns() {
   done
 }
 
+# make_netns_link SERVER CLIENT: two network namespaces joined by a veth pair, dual stack:
+# the server side has 10.78.0.1 and fd78::1, the client side 10.78.0.2 and fd78::2. Servers run
+# in SERVER, browsers in CLIENT (so that nftables in SERVER can block a path for the client
+# only: traffic between servers inside SERVER stays local).
+make_netns_link() {
+  local srv=$1 cli=$2 ns
+  ip netns add "$srv"
+  ip netns add "$cli"
+  for ns in "$srv" "$cli"; do
+    ip netns exec "$ns" ip link set lo up
+    # No duplicate address detection: the IPv6 addresses are usable at once.
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  done
+  ip link add veth-srv netns "$srv" type veth peer name veth-cli netns "$cli"
+  ip netns exec "$srv" ip addr add 10.78.0.1/24 dev veth-srv
+  ip netns exec "$srv" ip addr add fd78::1/64 dev veth-srv nodad
+  ip netns exec "$cli" ip addr add 10.78.0.2/24 dev veth-cli
+  ip netns exec "$cli" ip addr add fd78::2/64 dev veth-cli nodad
+  ip netns exec "$srv" ip link set veth-srv up
+  ip netns exec "$cli" ip link set veth-cli up
+}
+
 # pg_dir NAME: where this checkout's PostgreSQL cluster NAME lives. Not inside the checkout:
 # PostgreSQL runs as `postgres`, which cannot enter a clone under a private directory (/root is
 # mode 700, and so is every `mktemp -d`). /var/tmp is open to everyone and survives reboots.

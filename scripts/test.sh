@@ -47,4 +47,6 @@ echo "== interop: a third WebRTC stack (Python aiortc) and str0m"
 bash tests/interop/aiortc.sh
 echo "== browser: the meeting app (two Chromium users)"
 bash tests/browser/app.sh
+echo "== connectivity: ICE-TCP, ICE restart, TURN (coturn), IPv6 with Chromium and the web app"
+bash tests/connectivity/browser.sh
 echo "== all tests passed"

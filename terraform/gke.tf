@@ -1,5 +1,6 @@
 # GKE Autopilot: Workload Identity is always on (every workload has its own Google service
-# account, iam.tf); the Secret Manager add-on mounts the join-token key into the sidecar.
+# account, iam.tf); the Secret Manager add-on mounts the join-token key into the sidecar and the
+# TURN secret into the sidecar and coturn.
 
 # The nodes' own identity: only what nodes need (logs, metrics, pulling images), never the
 # Compute Engine default service account.

@@ -1,7 +1,7 @@
 # One Google service account per workload, each with only the roles it uses, bound to its
-# Kubernetes ServiceAccount (k8s/base/serviceaccounts.yaml) through Workload Identity: no key
-# file exists anywhere. Resource-level grants live beside their resource (pubsub.tf,
-# secrets.tf, sql.tf).
+# Kubernetes ServiceAccount (k8s/base/serviceaccounts.yaml; coturn's in k8s/base/coturn.yaml)
+# through Workload Identity: no key file exists anywhere. Resource-level grants live beside
+# their resource (pubsub.tf, secrets.tf, sql.tf).
 
 locals {
   workloads = {
@@ -41,6 +41,13 @@ locals {
         "roles/monitoring.metricWriter",
         "roles/logging.logWriter",
       ]
+    }
+    # No project role: it only reads the TURN secret (accessor on that secret, secrets.tf).
+    coturn = {
+      account_id = "firesfu-coturn"
+      ksa        = "coturn"
+      title      = "firesfu coturn (TURN relay)"
+      roles      = []
     }
   }
 
@@ -94,4 +101,5 @@ locals {
   sa_monitor   = google_service_account.workload["monitor"]
   sa_sidecar   = google_service_account.workload["sidecar"]
   sa_otel      = google_service_account.workload["otel"]
+  sa_coturn    = google_service_account.workload["coturn"]
 }

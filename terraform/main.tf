@@ -1,7 +1,7 @@
-# firesfu on Google Cloud: a GKE Autopilot cluster running broadcast, monitor, sidecar and an
-# OpenTelemetry Collector (k8s/), with Firestore for signalling, Pub/Sub for load reports,
-# Cloud SQL for the sidecar and Secret Manager for the join-token key. docs/deploy.md walks
-# through `terraform apply` and what follows.
+# firesfu on Google Cloud: a GKE Autopilot cluster running broadcast, monitor, sidecar, an
+# OpenTelemetry Collector and coturn (k8s/), with Firestore for signalling, Pub/Sub for load
+# reports, Cloud SQL for the sidecar and Secret Manager for the join-token key and the TURN
+# secret. docs/deploy.md walks through `terraform apply` and what follows.
 
 locals {
   services = [
@@ -36,4 +36,9 @@ resource "google_project_service" "services" {
 
 data "google_project" "this" {
   project_id = var.project_id
+}
+
+locals {
+  # coturn's DNS name (var.turn_domain, by default turn.<domain>).
+  turn_domain = var.turn_domain != "" ? var.turn_domain : "turn.${var.domain}"
 }

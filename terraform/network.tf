@@ -1,6 +1,6 @@
 # The VPC: one subnet for the cluster (with pod and Service ranges), Cloud NAT for images from
 # public registries (nodes have no external address), private services access for Cloud SQL,
-# and the load balancer pieces of the sidecar's Ingress.
+# the load balancer pieces of the sidecar's Ingress, and coturn's address.
 
 resource "google_compute_network" "firesfu" {
   name                    = "firesfu"
@@ -10,7 +10,8 @@ resource "google_compute_network" "firesfu" {
 }
 
 # Nothing reaches the VPC unless a rule allows it. GKE adds its own rules (priority 1000) for
-# the load balancers it creates: the sidecar's Ingress and each broadcast pod's media Service.
+# the load balancers it creates: the sidecar's Ingress, each broadcast pod's media Service and
+# coturn's Service (3478 UDP/TCP, 443 TCP; never the relay ports).
 resource "google_compute_firewall" "deny_all_ingress" {
   name      = "firesfu-deny-all-ingress"
   network   = google_compute_network.firesfu.id
@@ -90,6 +91,20 @@ resource "google_service_networking_connection" "private_services" {
 # here so that DNS can point at it before the load balancer exists.
 resource "google_compute_global_address" "ingress" {
   name = "firesfu-sidecar"
+
+  depends_on = [google_project_service.services]
+}
+
+# coturn's address (k8s: the Service coturn, annotation
+# networking.gke.io/load-balancer-ip-addresses): regional, for its passthrough Network Load
+# Balancer. Reserved here so that DNS (TURN_DOMAIN) can point at it before the Service exists,
+# and keeps pointing at it whatever happens to the Service.
+resource "google_compute_address" "turn" {
+  name         = "firesfu-turn"
+  region       = var.region
+  address_type = "EXTERNAL"
+  network_tier = "PREMIUM"
+  labels       = var.labels
 
   depends_on = [google_project_service.services]
 }

@@ -18,6 +18,16 @@ output "ingress_ip" {
   value       = google_compute_global_address.ingress.address
 }
 
+output "turn_ip" {
+  description = "Address of the TURN server (coturn): create the DNS A record <turn domain> -> this address."
+  value       = google_compute_address.turn.address
+}
+
+output "turn_domain" {
+  description = "DNS name of the TURN server (coturn)."
+  value       = local.turn_domain
+}
+
 output "service_accounts" {
   description = "Google service account of each workload."
   value       = { for k, sa in google_service_account.workload : k => sa.email }
@@ -36,6 +46,11 @@ output "database_url" {
 output "join_key_secret" {
   description = "Secret Manager secret that must receive the join-token key (a version) before the sidecar starts."
   value       = google_secret_manager_secret.join_key.id
+}
+
+output "turn_secret" {
+  description = "Secret Manager secret that must receive the secret shared by coturn and the sidecar (a version) before either starts."
+  value       = google_secret_manager_secret.turn_secret.id
 }
 
 output "firebase_web_config" {
@@ -57,12 +72,15 @@ output "deploy_env" {
     "MONITOR_GSA=${local.sa_monitor.email}",
     "SIDECAR_GSA=${local.sa_sidecar.email}",
     "OTEL_GSA=${local.sa_otel.email}",
+    "COTURN_GSA=${local.sa_coturn.email}",
     "SQL_INSTANCE_CONNECTION_NAME=${google_sql_database_instance.firesfu.connection_name}",
     "DATABASE_URL=postgres://${urlencode(google_sql_user.sidecar.name)}@127.0.0.1:5432/${google_sql_database.firesfu.name}?sslmode=disable",
     "FIREBASE_API_KEY=${data.google_firebase_web_app_config.firesfu.api_key}",
     "FIREBASE_AUTH_DOMAIN=${data.google_firebase_web_app_config.firesfu.auth_domain}",
     "INGRESS_STATIC_IP_NAME=${google_compute_global_address.ingress.name}",
     "SSL_POLICY_NAME=${google_compute_ssl_policy.modern.name}",
+    "TURN_DOMAIN=${local.turn_domain}",
+    "TURN_STATIC_IP_NAME=${google_compute_address.turn.name}",
     "",
   ])
 }

@@ -20,6 +20,12 @@ variable "domain" {
   type        = string
 }
 
+variable "turn_domain" {
+  description = "Public DNS name of the TURN server (coturn): its realm, the name in its TLS certificate and the host of the STUN/TURN URLs handed to clients. Empty: turn.<domain>."
+  type        = string
+  default     = ""
+}
+
 variable "k8s_namespace" {
   description = "Kubernetes namespace of the firesfu workloads (k8s/base sets firesfu); Workload Identity bindings name it."
   type        = string

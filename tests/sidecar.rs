@@ -948,3 +948,66 @@ async fn the_bridge_turns_an_external_identity_into_a_join_token_and_a_room() {
         "external-token-invalid",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_carry_ice_servers_with_turn_credentials_that_expire() {
+    let project = Project::new().await;
+    let turn = "turn:turn.example.com:3478?transport=udp,turn:turn.example.com:3478?transport=tcp";
+    let s = sidecar(
+        &project,
+        SidecarOptions {
+            env: vec![
+                (
+                    "FIRESFU_STUN_URLS".into(),
+                    "stun:turn.example.com:3478".into(),
+                ),
+                ("FIRESFU_TURN_URLS".into(), turn.into()),
+                ("FIRESFU_TURN_SECRET".into(), "shared-with-coturn".into()),
+                ("FIRESFU_TURN_TTL_SECS".into(), "600".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    // Anyone may read the STUN servers; TURN credentials only come with a join.
+    let (status, config) = s.call("GET", "/v1/config", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        config["iceServers"],
+        json!([{"urls": ["stun:turn.example.com:3478"]}])
+    );
+
+    let (token, user) = s.user("ada").await;
+    let room = s
+        .call(
+            "POST",
+            "/v1/rooms",
+            Some(&token),
+            Some(json!({"name": "Turn"})),
+        )
+        .await
+        .1["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let join = joined(&s, &token, &room).await;
+    let servers = join["iceServers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2, "{join}");
+    let relay = &servers[1];
+    assert_eq!(relay["urls"], json!(turn.split(',').collect::<Vec<_>>()));
+    let username = relay["username"].as_str().unwrap();
+    let (expiry, uid) = username.split_once(':').unwrap();
+    assert_eq!(uid, user["firebaseUid"].as_str().unwrap());
+    let expiry: i64 = expiry.parse().unwrap();
+    let now = firesfu::sidecar::unix_now();
+    assert!(
+        (now + 590..=now + 610).contains(&expiry),
+        "{expiry} vs {now}"
+    );
+    assert_eq!(
+        relay["credential"],
+        firesfu::sidecar::turn::credential("shared-with-coturn", username)
+    );
+    // The secret itself appears nowhere.
+    assert!(!join.to_string().contains("shared-with-coturn"));
+}

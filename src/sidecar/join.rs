@@ -58,6 +58,9 @@ pub struct Join {
     /// The collection to write the session document into.
     pub sessions: String,
     pub firebase: FirebaseCredentials,
+    /// `RTCConfiguration.iceServers` for this participant: STUN, and TURN with credentials
+    /// valid for `FIRESFU_TURN_TTL_SECS` (empty when the deployment has neither).
+    pub ice_servers: Vec<super::turn::IceServer>,
 }
 
 /// A join token for `room`, plus the Firebase credentials for `uid`.
@@ -98,6 +101,7 @@ pub async fn issue(
         },
         sessions: format!("rooms/{room}/sessions"),
         firebase: state.config.firebase.for_uid(uid, now).await?,
+        ice_servers: state.config.ice.for_user(uid, now),
     })
 }
 

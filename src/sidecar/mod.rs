@@ -16,6 +16,7 @@ pub mod problem;
 mod ratelimit;
 mod reconcile;
 mod rooms;
+pub mod turn;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -113,6 +114,25 @@ pub struct SidecarArgs {
     /// How often Firestore's room documents are reconciled with the rooms table, seconds.
     #[arg(long, env = "FIRESFU_ROOM_RECONCILE_SECS", default_value_t = 300)]
     pub room_reconcile_secs: u64,
+    /// STUN servers for clients, comma-separated (`stun:host:3478`); in `/v1/config` and
+    /// every join's `iceServers`.
+    #[arg(long, env = "FIRESFU_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+    /// TURN servers for clients, comma-separated (`turn:host:3478?transport=udp`,
+    /// `turn:host:3478?transport=tcp`, `turns:host:5349?transport=tcp`); every join gets
+    /// credentials for them (TURN REST API scheme, coturn's `use-auth-secret`).
+    #[arg(long, env = "FIRESFU_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (`static-auth-secret`). Prefer the file.
+    #[arg(long, env = "FIRESFU_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// A file holding that secret.
+    #[arg(long, env = "FIRESFU_TURN_SECRET_FILE")]
+    pub turn_secret_file: Option<PathBuf>,
+    /// How long TURN credentials stay valid, seconds: the longest meeting (a TURN server
+    /// refuses to refresh an allocation past it).
+    #[arg(long, env = "FIRESFU_TURN_TTL_SECS", default_value_t = 12 * 3600)]
+    pub turn_ttl_secs: u64,
 }
 
 pub struct Config {
@@ -124,6 +144,7 @@ pub struct Config {
     pub forwarded_for_hops: usize,
     pub bridge: Option<bridge::ExternalIssuer>,
     pub firebase: firebase_auth::FirebaseTokens,
+    pub ice: turn::IceConfig,
 }
 
 #[derive(Clone)]
@@ -229,7 +250,7 @@ async fn method_not_allowed() -> Problem {
 
 /// Everything the browser app needs to start: the public Firebase config (no secret).
 #[utoipa::path(get, path = "/v1/config", operation_id = "config", tag = "operations",
-    responses((status = 200, description = "`firebase` (projectId, apiKey, authDomain) and `firestoreEmulator` (host:port in development, else null)", body = Object)))]
+    responses((status = 200, description = "`firebase` (projectId, apiKey, authDomain), `firestoreEmulator` (host:port in development, else null) and `iceServers` (STUN only: TURN credentials come with a join)", body = Object)))]
 async fn public_config(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(state.config.public.clone())
 }
@@ -303,10 +324,28 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         .browser_firestore_emulator
         .clone()
         .or_else(|| args.gcp.firestore_emulator_host.clone());
+    let turn_secret = match (&args.turn_secret, &args.turn_secret_file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("set FIRESFU_TURN_SECRET or FIRESFU_TURN_SECRET_FILE, not both")
+        }
+        (Some(secret), None) => Some(secret.clone()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let ice = turn::IceConfig::new(
+        args.stun_urls.clone(),
+        args.turn_urls.clone(),
+        turn_secret,
+        Duration::from_secs(args.turn_ttl_secs.max(60)),
+    )?;
     let public = serde_json::json!({
         "firebase": {"projectId": args.gcp.project, "apiKey": args.firebase_api_key.clone().unwrap_or_else(|| "demo-key".into()),
                      "authDomain": args.firebase_auth_domain},
         "firestoreEmulator": emulator,
+        "iceServers": ice.public(),
     });
     let config = Config {
         public,
@@ -319,6 +358,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         forwarded_for_hops: args.forwarded_for_hops,
         bridge,
         firebase,
+        ice,
     };
     let state = AppState {
         db,

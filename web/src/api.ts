@@ -16,10 +16,13 @@ export interface Image { id: string; name: string; url: string; seeded: boolean 
 export interface Join {
   roomId: string; token: string; displayName: string; traceparent?: string | null;
   firebase: { uid: string; customToken?: string; emulator?: boolean };
+  /** STUN, and TURN with credentials valid for the meeting. */
+  iceServers?: RTCIceServer[];
 }
 export interface PublicConfig {
   firebase: { projectId: string; apiKey: string; authDomain?: string | null };
   firestoreEmulator: string | null;
+  iceServers?: RTCIceServer[];
 }
 
 const TOKEN_KEY = "firesfu.accessToken";

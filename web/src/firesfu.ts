@@ -1,6 +1,6 @@
 // The browser side of the firesfu signalling protocol v1 (docs/signalling.md): join a room by
 // writing an offer into a Firestore session document, apply the server's answer, re-offer when
-// the server wants more receive slots, leave.
+// the server wants more receive slots, restart ICE when the network changes, leave.
 
 import {
   Firestore,
@@ -44,12 +44,21 @@ export interface JoinOptions {
   media?: { audio: boolean; video: boolean };
   /** Receive slots to offer up front (more are added when the server asks). */
   initialSlots?: { audio: number; video: number };
+  /** The join response's `iceServers` (STUN, and TURN with short-lived credentials). */
+  iceServers?: RTCIceServer[];
   onChange?: (session: RoomSession) => void;
+  /** ICE restarts could not bring the connection back: join again with a new session. */
+  onLost?: (session: RoomSession) => void;
   /** Each remote track, when the answer creates it (it unmutes on its first packet). */
   onTrackReady?: (track: MediaStreamTrack, transceiver: RTCRtpTransceiver) => void;
 }
 
 const ONE_HOUR_MS = 3600_000;
+/** How long ICE may stay `disconnected` before it is restarted (it often recovers alone). */
+const DISCONNECTED_GRACE_MS = 2000;
+/** How long one ICE restart may take to connect before the next (or giving up). */
+const RESTART_TIMEOUT_MS = 8000;
+const MAX_RESTARTS = 2;
 
 function randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
@@ -70,6 +79,33 @@ function gathered(pc: RTCPeerConnection, timeoutMs = 3000): Promise<void> {
   });
 }
 
+/** One end of the ICE path media takes. */
+export interface PathEnd {
+  /** host, srflx, prflx or relay. */
+  type: string;
+  /** udp or tcp (for a relay: how the client reaches the TURN server, in `relayProtocol`). */
+  protocol: string;
+  address: string;
+  port: number;
+  relayProtocol?: string;
+}
+
+/** The selected ICE candidate pair: how media travels right now (null before it connects). */
+export async function selectedPath(pc: RTCPeerConnection): Promise<{ local: PathEnd; remote: PathEnd } | null> {
+  const stats = await pc.getStats();
+  let pairId: string | undefined;
+  stats.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+  });
+  const pair = pairId ? stats.get(pairId) : undefined;
+  if (!pair) return null;
+  const end = (id: string): PathEnd => {
+    const c = stats.get(id);
+    return { type: c?.candidateType, protocol: c?.protocol, address: c?.address, port: c?.port, relayProtocol: c?.relayProtocol };
+  };
+  return { local: end(pair.localCandidateId), remote: end(pair.remoteCandidateId) };
+}
+
 export class RoomSession {
   readonly pc: RTCPeerConnection;
   readonly sessionId: string;
@@ -82,6 +118,11 @@ export class RoomSession {
   /** performance.now() when the first offer was written and when its answer arrived. */
   offerWrittenAt = 0;
   answeredAt = 0;
+  /** ICE restarts since the connection last worked; `restarting` while one is under way. */
+  iceRestarts = 0;
+  restarting = false;
+  private restartWanted = false;
+  private iceTimer: ReturnType<typeof setTimeout> | undefined;
   private pending = false;
   private unsubscribe: Unsubscribe | null = null;
   private readonly ref;
@@ -89,8 +130,62 @@ export class RoomSession {
   private constructor(private readonly opts: JoinOptions) {
     this.sessionId = opts.sessionId ?? randomId();
     this.ref = doc(opts.db, "rooms", opts.roomId, "sessions", this.sessionId);
-    // No ICE servers: the server has a reachable address and answers as ICE-lite.
-    this.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+    // The server answers as ICE-lite with UDP and TCP candidates of its own; TURN (when the
+    // deployment has it) is for networks that reach neither.
+    this.pc = new RTCPeerConnection({ iceServers: opts.iceServers ?? [], bundlePolicy: "max-bundle" });
+    this.pc.addEventListener("iceconnectionstatechange", () => this.onIceState());
+  }
+
+  /** Network changes (Wi-Fi to LTE, a sleeping laptop): restart ICE in the same session
+   * first, so that nobody sees this participant leave; join again only if that fails. */
+  private onIceState(): void {
+    const state = this.pc.iceConnectionState;
+    console.info(`firesfu: ICE ${state}`);
+    if (state === "checking" || state === "new") return; // a restart under way: its timer runs
+    clearTimeout(this.iceTimer);
+    if (state === "connected" || state === "completed") {
+      this.iceRestarts = 0;
+      if (this.restarting) {
+        this.restarting = false;
+        this.opts.onChange?.(this);
+      }
+    } else if (state === "disconnected") {
+      this.iceTimer = setTimeout(() => void this.restartIce(), DISCONNECTED_GRACE_MS);
+    } else if (state === "failed") {
+      void this.restartIce();
+    }
+  }
+
+  private iceConnected(): boolean {
+    return this.pc.iceConnectionState === "connected" || this.pc.iceConnectionState === "completed";
+  }
+
+  /** Re-offers with new ICE credentials (`iceRestart`); after MAX_RESTARTS in vain, `onLost`. */
+  async restartIce(): Promise<void> {
+    if (this.pc.signalingState === "closed" || this.ended) return;
+    if (this.iceRestarts > 0 && this.iceConnected()) {
+      // The last restart worked (a browser keeps `connected` through a restart whose old path
+      // still works, so no state change told us).
+      this.iceRestarts = 0;
+      this.restarting = false;
+      this.opts.onChange?.(this);
+      return;
+    }
+    if (this.iceRestarts >= MAX_RESTARTS) {
+      this.restarting = false;
+      this.opts.onLost?.(this);
+      return;
+    }
+    if (this.pending) {
+      this.restartWanted = true; // after the answer in flight
+      return;
+    }
+    this.iceRestarts += 1;
+    this.restarting = true;
+    this.opts.onChange?.(this);
+    clearTimeout(this.iceTimer);
+    this.iceTimer = setTimeout(() => void this.restartIce(), RESTART_TIMEOUT_MS);
+    await this.offer(true);
   }
 
   static async join(opts: JoinOptions): Promise<RoomSession> {
@@ -148,10 +243,10 @@ export class RoomSession {
     return transceiver.mid ? this.slots[transceiver.mid] ?? null : null;
   }
 
-  private async offer(): Promise<void> {
+  private async offer(iceRestart = false): Promise<void> {
     this.pending = true;
     this.revision += 1;
-    const offer = await this.pc.createOffer();
+    const offer = await this.pc.createOffer({ iceRestart });
     await this.pc.setLocalDescription(offer);
     await gathered(this.pc);
     const sdp = this.pc.localDescription!.sdp;
@@ -208,6 +303,10 @@ export class RoomSession {
       this.answeredRevision = answer.revision;
       if (answer.revision === 1) this.answeredAt = performance.now();
       await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+      if (this.restartWanted) {
+        this.restartWanted = false;
+        void this.restartIce();
+      }
     } else if (this.pending && this.error?.revision === this.revision && d.state !== "offered" && d.state !== "answering") {
       // The server refused this offer: roll it back (a live session keeps its old one).
       this.pending = false;
@@ -234,6 +333,7 @@ export class RoomSession {
   }
 
   async leave(): Promise<void> {
+    clearTimeout(this.iceTimer);
     this.unsubscribe?.();
     this.pc.close();
     if (this.state !== "closed" && this.state !== "failed") await updateDoc(this.ref, { state: "closed" });

@@ -17,11 +17,14 @@ export async function servePage() {
   return { server, url: `http://127.0.0.1:${server.address().port}/smoke.html` };
 }
 
-export function launchChromium() {
+/** `secureOrigins`: http origins to treat as secure (cameras need a secure context; loopback
+ * is one, a namespace's address is not). */
+export function launchChromium(secureOrigins = []) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-      "--autoplay-policy=no-user-gesture-required"],
+      "--autoplay-policy=no-user-gesture-required",
+      ...(secureOrigins.length ? [`--unsafely-treat-insecure-origin-as-secure=${secureOrigins.join(",")}`] : [])],
   });
 }

@@ -6,7 +6,7 @@ import type { AppContext } from "../app";
 import { ApiError } from "../api";
 import { h, mount } from "../dom";
 import { firestoreFor } from "../firebase";
-import { RoomSession } from "../firesfu";
+import { RoomSession, selectedPath } from "../firesfu";
 import { ownLink, received, type Measured } from "../quality";
 import { watch } from "../watch";
 import { chatPanel } from "./chat";
@@ -31,6 +31,8 @@ declare global {
     firesfuInbound?: () => Promise<{ participant: string; kind: string; packets: number; framesDecoded: number | null }[]>;
     /** The session's state, slots and transceivers (for bug reports). */
     firesfuDebug?: () => unknown;
+    firesfuPath?: () => Promise<unknown>;
+    firesfuRestartIce?: () => Promise<void>;
     firesfuStats?: () => Promise<unknown>;
   }
 }
@@ -80,7 +82,10 @@ class Meeting {
       const all = [...(await pc.getStats()).values()].filter((r) => ["inbound-rtp", "codec", "outbound-rtp"].includes(r.type));
       return { stats: all, local: pc.localDescription?.sdp, remote: pc.remoteDescription?.sdp };
     };
+    window.firesfuPath = async () => (this.session ? selectedPath(this.session.pc) : null);
+    window.firesfuRestartIce = async () => this.session?.restartIce();
     window.firesfuDebug = () => ({
+      sessionId: this.session?.sessionId, iceRestarts: this.session?.iceRestarts,
       state: this.session?.state, revision: this.session?.revision, answered: this.session?.answeredRevision,
       error: this.session?.error, slots: this.session?.slots, roster: [...this.roster.values()],
       transceivers: this.session?.pc.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, current: t.currentDirection, kind: t.receiver.track.kind })),
@@ -106,7 +111,11 @@ class Meeting {
       traceparent: join.traceparent ?? undefined, stream: this.stream, sendSlots: ["audio", "video"],
       media: { audio: this.audio, video: this.video },
       initialSlots: { audio: others, video: others },
+      iceServers: join.iceServers ?? [],
       onChange: (s) => this.onSession(s),
+      onLost: (s) => {
+        if (s === this.session) void this.reconnect("The connection was lost.");
+      },
       onTrackReady: () => this.draw(),
     });
     this.mySessions.add(session.sessionId);
@@ -118,9 +127,6 @@ class Meeting {
       const sender = session.sender(kind);
       if (sender && sender.track !== track) await sender.replaceTrack(track);
     }
-    session.pc.addEventListener("connectionstatechange", () => {
-      if (session === this.session && session.pc.connectionState === "failed") void this.reconnect("The connection was lost.");
-    });
     if (this.stopped) await session.leave();
   }
 
@@ -141,6 +147,8 @@ class Meeting {
       const code = s.error?.code ?? "closed";
       if (REJOIN_CODES.has(code)) void this.reconnect("Reconnecting…");
       else this.fail(`The server ended the session: ${s.error?.message ?? code} (${code}).`);
+    } else if (s.restarting) {
+      this.showBanner("Network changed: reconnecting…", true);
     } else if (s.state === "connected") {
       this.showBanner(null);
     } else if (s.error && s.error.revision === s.revision) {
@@ -319,6 +327,8 @@ class Meeting {
     this.chat.detach();
     delete window.firesfuInbound;
     delete window.firesfuDebug;
+    delete window.firesfuPath;
+    delete window.firesfuRestartIce;
     this.stream.getTracks().forEach((t) => t.stop());
     await this.session?.leave().catch(() => {});
   }
