@@ -56,6 +56,10 @@ sleep 2
 "${in_ns[@]}" taskset -c 1 "$bench" forward-firesfu --emulator "$emulator" --project "$project" \
   --stats-url http://127.0.0.1:8080/stats --pid "$firesfu_pid" \
   --subscribers "$subscribers" --seconds "$seconds" --bind-ip 10.77.0.2 2>"$out/firesfu.json"
+# The same load with every client on ICE-TCP (RFC 4571 frames through the TCP tasks).
+"${in_ns[@]}" taskset -c 1 "$bench" forward-firesfu --emulator "$emulator" --project "$project" \
+  --stats-url http://127.0.0.1:8080/stats --pid "$firesfu_pid" --tcp \
+  --subscribers "$subscribers" --seconds "$seconds" --bind-ip 10.77.0.2 2>"$out/firesfu-tcp.json"
 kill -TERM -- "-$PID_BROADCAST"
 
 echo "== sidecar (core 0) on PostgreSQL 15 (core 1)"
@@ -112,12 +116,16 @@ IN_NETNS= start_pubsub_emulator "$out/logs" demo-bench
 BENCH_FAILOVERS=${BENCH_FAILOVERS:-10} cargo test --quiet --test fleet fleet_benchmark -- --ignored --nocapture \
   2>"$out/logs/fleet.log" | grep '^FLEET-BENCH ' | sed 's/^FLEET-BENCH //' >"$out/fleet.jsonl"
 
+echo "== join time by network path (Chromium: UDP, ICE-TCP, TURN relay)"
+bash scripts/bench-connectivity.sh
+
 echo "== summary"
 python3 - "$out" "$subscribers" <<'PY' | tee "$out/summary.md"
 import json, sys
 out, subs = sys.argv[1], sys.argv[2]
 floor = {r["profile"]: r["usPerForwardedPacket"] for r in json.load(open(f"{out}/floor.json"))}
 fires = json.load(open(f"{out}/firesfu.json"))
+fires_tcp = json.load(open(f"{out}/firesfu-tcp.json"))
 janus = json.load(open(f"{out}/janus.json"))
 join = json.load(open(f"{out}/join.json"))
 api = json.load(open(f"{out}/api.json"))
@@ -141,6 +149,8 @@ print(f"| sidecar login (Argon2id m=19 MiB, t=2, p=1), ms (n={l['n']}) | p50 {l[
 r = api["rooms"]
 print(f"| sidecar GET /v1/rooms (20 rooms), {r['concurrency']} concurrent clients | {r['requestsPerSecond']:.0f} requests/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['errors']} errors |")
 print(f"| firesfu CPU per forwarded packet, 1 → {subs} | {fires['usPerForwardedPacket']:.2f} µs ({fires['forwarded']/fires['seconds']:.0f} packets/s forwarded) |")
+print(f"| firesfu over ICE-TCP, same load | {fires_tcp['usPerForwardedPacket']:.2f} µs ({fires_tcp['forwarded']/fires_tcp['seconds']:.0f} packets/s forwarded, {fires_tcp['extra']['tcpSendDropped']} dropped on full queues) |")
+print(f"| firesfu ICE-TCP ÷ UDP | {fires_tcp['usPerForwardedPacket']/fires['usPerForwardedPacket']:.2f} |")
 print(f"| Janus CPU per forwarded packet, same load | {janus['usPerForwardedPacket']:.2f} µs ({janus['forwarded']/janus['seconds']:.0f} packets/s forwarded) |")
 print(f"| SRTP+UDP floor (GCM / AES-CM-SHA1) | {gcm:.2f} / {floor['AES_CM_128_HMAC_SHA1_80']:.2f} µs |")
 print(f"| firesfu ÷ Janus | {fires['usPerForwardedPacket']/janus['usPerForwardedPacket']:.2f} |")

@@ -148,18 +148,20 @@ pub struct IceTcpArgs {
     /// else allow) to BIND's port. Example: `[::]:4444=443`.
     #[arg(long = "ice-tcp-extra", env = "FIRESFU_ICE_TCP_EXTRA", value_delimiter = ',', value_parser = parse_tcp_listen)]
     pub extra: Vec<crate::media::TcpListen>,
-    /// Most ICE-TCP connections from one client address.
+    /// Most ICE-TCP connections from one client address. A whole office may sit behind one
+    /// NAT address (browsers open one or two connections each); connections that do not
+    /// authenticate within 5 s are closed, so this only bounds what one address can hold.
     #[arg(
         long = "ice-tcp-max-per-ip",
         env = "FIRESFU_ICE_TCP_MAX_PER_IP",
-        default_value_t = 16
+        default_value_t = 256
     )]
     pub max_per_ip: usize,
     /// Most ICE-TCP connections in all.
     #[arg(
         long = "ice-tcp-max",
         env = "FIRESFU_ICE_TCP_MAX",
-        default_value_t = 2048
+        default_value_t = 4096
     )]
     pub max: usize,
 }

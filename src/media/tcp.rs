@@ -42,8 +42,8 @@ pub struct TcpLimits {
 impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
-            per_ip: 16,
-            max: 2048,
+            per_ip: 256,
+            max: 4096,
             first_frame: Duration::from_secs(5),
             idle: Duration::from_secs(30),
             queue: 512,

@@ -2,7 +2,8 @@
 // written → answer applied and offer written → first RTP of the room's media.
 import { launchChromium, servePage } from "./browser.mjs";
 
-const [project, emulatorHost, room, joins] = process.argv.slice(2);
+const [project, emulatorHost, room, joins, iceServersJson] = process.argv.slice(2);
+const iceServers = iceServersJson ? JSON.parse(iceServersJson) : [];
 const [host, port] = emulatorHost.split(":");
 const { server, url } = await servePage();
 const browser = await launchChromium();
@@ -12,7 +13,7 @@ try {
   await page.goto(url);
   await page.waitForFunction(() => typeof window.benchJoins === "function");
   const result = await page.evaluate(([cfg, n]) => window.benchJoins(cfg, n),
-    [{ project, host, port: Number(port), room, session: "chromium-bench", uid: "uid-chromium-bench" }, Number(joins)]);
+    [{ project, host, port: Number(port), room, session: `chromium-bench-${Date.now()}`, uid: "uid-chromium-bench", iceServers }, Number(joins)]);
   console.log(JSON.stringify(result));
 } finally {
   await browser.close();

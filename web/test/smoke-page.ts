@@ -2,7 +2,7 @@
 // Firebase SDK (rules enforced by the emulator) and exposes what it receives.
 import { initializeApp } from "firebase/app";
 import { connectFirestoreEmulator, initializeFirestore } from "firebase/firestore";
-import { RoomSession } from "../src/firesfu";
+import { RoomSession, selectedPath } from "../src/firesfu";
 
 interface SmokeConfig {
   project: string;
@@ -11,12 +11,14 @@ interface SmokeConfig {
   room: string;
   session: string;
   uid: string;
+  /** For the connectivity benchmark (TURN). */
+  iceServers?: RTCIceServer[];
 }
 
 declare global {
   interface Window {
     runSmoke: (cfg: SmokeConfig) => Promise<void>;
-    benchJoins: (cfg: SmokeConfig, joins: number) => Promise<{ answer: number[]; firstMedia: number[] }>;
+    benchJoins: (cfg: SmokeConfig, joins: number) => Promise<{ answer: number[]; firstMedia: number[]; firstFrame: number[]; paths: string[] }>;
     smokeStats: () => Promise<unknown>;
     session?: RoomSession;
   }
@@ -29,20 +31,23 @@ function firestore(cfg: SmokeConfig) {
   return db;
 }
 
-// Joins `joins` times in a row, measuring offer written → answer applied and offer written →
-// first RTP packet of the room's media (the remote track unmutes on its first packet).
+// Joins `joins` times in a row, measuring offer written → answer applied, offer written →
+// first RTP packet of the room's media (the remote track unmutes on its first packet) and
+// offer written → first video frame decoded; records the path each join took.
 window.benchJoins = async (cfg, joins) => {
   const db = firestore(cfg);
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 320, height: 240 } });
   const answer: number[] = [];
   const firstMedia: number[] = [];
+  const firstFrame: number[] = [];
+  const paths: string[] = [];
   for (let i = 0; i < joins; i++) {
     let unmuted = 0;
     let resolveMedia: () => void = () => {};
     const media = new Promise<void>((r) => (resolveMedia = r));
     const session = await RoomSession.join({
       db, roomId: cfg.room, sessionId: `${cfg.session}-${i}`, uid: cfg.uid, displayName: "Chromium",
-      token: null, stream, initialSlots: { audio: 1, video: 1 },
+      token: null, stream, initialSlots: { audio: 1, video: 1 }, iceServers: cfg.iceServers ?? [],
       onChange: (s) => console.log(`${performance.now().toFixed(0)} join ${i}: ${s.state} ${s.revision}/${s.answeredRevision}`),
       onTrackReady: (track: MediaStreamTrack) => {
         track.addEventListener("unmute", () => { if (!unmuted) { unmuted = performance.now(); resolveMedia(); } });
@@ -53,12 +58,23 @@ window.benchJoins = async (cfg, joins) => {
       const rest = await fetch(`http://${cfg.host}:${cfg.port}/v1/projects/${cfg.project}/databases/(default)/documents/rooms/${cfg.room}/sessions/${cfg.session}-${i}`, { headers: { Authorization: "Bearer owner" } }).then((r) => r.json());
       throw new Error(`join ${i}: no media within 10 s (SDK state ${session.state}, REST state ${JSON.stringify(rest.fields?.state)}, REST updateTime ${rest.updateTime}, pc ${session.pc.signalingState}/${session.pc.connectionState})`);
     }
+    let decoded = 0;
+    for (let t = 0; t < 1000 && !decoded; t++) {
+      (await session.pc.getStats()).forEach((r) => {
+        if (r.type === "inbound-rtp" && r.kind === "video" && r.framesDecoded > 0 && !decoded) decoded = performance.now();
+      });
+      if (!decoded) await new Promise((r) => setTimeout(r, 10));
+    }
+    if (!decoded) throw new Error(`join ${i}: no video frame decoded within 10 s of the first packet`);
+    const path = await selectedPath(session.pc);
     answer.push(session.answeredAt - session.offerWrittenAt);
     firstMedia.push(unmuted - session.offerWrittenAt);
+    firstFrame.push(decoded - session.offerWrittenAt);
+    paths.push(path ? `${path.local.type}/${path.local.relayProtocol ?? path.local.protocol}` : "none");
     await session.leave();
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { answer, firstMedia };
+  return { answer, firstMedia, firstFrame, paths };
 };
 
 window.runSmoke = async (cfg) => {

@@ -19,6 +19,8 @@ pub struct Load {
     pub seconds: u64,
     pub frame_bytes: usize,
     pub bind_ip: IpAddr,
+    /// Every client over ICE-TCP instead of UDP (firesfu only).
+    pub tcp: bool,
 }
 
 fn rx_total(reports: &[Report]) -> u64 {
@@ -55,8 +57,13 @@ pub async fn firesfu(
     let db = testpeer::firestore::connect_emulator(emulator, project).await?;
     let room = format!("fwd-bench-{:06x}", rand::random::<u32>() & 0xffffff);
     testpeer::firestore::create_room(&db, &room).await?;
+    let transport = if load.tcp {
+        testpeer::endpoint::Transport::Tcp
+    } else {
+        testpeer::endpoint::Transport::Udp
+    };
     let mut spec = PeerSpec::new(&room, "pub");
-    (spec.follow_wants, spec.bind_ip) = (false, load.bind_ip);
+    (spec.follow_wants, spec.bind_ip, spec.transport) = (false, load.bind_ip, transport);
     spec.video = VideoSource::Tagged {
         frame_bytes: load.frame_bytes,
     };
@@ -70,7 +77,7 @@ pub async fn firesfu(
             spec.recv_audio,
             spec.recv_video,
         ) = (false, false, 1, 1);
-        (spec.follow_wants, spec.bind_ip) = (false, load.bind_ip);
+        (spec.follow_wants, spec.bind_ip, spec.transport) = (false, load.bind_ip, transport);
         // One at a time: the clients share a core with the emulator.
         let sub = Peer::join(&db, spec).await?;
         sub.wait_until("media", Duration::from_secs(60), |r| {
@@ -93,13 +100,14 @@ pub async fn firesfu(
     let padding = counter(&s1, "droppedPadding") - counter(&s0, "droppedPadding");
     let extra = json!({"publisherPacketsPerSecond": rtp_in as f64 / load.seconds as f64,
                        "paddingDropped": padding,
-                       "kernelReceiveDrops": s1["kernelReceiveDrops"], "sendErrors": s1["sendErrors"]});
+                       "kernelReceiveDrops": s1["kernelReceiveDrops"], "sendErrors": s1["sendErrors"],
+                       "tcpSendDropped": s1["tcpSendDropped"], "peersOverTcp": s1["peersOverTcp"]});
     println!(
         "firesfu: publisher sent {:.0} packets/s ({padding} padding-only probes not forwarded)",
         rtp_in as f64 / load.seconds as f64
     );
     let out = result(
-        "firesfu",
+        if load.tcp { "firesfu-tcp" } else { "firesfu" },
         cpu1 - cpu0,
         forwarded,
         rx1 - rx0,

@@ -115,6 +115,9 @@ struct LoadArgs {
     frame_bytes: usize,
     #[arg(long)]
     bind_ip: IpAddr,
+    /// Clients connect over ICE-TCP only.
+    #[arg(long)]
+    tcp: bool,
 }
 
 impl LoadArgs {
@@ -124,6 +127,7 @@ impl LoadArgs {
             seconds: self.seconds,
             frame_bytes: self.frame_bytes,
             bind_ip: self.bind_ip,
+            tcp: self.tcp,
         }
     }
 }
