@@ -47,6 +47,8 @@ echo "== interop: a third WebRTC stack (Python aiortc) and str0m"
 bash tests/interop/aiortc.sh
 echo "== browser: the meeting app (two Chromium users)"
 bash tests/browser/app.sh
+echo "== adaptation: simulcast layers by what each subscriber shows, dynacast, paused slots (Chromium)"
+bash tests/adaptation/browser.sh
 echo "== connectivity: ICE-TCP, ICE restart, TURN (coturn), IPv6 with Chromium and the web app"
 bash tests/connectivity/browser.sh
 echo "== all tests passed"

@@ -56,6 +56,10 @@ async fn stats(State(ops): State<Ops>) -> Json<Value> {
         "tcpFramesOut": s.tcp_frames_out,
         "tcpSendDropped": s.tcp_send_dropped,
         "peersOverTcp": s.peers_over_tcp,
+        "droppedOtherLayer": s.dropped_other_layer,
+        "layerSwitches": s.layer_switches,
+        "slotsConstrained": s.slots_constrained,
+        "slotsPaused": s.slots_paused,
         "firestore": crate::docdb::meter::counts(),
     }))
 }

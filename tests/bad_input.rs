@@ -257,3 +257,79 @@ async fn a_stale_reoffer_is_refused_without_ending_the_session() {
     a.leave(Leave::Close).await.unwrap();
     b.leave(Leave::Close).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_receive_field_is_reported_and_pausing_a_slot_stops_its_video() {
+    let project = Project::new().await;
+    let room = project.room("receive").await;
+    let _sfu = Broadcast::start(&project).await;
+    let a = project.join(&room, "alice").await;
+    let b = project.join(&room, "bob").await;
+    b.wait_until("media", T, |r| r.video_from("alice") > 5)
+        .await
+        .unwrap();
+
+    b.doc
+        .update(json!({"receive": {"1": {"maxHeight": -1}}}), &["receive"])
+        .await
+        .unwrap();
+    let refused = common::eventually("receive refused", T, async || {
+        let d = b.doc.read().await.ok()??;
+        (d["error"]["code"] == "invalid-document").then_some(d)
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused["state"], "connected", "{refused:#}");
+    assert_eq!(refused["error"]["revision"], Value::Null);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maxHeight")
+    );
+
+    // Bob pauses every video slot (whatever their mids): Alice's video stops, her audio not.
+    let slots = b.doc.read().await.unwrap().unwrap()["slots"].clone();
+    let video_mids: serde_json::Map<String, Value> = slots
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| s["kind"] == "video")
+        .map(|(mid, _)| (mid.clone(), json!({"maxHeight": 0})))
+        .collect();
+    assert!(!video_mids.is_empty());
+    b.doc
+        .update(json!({"receive": video_mids}), &["receive"])
+        .await
+        .unwrap();
+    common::eventually("the report is cleared", T, async || {
+        let d = b.doc.read().await.ok()??;
+        d["error"].is_null().then_some(())
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let paused = b.report();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = b.report();
+    assert!(
+        later.video_from("alice") <= paused.video_from("alice") + 1,
+        "video went on: {} → {}",
+        paused.video_from("alice"),
+        later.video_from("alice")
+    );
+    assert!(later.audio_from("alice") > paused.audio_from("alice") + 20);
+
+    // Resumed: video comes back.
+    b.doc
+        .update(json!({"receive": {}}), &["receive"])
+        .await
+        .unwrap();
+    b.wait_until("video resumes", T, |r| {
+        r.video_from("alice") > later.video_from("alice") + 10
+    })
+    .await
+    .unwrap();
+    a.leave(Leave::Close).await.unwrap();
+    b.leave(Leave::Close).await.unwrap();
+}

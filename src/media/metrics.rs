@@ -108,6 +108,18 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
             "Subscriber slots currently fed a track",
             |s| s.tracks_forwarded,
         ),
+        gauge(
+            "firesfu.slots.constrained",
+            "{slot}",
+            "Video slots paused or held below the subscriber's wish for lack of downlink",
+            |s| s.slots_constrained,
+        ),
+        gauge(
+            "firesfu.slots.paused",
+            "{slot}",
+            "Video slots the subscriber paused (off-screen)",
+            |s| s.slots_paused,
+        ),
     ];
     let directed = |name: &'static str,
                     unit: &'static str,
@@ -184,6 +196,12 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
             "{connection}",
             "ICE-TCP connections refused (over the per-address or total limit)",
             |s| s.tcp_refused,
+        ),
+        simple(
+            "firesfu.simulcast.switches",
+            "{switch}",
+            "Receive slots that changed simulcast layer (at a keyframe)",
+            |s| s.layer_switches,
         ),
         simple(
             "firesfu.rtcp.nacks",

@@ -5,6 +5,7 @@
 //! a session) and receives [`MediaEvent`]s (connected, closed, a participant's view of the room
 //! changed). SDP crosses as text; nothing here knows about Firestore.
 
+pub mod allocate;
 pub mod answer;
 pub mod codecs;
 pub mod demux;
@@ -14,8 +15,11 @@ pub mod keyframe;
 mod metrics;
 pub use metrics::{MediaObservers, observe_media};
 mod keyframe_relay;
+pub mod layers;
 pub mod offer;
+pub mod payload;
 mod peer;
+mod rate;
 pub mod rewrite;
 pub mod room;
 pub mod socket;
@@ -28,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use engine::{EngineHandle, spawn_engine};
 pub use offer::{CodecSupport, MediaKind, OfferError};
+pub use peer::SlotWish;
 pub use room::Wants;
 
 /// A peer connection inside the engine. Ids grow with creation order and are never reused.
@@ -238,6 +243,11 @@ pub enum Command {
         peer: PeerId,
         reason: CloseReason,
     },
+    /// What the session `key` wants to receive on its slots (its document's `receive`).
+    Wishes {
+        key: SessionKey,
+        wishes: std::collections::HashMap<String, SlotWish>,
+    },
     /// Close every peer (reporting each) and stop.
     Shutdown,
     /// Test builds only: panic on the media thread.
@@ -264,6 +274,9 @@ pub enum SessionEvent {
         rtt_ms: Option<f64>,
         loss: Option<f64>,
     },
+    /// Which simulcast layers of the peer's published tracks someone receives (publish mid →
+    /// rid → active): the client stops encoding inactive ones (dynacast).
+    Layers(std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>),
 }
 
 /// Counters the engine keeps; read by telemetry and benchmarks.
@@ -309,6 +322,15 @@ pub struct MediaStats {
     pub tcp_send_dropped: u64,
     /// Peers whose selected ICE path is TCP (as of the last second).
     pub peers_over_tcp: u64,
+    /// Publisher packets a slot did not take because it forwards another simulcast layer
+    /// (or is paused).
+    pub dropped_other_layer: u64,
+    /// Slots that changed simulcast layer (at a keyframe).
+    pub layer_switches: u64,
+    /// Video slots (as of the last adaptation) paused or held below what the subscriber
+    /// asked for, for lack of downlink bandwidth; and paused at the subscriber's request.
+    pub slots_constrained: u64,
+    pub slots_paused: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -45,6 +45,9 @@ pub struct OfferedMedia {
     pub direction: OfferedDirection,
     /// Port 0, or no codec we support: the answer rejects it and nothing flows on it.
     pub usable: bool,
+    /// The simulcast layers it sends (`a=simulcast:send`, or its `a=rid:… send` lines), in the
+    /// offer's order; empty without simulcast.
+    pub rids: Vec<String>,
 }
 
 impl OfferedMedia {
@@ -150,6 +153,7 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
             kind,
             direction: direction_of(m),
             usable,
+            rids: send_rids(m),
         });
     }
 
@@ -172,6 +176,53 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
         media,
         m_lines: parsed.media_descriptions.len(),
     })
+}
+
+/// The rids of the layers an m-line sends: `a=simulcast:send q;h;f` (alternatives after `,`
+/// and paused `~` layers included), else every `a=rid:<id> send`. At most 4 layers (the
+/// browsers' maximum is 3).
+fn send_rids(m: &MediaDescription) -> Vec<String> {
+    fn value<'a>(m: &'a MediaDescription, key: &'a str) -> impl Iterator<Item = &'a str> {
+        m.attributes
+            .iter()
+            .filter(move |a| a.key == key)
+            .filter_map(|a| a.value.as_deref())
+    }
+    let declared: Vec<&str> = value(m, "rid")
+        .filter_map(|v| {
+            let mut parts = v.split_whitespace();
+            let id = parts.next()?;
+            (parts.next() == Some("send")).then_some(id)
+        })
+        .collect();
+    let from_simulcast: Vec<&str> = value(m, "simulcast")
+        .filter_map(|v| {
+            let mut parts = v.split_whitespace();
+            while let Some(dir) = parts.next() {
+                let list = parts.next()?;
+                if dir == "send" {
+                    return Some(list);
+                }
+            }
+            None
+        })
+        .flat_map(|list| list.split([';', ',']))
+        .map(|r| r.trim_start_matches('~'))
+        .filter(|r| declared.contains(r))
+        .collect();
+    let rids = if from_simulcast.is_empty() {
+        declared
+    } else {
+        from_simulcast
+    };
+    let mut out: Vec<String> = Vec::new();
+    for rid in rids {
+        if !rid.is_empty() && rid.len() <= 16 && !out.iter().any(|r| r == rid) {
+            out.push(rid.to_owned());
+        }
+    }
+    out.truncate(4);
+    out
 }
 
 fn direction_of(m: &MediaDescription) -> OfferedDirection {
@@ -234,6 +285,26 @@ pub(crate) mod tests {
         assert_eq!(published, ["0", "1"]);
         let slots: Vec<_> = s.slots().map(|m| (m.mid.as_str(), m.kind)).collect();
         assert_eq!(slots, [("2", MediaKind::Video)]);
+    }
+
+    #[test]
+    fn reads_the_simulcast_layers_a_line_sends() {
+        let sdp = offer_with(&[("video", "sendonly", "VP8"), ("video", "sendonly", "VP8")])
+            .replacen(
+                "a=mid:0\r\n",
+                "a=mid:0\r\na=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=rid:x recv\r\na=simulcast:send q;~h,f\r\n",
+                1,
+            )
+            .replacen("a=mid:1\r\n", "a=mid:1\r\na=rid:b send\r\na=rid:a send\r\n", 1);
+        let s = inspect_offer(&sdp, &codecs()).unwrap();
+        assert_eq!(s.media[0].rids, ["q", "h", "f"]);
+        assert_eq!(
+            s.media[1].rids,
+            ["b", "a"],
+            "a=rid lines without a=simulcast"
+        );
+        let plain = inspect_offer(&offer_with(&[("video", "sendonly", "VP8")]), &codecs()).unwrap();
+        assert!(plain.media[0].rids.is_empty());
     }
 
     #[test]

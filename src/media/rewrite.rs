@@ -218,7 +218,13 @@ impl SlotSequencer {
         } else {
             0x1000
         };
-        out.extensions_padding = 0;
+        // What `Header::set_extension` (the stack stamping transport-wide sequence numbers)
+        // assumes when it adds an element: the padding the current elements need.
+        out.extensions_padding = if out.extension {
+            (4 - out.get_extension_payload_len() % 4) % 4
+        } else {
+            0
+        };
 
         let newer = match self.last {
             None => true,

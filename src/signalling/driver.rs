@@ -120,6 +120,7 @@ impl Driver {
     fn act(&mut self, key: SessionKey, doc: &Value) {
         let holding = self.sessions.contains_key(&key);
         let media = doc.get("media").filter(|m| m.is_object()).cloned();
+        let receive = doc.get("receive").cloned().unwrap_or(Value::Null);
         match decide(&Observed::from_doc(doc), self.ctx.store.instance(), holding) {
             Decision::Ignore => {}
             Decision::Leave => self.send(&key, SessionMsg::Leave),
@@ -137,6 +138,7 @@ impl Driver {
         if let Some(media) = media {
             self.send(&key, SessionMsg::Media(media));
         }
+        self.send(&key, SessionMsg::Receive(receive));
     }
 
     /// Re-reads every held session's document (a missed delete or close releases its peer)
@@ -175,6 +177,7 @@ impl Driver {
             SessionEvent::Closed(reason) => SessionMsg::EngineClosed(reason),
             SessionEvent::ViewChanged(view) => SessionMsg::View(view),
             SessionEvent::Quality { rtt_ms, loss } => SessionMsg::Quality(Quality { rtt_ms, loss }),
+            SessionEvent::Layers(layers) => SessionMsg::Layers(layers),
         };
         self.send(&event.session, msg);
     }

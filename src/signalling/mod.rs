@@ -10,6 +10,7 @@ pub mod driver;
 pub mod limits;
 pub mod protocol;
 pub mod quality;
+pub mod receive;
 pub mod session;
 pub mod store;
 pub mod validate;

@@ -17,6 +17,7 @@ use super::decide::Decision;
 use super::limits::OfferLimits;
 use super::protocol::{ErrorCode, SessionError, SessionState};
 use super::quality::{Quality, worth_writing};
+use super::receive::parse_receive;
 use super::store::{AnswerWrite, Claim, ClaimContext, ENDED_TTL, Live, ParticipantEntry, Store};
 use crate::docdb::DbError;
 use crate::jointoken::Grants;
@@ -39,6 +40,10 @@ pub enum SessionMsg {
     View(SessionView),
     /// The client's `media` field (which of its tracks are on), mirrored into the roster.
     Media(serde_json::Value),
+    /// The client's `receive` field (what it wants on its slots), for the engine.
+    Receive(serde_json::Value),
+    /// Which simulcast layers the publisher should encode, for its document.
+    Layers(std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>),
     Quality(Quality),
 }
 
@@ -111,6 +116,11 @@ struct Session {
     join_span: Option<tracing::Span>,
     /// The client's `media` field, if it wrote one.
     media: Option<serde_json::Value>,
+    /// The client's `receive` field as last applied (null: none), and the wishes read from it.
+    receive: serde_json::Value,
+    /// A bad `receive` was reported in `error` (cleared when a good one follows).
+    receive_refused: bool,
+    wishes: Option<std::collections::HashMap<String, crate::media::SlotWish>>,
     /// The quality last written into the roster.
     quality: Option<Quality>,
     finished: bool,
@@ -141,6 +151,9 @@ pub async fn run_session(
         view_version: 0,
         join_span: None,
         media: None,
+        receive: serde_json::Value::Null,
+        receive_refused: false,
+        wishes: None,
         quality: None,
         finished: false,
     };
@@ -181,6 +194,8 @@ pub async fn run_session(
                 session.write_view(view).await;
             }
             SessionMsg::Media(media) => session.media_changed(media).await,
+            SessionMsg::Receive(receive) => session.receive_changed(receive).await,
+            SessionMsg::Layers(layers) => session.write_layers(layers).await,
             SessionMsg::Quality(q) => session.quality(q).await,
         }
     }
@@ -390,6 +405,10 @@ impl Session {
         if self.peer.is_none() {
             self.peer = Some(negotiated.peer);
             self.joined = Some(now());
+            // Wishes written before the peer existed apply now.
+            if let Some(wishes) = &self.wishes {
+                self.ctx.engine.set_wishes(self.key.clone(), wishes.clone());
+            }
         }
         self.note_view(negotiated.view);
         self.unsent = Some(Unsent::Answer {
@@ -499,6 +518,54 @@ impl Session {
                 .await
         {
             tracing::warn!(key = %self.key, "cannot update the roster's media state: {e}");
+        }
+    }
+
+    async fn receive_changed(&mut self, receive: serde_json::Value) {
+        if self.receive == receive {
+            return;
+        }
+        self.receive = receive;
+        match parse_receive(&self.receive) {
+            Ok(wishes) => {
+                self.ctx.engine.set_wishes(self.key.clone(), wishes.clone());
+                self.wishes = Some(wishes);
+                if self.receive_refused
+                    && self
+                        .ctx
+                        .store
+                        .write_notice(&self.key, None, now())
+                        .await
+                        .is_ok()
+                {
+                    self.receive_refused = false;
+                }
+            }
+            Err(message) => {
+                tracing::info!(key = %self.key, "receive refused: {message}");
+                let error = SessionError::new(ErrorCode::InvalidDocument, message);
+                match self
+                    .ctx
+                    .store
+                    .write_notice(&self.key, Some(&error), now())
+                    .await
+                {
+                    Ok(()) => self.receive_refused = true,
+                    Err(e) => {
+                        tracing::warn!(key = %self.key, "cannot report a bad receive field: {e}")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_layers(
+        &mut self,
+        layers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>,
+    ) {
+        let value = serde_json::to_value(&layers).unwrap_or_default();
+        if let Err(e) = self.ctx.store.write_layers(&self.key, value, now()).await {
+            tracing::warn!(key = %self.key, "cannot write the layers to encode: {e}");
         }
     }
 

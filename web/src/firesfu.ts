@@ -1,6 +1,8 @@
 // The browser side of the firesfu signalling protocol v1 (docs/signalling.md): join a room by
 // writing an offer into a Firestore session document, apply the server's answer, re-offer when
-// the server wants more receive slots, restart ICE when the network changes, leave.
+// the server wants more receive slots, restart ICE when the network changes, publish the camera
+// in simulcast layers (pausing those nobody receives), say how large each received video is
+// shown, leave.
 
 import {
   Firestore,
@@ -27,6 +29,22 @@ export interface SessionError {
   revision: number | null;
 }
 
+/** What the client wants on one receive slot (the session document's `receive`). */
+export interface ReceivePref {
+  /** The largest video height wanted (the server picks the simulcast layer at or below it);
+   * `0` pauses the slot's video. An integer 0–4320. */
+  maxHeight: number;
+  /** This slot matters more than the others when the server shares a limited downlink. */
+  pinned?: boolean;
+}
+
+/** The camera's simulcast layers, low to high (`rid` q, h, f: quarter, half, full size). */
+export const SIMULCAST_ENCODINGS: readonly Readonly<RTCRtpEncodingParameters>[] = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
 export interface JoinOptions {
   db: Firestore;
   roomId: string;
@@ -40,6 +58,8 @@ export interface JoinOptions {
   stream?: MediaStream;
   /** Kinds to publish even when `stream` has no track of that kind (yet). */
   sendSlots?: ("audio" | "video")[];
+  /** Publish video in the three layers of SIMULCAST_ENCODINGS (default true; audio never). */
+  simulcast?: boolean;
   /** Which published tracks are on; mirrored into the roster for the other participants. */
   media?: { audio: boolean; video: boolean };
   /** Receive slots to offer up front (more are added when the server asks). */
@@ -59,6 +79,16 @@ const DISCONNECTED_GRACE_MS = 2000;
 /** How long one ICE restart may take to connect before the next (or giving up). */
 const RESTART_TIMEOUT_MS = 8000;
 const MAX_RESTARTS = 2;
+/** `receive` is written at most this often (the latest map wins). */
+const RECEIVE_WRITE_EVERY_MS = 300;
+/** The rules' bound on `receive` entries. */
+const MAX_RECEIVE_ENTRIES = 128;
+const MAX_HEIGHT = 4320;
+
+/** `receive` as a comparable string (key order does not matter). */
+function receiveKey(receive: Record<string, ReceivePref>): string {
+  return JSON.stringify(Object.keys(receive).sort().map((mid) => [mid, receive[mid].maxHeight, receive[mid].pinned === true]));
+}
 
 function randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
@@ -121,6 +151,13 @@ export class RoomSession {
   /** ICE restarts since the connection last worked; `restarting` while one is under way. */
   iceRestarts = 0;
   restarting = false;
+  /** What this client asked to receive per receive slot (`receive`, see setReceive). */
+  receive: Record<string, ReceivePref> = {};
+  /** The server's `layers`: per publish mid, the simulcast layers someone receives. */
+  layers: Record<string, Record<string, boolean>> = {};
+  private receiveWritten: string | null = receiveKey({});
+  private receiveTimer: ReturnType<typeof setTimeout> | undefined;
+  private receiveWrittenAt = -Infinity;
   private restartWanted = false;
   private iceTimer: ReturnType<typeof setTimeout> | undefined;
   private pending = false;
@@ -192,12 +229,12 @@ export class RoomSession {
     const s = new RoomSession(opts);
     s.pc.addEventListener("track", (e) => opts.onTrackReady?.(e.track, e.transceiver));
     for (const track of opts.stream?.getTracks() ?? []) {
-      s.pc.addTransceiver(track, { direction: "sendonly", streams: [opts.stream!] });
+      s.pc.addTransceiver(track, { direction: "sendonly", streams: [opts.stream!], ...s.encodingsFor(track.kind) });
     }
     // A send slot without a track yet (camera off at join): `replaceTrack` fills it later
-    // without a re-offer.
+    // without a re-offer (in simulcast too: the layers are negotiated now).
     for (const kind of opts.sendSlots ?? []) {
-      if (!s.sender(kind)) s.pc.addTransceiver(kind, { direction: "sendonly" });
+      if (!s.sender(kind)) s.pc.addTransceiver(kind, { direction: "sendonly", ...s.encodingsFor(kind) });
     }
     for (let i = 0; i < (opts.initialSlots?.audio ?? 0); i++) s.pc.addTransceiver("audio", { direction: "recvonly" });
     for (let i = 0; i < (opts.initialSlots?.video ?? 0); i++) s.pc.addTransceiver("video", { direction: "recvonly" });
@@ -209,6 +246,12 @@ export class RoomSession {
     }
     s.listen();
     return s;
+  }
+
+  /** The `sendEncodings` of a published track of `kind`: simulcast layers for video. */
+  private encodingsFor(kind: string): { sendEncodings?: RTCRtpEncodingParameters[] } {
+    if (kind !== "video" || this.opts.simulcast === false) return {};
+    return { sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) };
   }
 
   private listen(): void {
@@ -303,6 +346,7 @@ export class RoomSession {
       this.answeredRevision = answer.revision;
       if (answer.revision === 1) this.answeredAt = performance.now();
       await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+      await this.unlessSimulcastRefused();
       if (this.restartWanted) {
         this.restartWanted = false;
         void this.restartIce();
@@ -314,6 +358,8 @@ export class RoomSession {
         await this.pc.setLocalDescription({ type: "rollback" });
       }
     }
+    this.layers = d.layers && typeof d.layers === "object" ? d.layers : {};
+    await this.applyLayers();
     if (!this.pending && (d.state === "answered" || d.state === "connected")) {
       const needAudio = this.wants.audio - this.slotCount("audio");
       const needVideo = this.wants.video - this.slotCount("video");
@@ -326,6 +372,112 @@ export class RoomSession {
     this.opts.onChange?.(this);
   }
 
+  /** The transceivers publishing video in simulcast (their encodings have rids). */
+  private simulcastSenders(): RTCRtpTransceiver[] {
+    return this.pc.getTransceivers().filter((t) =>
+      t.mid !== null && t.direction === "sendonly" && t.receiver.track.kind === "video"
+      && t.sender.getParameters().encodings.some((e) => e.rid));
+  }
+
+  /**
+   * Encodes only the simulcast layers someone receives: `layers[mid][rid] === false` turns that
+   * encoding off, `true` or nothing turns it on. Failures are logged, never thrown (this runs
+   * in the snapshot handler, after the answer, one snapshot at a time).
+   */
+  private async applyLayers(): Promise<void> {
+    for (const t of this.simulcastSenders()) {
+      try {
+        const wanted = this.layers[t.mid!];
+        // getParameters and setParameters in one go (the parameters' transaction is per task).
+        const params = t.sender.getParameters();
+        let changed = false;
+        for (const e of params.encodings) {
+          if (!e.rid) continue;
+          const active = !(wanted && typeof wanted === "object" && wanted[e.rid] === false);
+          if ((e.active ?? true) !== active) {
+            e.active = active;
+            changed = true;
+          }
+        }
+        if (changed) {
+          await t.sender.setParameters(params);
+          console.info(`firesfu: layers of ${t.mid}: ${params.encodings.map((e) => `${e.rid}=${e.active ? "on" : "off"}`).join(" ")}`);
+        }
+      } catch (e) {
+        console.warn(`firesfu: cannot switch the simulcast layers of ${t.mid}`, e);
+      }
+    }
+  }
+
+  /**
+   * An answer without simulcast leaves only the first (lowest, quarter-size) encoding: send
+   * that one at full size instead.
+   */
+  private async unlessSimulcastRefused(): Promise<void> {
+    if (this.opts.simulcast === false) return;
+    for (const t of this.pc.getTransceivers()) {
+      if (t.direction !== "sendonly" || t.receiver.track.kind !== "video") continue;
+      try {
+        const params = t.sender.getParameters();
+        const [only] = params.encodings;
+        if (params.encodings.length !== 1 || (only.scaleResolutionDownBy ?? 1) === 1) continue;
+        const top = SIMULCAST_ENCODINGS[SIMULCAST_ENCODINGS.length - 1];
+        only.scaleResolutionDownBy = top.scaleResolutionDownBy;
+        only.maxBitrate = top.maxBitrate;
+        only.active = true;
+        await t.sender.setParameters(params);
+        console.info(`firesfu: the answer refused simulcast on ${t.mid}: one full-size encoding`);
+      } catch (e) {
+        console.warn(`firesfu: cannot adjust the encoding of ${t.mid}`, e);
+      }
+    }
+  }
+
+  /**
+   * Asks for at most `maxHeight` pixels of video on the receive slot `mid` (0 pauses it: the
+   * tile is off screen), or with `null` for no limit. Writes the whole `receive` map, at most
+   * once every 300 ms (the latest map wins) and only when it changed. Needs no re-offer.
+   */
+  setReceive(mid: string, pref: ReceivePref | null): void {
+    const next = { ...this.receive };
+    if (pref === null) {
+      if (!(mid in next)) return;
+      delete next[mid];
+    } else {
+      if (!Number.isFinite(pref.maxHeight)) throw new RangeError(`maxHeight ${pref.maxHeight} is not a number`);
+      if (!(mid in next) && Object.keys(next).length >= MAX_RECEIVE_ENTRIES) {
+        console.warn(`firesfu: receive holds ${MAX_RECEIVE_ENTRIES} slots already; ${mid} not limited`);
+        return;
+      }
+      const maxHeight = Math.min(MAX_HEIGHT, Math.max(0, Math.round(pref.maxHeight)));
+      const had = next[mid];
+      if (had && had.maxHeight === maxHeight && (had.pinned === true) === (pref.pinned === true)) return;
+      next[mid] = pref.pinned ? { maxHeight, pinned: true } : { maxHeight };
+    }
+    this.receive = next;
+    if (this.receiveTimer !== undefined) return; // the write already due takes the latest map
+    const wait = Math.max(0, this.receiveWrittenAt + RECEIVE_WRITE_EVERY_MS - performance.now());
+    this.receiveTimer = setTimeout(() => {
+      this.receiveTimer = undefined;
+      void this.writeReceive();
+    }, wait);
+  }
+
+  private async writeReceive(): Promise<void> {
+    if (this.ended || this.pc.signalingState === "closed") return;
+    const key = receiveKey(this.receive);
+    if (key === this.receiveWritten) return;
+    const receive = this.receive;
+    this.receiveWritten = key;
+    this.receiveWrittenAt = performance.now();
+    try {
+      await updateDoc(this.ref, { receive });
+    } catch (e) {
+      console.warn("firesfu: cannot write what this session receives", e);
+      if (this.receiveWritten === key) this.receiveWritten = null; // the next change writes it all
+    }
+  }
+
   /** Tells the room which of this session's tracks are on (mute, camera off). */
   async setMedia(media: { audio: boolean; video: boolean }): Promise<void> {
     this.opts.media = media;
@@ -334,6 +486,7 @@ export class RoomSession {
 
   async leave(): Promise<void> {
     clearTimeout(this.iceTimer);
+    clearTimeout(this.receiveTimer);
     this.unsubscribe?.();
     this.pc.close();
     if (this.state !== "closed" && this.state !== "failed") await updateDoc(this.ref, { state: "closed" });

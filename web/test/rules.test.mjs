@@ -100,6 +100,49 @@ describe("sessions", () => {
     await assertSucceeds(updateDoc(mine(db), { media: { audio: false, video: true } }));
     await assertFails(updateDoc(mine(db), { media: { audio: "off" } }));
   });
+  it("a session may be created with receive", () =>
+    assertSucceeds(setDoc(mine(as("ada")), session("ada", { receive: { "2": { maxHeight: 360 } } }))));
+  it("receive alone is writable without a re-offer", async () => {
+    const db = as("ada");
+    await setDoc(mine(db), session("ada"));
+    await env.withSecurityRulesDisabled((ctx) => updateDoc(mine(ctx.firestore()), { state: "connected", answer: { sdp: "x", revision: 1 } }));
+    await assertSucceeds(updateDoc(mine(db), { receive: { "3": { maxHeight: 360 }, "5": { maxHeight: 0 }, "7": { maxHeight: 1080, pinned: true } } }));
+    await assertSucceeds(updateDoc(mine(db), { receive: {} }));
+    await assertSucceeds(updateDoc(mine(db), { receive: { "3": { maxHeight: 720 } }, media: { audio: true, video: false } }));
+  });
+  it("receive may change with a re-offer", async () => {
+    const db = as("ada");
+    await setDoc(mine(db), session("ada"));
+    await assertSucceeds(updateDoc(mine(db), { offer: offer(2), state: "offered", receive: { "4": { maxHeight: 180 } } }));
+  });
+  it("receive must be a map", async () => {
+    const db = as("ada");
+    await assertFails(setDoc(mine(db), session("ada", { receive: [360] })));
+    await setDoc(mine(db), session("ada"));
+    await assertFails(updateDoc(mine(db), { receive: "all" }));
+    await assertFails(updateDoc(mine(db), { receive: null }));
+  });
+  it("receive holds at most 128 slots", async () => {
+    const db = as("ada");
+    const slots = (n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [String(i), { maxHeight: 360 }]));
+    await setDoc(mine(db), session("ada"));
+    await assertSucceeds(updateDoc(mine(db), { receive: slots(128) }));
+    await assertFails(updateDoc(mine(db), { receive: slots(129) }));
+    await assertFails(setDoc(mine(db, "s2"), session("ada", { receive: slots(129) })));
+  });
+  it("receive cannot come with a server field or another state", async () => {
+    const db = as("ada");
+    await setDoc(mine(db), session("ada"));
+    await assertFails(updateDoc(mine(db), { receive: { "3": { maxHeight: 360 } }, slots: {} }));
+    await assertFails(updateDoc(mine(db), { receive: { "3": { maxHeight: 360 } }, layers: { "0": { f: false } } }));
+    await assertFails(updateDoc(mine(db), { receive: { "3": { maxHeight: 360 } }, state: "answered" }));
+  });
+  it("a client cannot write layers", async () => {
+    const db = as("ada");
+    await assertFails(setDoc(mine(db), session("ada", { layers: { "0": { f: true } } })));
+    await setDoc(mine(db), session("ada"));
+    await assertFails(updateDoc(mine(db), { layers: { "0": { f: true } } }));
+  });
   it("nobody else may touch a user's session", () => assertFails(updateDoc(mine(as("ada"), "theirs"), { state: "closed" })));
 });
 

@@ -13,6 +13,12 @@ interface SmokeConfig {
   uid: string;
   /** For the connectivity benchmark (TURN). */
   iceServers?: RTCIceServer[];
+  /** The camera's size (default 320×240); `false`: publish no video. */
+  video?: { width: number; height: number } | false;
+  /** Publish audio (default true). */
+  audio?: boolean;
+  /** Publish video in simulcast (default: the app's default, on). */
+  simulcast?: boolean;
 }
 
 declare global {
@@ -20,6 +26,8 @@ declare global {
     runSmoke: (cfg: SmokeConfig) => Promise<void>;
     benchJoins: (cfg: SmokeConfig, joins: number) => Promise<{ answer: number[]; firstMedia: number[]; firstFrame: number[]; paths: string[] }>;
     smokeStats: () => Promise<unknown>;
+    /** Asks for at most `maxHeight` on every video receive slot (`null`: no limit). */
+    receiveAll: (maxHeight: number | null) => void;
     session?: RoomSession;
   }
 }
@@ -79,17 +87,33 @@ window.benchJoins = async (cfg, joins) => {
 
 window.runSmoke = async (cfg) => {
   const db = firestore(cfg);
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 320, height: 240 } });
+  const video = cfg.video === false ? false : (cfg.video ?? { width: 320, height: 240 });
+  const audio = cfg.audio !== false;
+  const stream = audio || video ? await navigator.mediaDevices.getUserMedia({ audio, video }) : undefined;
+  const publishing = stream && stream.getTracks().length > 0;
   window.session = await RoomSession.join({
     db,
     roomId: cfg.room,
     sessionId: cfg.session,
     uid: cfg.uid,
-    displayName: "Chromium",
+    displayName: `Chromium ${cfg.session}`,
     token: null,
-    stream,
+    stream: publishing ? stream : undefined,
+    simulcast: cfg.simulcast,
+    // A receive-only page starts with one slot of each kind (the room asks for more).
+    initialSlots: publishing ? undefined : { audio: 1, video: 1 },
     onChange: (s) => console.log(`session ${s.state} rev ${s.revision}/${s.answeredRevision} ${s.error?.code ?? ""}`),
   });
+};
+
+window.receiveAll = (maxHeight) => {
+  const s = window.session;
+  if (!s) return;
+  for (const t of s.pc.getTransceivers()) {
+    if (t.direction === "recvonly" && t.receiver.track.kind === "video" && t.mid) {
+      s.setReceive(t.mid, maxHeight === null ? null : { maxHeight });
+    }
+  }
 };
 
 window.smokeStats = async () => {
@@ -99,8 +123,16 @@ window.smokeStats = async () => {
   const inbound: Record<string, unknown>[] = [];
   const outbound: Record<string, unknown>[] = [];
   report.forEach((r) => {
-    if (r.type === "inbound-rtp") inbound.push({ kind: r.kind, mid: r.mid, packets: r.packetsReceived, framesDecoded: r.framesDecoded ?? null });
-    if (r.type === "outbound-rtp") outbound.push({ kind: r.kind, packets: r.packetsSent });
+    if (r.type === "inbound-rtp") {
+      inbound.push({
+        kind: r.kind, mid: r.mid, packets: r.packetsReceived, framesDecoded: r.framesDecoded ?? null,
+        frameHeight: r.frameHeight ?? null, bytes: r.bytesReceived, freezes: r.freezeCount ?? null,
+        lost: r.packetsLost ?? null, audioLevel: r.audioLevel ?? null,
+      });
+    }
+    if (r.type === "outbound-rtp") {
+      outbound.push({ kind: r.kind, mid: r.mid, rid: r.rid ?? null, packets: r.packetsSent, bytes: r.bytesSent, frameHeight: r.frameHeight ?? null, active: r.active ?? null });
+    }
   });
   return {
     state: s.state,
@@ -109,6 +141,8 @@ window.smokeStats = async () => {
     revision: s.revision,
     answeredRevision: s.answeredRevision,
     slots: s.slots,
+    layers: s.layers,
+    receive: s.receive,
     inbound,
     outbound,
     answer: s.pc.remoteDescription?.sdp ?? null,

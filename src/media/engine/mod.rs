@@ -21,6 +21,7 @@ use rtc::rtp;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+mod adapt;
 mod io;
 mod routing;
 
@@ -30,7 +31,10 @@ use super::metrics::MediaInstruments;
 
 use super::demux::Demux;
 use super::forward::ForwardTable;
-use super::peer::{ForwardError, Peer, PeerOutput, PeerSetup, TransportProtocol};
+use super::payload::{FrameInfo, VideoCodec};
+use super::peer::{
+    ForwardError, Forwarded, Inbound, Peer, PeerOutput, PeerSetup, TransportProtocol,
+};
 use super::rewrite::Unforwardable;
 use super::room::{Room, TrackRef};
 use super::socket::{DropCounter, bind_tcp, bind_udp};
@@ -136,6 +140,11 @@ impl EngineHandle {
 
     pub fn close(&self, peer: PeerId, reason: CloseReason) {
         let _ = self.commands.send(Command::Close { peer, reason });
+    }
+
+    /// What session `key` wants to receive on its slots (replaces earlier wishes).
+    pub fn set_wishes(&self, key: SessionKey, wishes: HashMap<String, super::SlotWish>) {
+        let _ = self.commands.send(Command::Wishes { key, wishes });
     }
 
     /// Asks the engine to close every peer (each reported as a `Closed` event) and stop.
@@ -275,6 +284,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                     dirty: Vec::new(),
                     outputs: Vec::new(),
                     inbound: Vec::new(),
+                    adapt_now: Vec::new(),
                 };
                 engine.run(command_rx, tcp_events).await;
             });
@@ -365,7 +375,19 @@ struct Engine {
     dirty: Vec<PeerId>,
     /// Reused buffers, so that a drain allocates nothing in the steady state.
     outputs: Vec<PeerOutput>,
-    inbound: Vec<(PeerId, String, rtp::Packet)>,
+    inbound: Vec<Received>,
+    /// Subscribers whose layers must be reconsidered before the next forwarding.
+    adapt_now: Vec<PeerId>,
+}
+
+/// A publisher's packet waiting to be forwarded.
+struct Received {
+    publisher: PeerId,
+    mid: String,
+    layer: u8,
+    codec: VideoCodec,
+    info: FrameInfo,
+    packet: rtp::Packet,
 }
 
 impl Engine {
@@ -377,12 +399,14 @@ impl Engine {
         let mut tcp_open = !self.config.tcp.is_empty();
         let mut buf = vec![0u8; 2048];
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        let mut next_adapt = Instant::now() + adapt::ADAPT_EVERY;
         loop {
             self.drain(Instant::now());
             let deadline = self
                 .next_deadline()
                 .unwrap_or(next_housekeeping)
-                .min(next_housekeeping);
+                .min(next_housekeeping)
+                .min(next_adapt);
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -411,6 +435,10 @@ impl Engine {
             }
             let now = Instant::now();
             self.run_timers(now);
+            if now >= next_adapt {
+                self.adapt(now, None);
+                next_adapt = now + adapt::ADAPT_EVERY;
+            }
             if now >= next_housekeeping {
                 self.housekeeping(now);
                 next_housekeeping = now + HOUSEKEEPING;
@@ -431,6 +459,15 @@ impl Engine {
                 let _ = reply.send(self.negotiate(now, offer));
             }
             Command::Close { peer, reason } => self.close_peer(now, peer, reason),
+            Command::Wishes { key, wishes } => {
+                if let Some(&id) = self.sessions.get(&key)
+                    && let Some(peer) = self.peers.get_mut(&id)
+                {
+                    peer.set_wishes(wishes);
+                    self.adapt_now.push(id);
+                    self.dirty.push(id);
+                }
+            }
             Command::Shutdown => {}
             #[cfg(feature = "fault-injection")]
             Command::InjectPanic => panic!("fault injection: the media thread panics"),
@@ -487,12 +524,23 @@ impl Engine {
                             .map(|p| p.slot_sources().cloned().collect())
                             .unwrap_or_default();
                         for track in sources {
-                            self.request_keyframe(now, &track);
+                            let layer = self.peers.get(&id).and_then(|p| {
+                                p.slot_states()
+                                    .find(|(_, t, _, _)| **t == track)
+                                    .and_then(|(_, _, _, s)| s.target())
+                            });
+                            self.request_keyframe(now, &track, layer);
                         }
                     }
                     PeerOutput::Failed => closing.push(id),
                     PeerOutput::Nack => self.stats.nacks_received += 1,
-                    PeerOutput::Media { mid, packet } => {
+                    PeerOutput::Media {
+                        mid,
+                        layer,
+                        codec,
+                        info,
+                        packet,
+                    } => {
                         self.stats.rtp_in += 1;
                         self.stats.rtp_bytes_in += packet.payload.len() as u64;
                         // Padding-only packets are the publisher's bandwidth probes toward us;
@@ -500,17 +548,21 @@ impl Engine {
                         if packet.payload.is_empty() {
                             self.stats.dropped_padding += 1;
                         } else {
-                            self.inbound.push((id, mid, packet));
+                            self.inbound.push(Received {
+                                publisher: id,
+                                mid,
+                                layer,
+                                codec,
+                                info,
+                                packet,
+                            });
                         }
                     }
                     PeerOutput::KeyframeRequest { slot } => {
-                        if let Some(track) = self
-                            .peers
-                            .get(&id)
-                            .and_then(|p| p.slot_source(&slot))
-                            .cloned()
-                        {
-                            self.request_keyframe(now, &track);
+                        if let Some((track, layer)) = self.peers.get(&id).and_then(|p| {
+                            Some((p.slot_source(&slot)?.clone(), p.slot_layer(&slot)))
+                        }) {
+                            self.request_keyframe(now, &track, layer);
                         }
                     }
                 }
@@ -518,9 +570,21 @@ impl Engine {
             self.outputs = outputs;
         }
 
+        if !self.adapt_now.is_empty() {
+            let mut ids = std::mem::take(&mut self.adapt_now);
+            ids.sort_unstable();
+            ids.dedup();
+            self.adapt(now, Some(&ids));
+        }
         let mut inbound = std::mem::take(&mut self.inbound);
-        for (publisher, mid, packet) in inbound.drain(..) {
-            for slot in self.forwards.slots_of(publisher, &mid) {
+        for received in inbound.drain(..) {
+            let packet = Inbound {
+                packet: &received.packet,
+                layer: received.layer,
+                codec: received.codec,
+                info: received.info,
+            };
+            for slot in self.forwards.slots_of(received.publisher, &received.mid) {
                 let Some(subscriber) = self.peers.get_mut(&slot.subscriber) else {
                     continue;
                 };
@@ -528,9 +592,13 @@ impl Engine {
                     continue;
                 }
                 match subscriber.forward(now, &slot.mid, &packet) {
-                    Ok(()) => {
+                    Ok(Forwarded::NotSelected) => self.stats.dropped_other_layer += 1,
+                    Ok(outcome) => {
+                        if outcome == Forwarded::Switched {
+                            self.stats.layer_switches += 1;
+                        }
                         self.stats.rtp_forwarded += 1;
-                        self.stats.rtp_bytes_forwarded += packet.payload.len() as u64;
+                        self.stats.rtp_bytes_forwarded += received.packet.payload.len() as u64;
                         touched.push(slot.subscriber);
                     }
                     Err(ForwardError::Unforwardable(Unforwardable::CodecMismatch)) => {

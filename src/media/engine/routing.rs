@@ -155,12 +155,11 @@ impl Engine {
             };
             let translation = Translation::new(&codecs, sub_codecs, &exts, sub_exts, &slot.mid);
             subscriber.start_slot(&slot.mid, track.clone(), translation);
-            let connected = subscriber.connected;
             self.forwards.add(track.clone(), slot.clone());
-            if connected {
-                self.request_keyframe(now, track);
-            }
+            // Its layer is chosen (and its keyframe asked for) before the next forwarding.
+            self.adapt_now.push(slot.subscriber);
         }
+        let _ = now;
         for peer in &changes.views_changed {
             if Some(*peer) != negotiating && self.peers.contains_key(peer) {
                 let view = self.view_of(*peer);
@@ -222,9 +221,10 @@ impl Engine {
         }
     }
 
-    pub(super) fn request_keyframe(&mut self, now: Instant, track: &TrackRef) {
+    /// Asks the publisher of `track` for a keyframe of `layer` (every layer: `None`).
+    pub(super) fn request_keyframe(&mut self, now: Instant, track: &TrackRef, layer: Option<u8>) {
         if let Some(p) = self.peers.get_mut(&track.publisher) {
-            if p.request_keyframe(now, &track.mid) {
+            if p.request_keyframe(now, &track.mid, layer) {
                 self.stats.keyframe_requests += 1;
             }
             self.dirty.push(track.publisher);

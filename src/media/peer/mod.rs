@@ -3,6 +3,12 @@
 //! offers is in [`negotiate`].
 
 mod negotiate;
+mod publish;
+mod slot;
+
+use publish::Publish;
+use slot::Slot;
+pub use slot::{Forwarded, Inbound, SlotWish};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +46,7 @@ use super::ConnectAttempt;
 use super::codecs::{build_media_engine, codec_descs, ext_descs};
 use super::keyframe::{DEFAULT_INTERVAL, KeyframeLimiter};
 use super::offer::{CodecSupport, MediaKind, OfferSummary};
+use super::payload::{self, FrameInfo, VideoCodec};
 use super::rewrite::{CodecDesc, ExtDesc, SlotSequencer, Translation, Unforwardable};
 use super::room::TrackRef;
 use super::{PeerId, SessionKey};
@@ -56,37 +63,17 @@ pub struct PeerSetup {
     pub tcp_candidates: Vec<SocketAddr>,
 }
 
-/// A publish m-line of this peer.
-struct Publish {
-    receiver: RTCRtpReceiverId,
-    /// Keyframes exist only in video: audio tracks get no keyframe requests.
-    video: bool,
-    /// Learned when the first packet opens the track; needed to address keyframe requests.
-    ssrc: Option<u32>,
-    /// A keyframe was asked for before the track started: ask as soon as it does.
-    keyframe_waiting: bool,
-    codecs: Vec<CodecDesc>,
-    exts: Vec<ExtDesc>,
-    keyframes: KeyframeLimiter,
-}
-
-/// A receive slot of this peer: we send on it.
-struct Slot {
-    sender: RTCRtpSenderId,
-    codecs: Vec<CodecDesc>,
-    exts: Vec<ExtDesc>,
-    sequencer: SlotSequencer,
-    source: Option<(TrackRef, Translation)>,
-}
-
 /// What the engine must act on after feeding a peer.
 #[derive(Debug)]
 pub enum PeerOutput {
     Connected,
     Failed,
-    /// An RTP packet on a publish m-line.
+    /// An RTP packet on a publish m-line (of simulcast layer `layer`; 0 without simulcast).
     Media {
         mid: String,
+        layer: u8,
+        codec: VideoCodec,
+        info: FrameInfo,
         packet: rtp::Packet,
     },
     /// The subscriber asks for a keyframe of what its slot `mid` carries.
@@ -117,6 +104,8 @@ pub struct Peer {
     published_tracks: HashMap<String, String>,
     publishes: HashMap<String, Publish>,
     slots: HashMap<String, Slot>,
+    /// What the subscriber asked to receive per slot mid (kept across re-offers).
+    wishes: HashMap<String, SlotWish>,
     pub last_heard: Instant,
     pub connected: bool,
     /// The stack panicked inside a call for this peer: it is closed at the next drain.
@@ -126,31 +115,6 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn start_slot(&mut self, mid: &str, source: TrackRef, translation: Translation) {
-        if let Some(slot) = self.slots.get_mut(mid) {
-            slot.sequencer.switch_source();
-            slot.source = Some((source, translation));
-        }
-    }
-
-    pub fn stop_slot(&mut self, mid: &str) {
-        if let Some(slot) = self.slots.get_mut(mid) {
-            slot.source = None;
-        }
-    }
-
-    pub fn slot_sources(&self) -> impl Iterator<Item = &TrackRef> {
-        self.slots
-            .values()
-            .filter_map(|s| s.source.as_ref().map(|(t, _)| t))
-    }
-
-    pub fn slot_source(&self, mid: &str) -> Option<&TrackRef> {
-        self.slots
-            .get(mid)
-            .and_then(|s| s.source.as_ref().map(|(t, _)| t))
-    }
-
     /// Runs one call into the stack. A panic in it (a bug in `rtc` that a crafted packet may
     /// reach) breaks only this peer, which the engine then closes, instead of the media thread
     /// and with it every room of the instance.
@@ -256,7 +220,7 @@ impl Peer {
                 ) => self.attempt.ice_connected = true,
                 RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                     if let Some(mid) = self.published_tracks.get(&init.track_id).cloned() {
-                        self.track_started(now, &mid, init.ssrc);
+                        self.track_opened(now, &mid, init.ssrc, init.rid.as_deref());
                     }
                 }
                 _ => {}
@@ -265,11 +229,10 @@ impl Peer {
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
             match message {
                 RTCMessage::RtpPacket(track_id, packet) => {
-                    if let Some(mid) = self.published_tracks.get(&track_id).cloned() {
-                        if self.publishes.get(&mid).is_some_and(|p| p.ssrc.is_none()) {
-                            self.track_started(now, &mid, packet.header.ssrc);
-                        }
-                        out.push(PeerOutput::Media { mid, packet });
+                    if let Some(mid) = self.published_tracks.get(&track_id).cloned()
+                        && let Some(output) = self.received(now, mid, packet)
+                    {
+                        out.push(output);
                     }
                 }
                 RTCMessage::RtcpPacket(_, packets) => {
@@ -306,99 +269,61 @@ impl Peer {
         }
     }
 
-    /// Forwards one publisher packet into slot `mid`, rewritten for this subscriber.
-    pub fn forward(
-        &mut self,
-        now: Instant,
-        mid: &str,
-        packet: &rtp::Packet,
-    ) -> Result<(), ForwardError> {
-        let slot = self.slots.get_mut(mid).ok_or(ForwardError::NoSlot)?;
-        let (_, translation) = slot.source.as_ref().ok_or(ForwardError::NoSlot)?;
-        let mut header = rtp::header::Header::default();
-        slot.sequencer
-            .rewrite(translation, &packet.header, &mut header, now)
-            .map_err(ForwardError::Unforwardable)?;
-        let sender = slot.sender;
-        let packet = rtp::Packet {
-            header,
-            payload: packet.payload.clone(),
-        };
-        self.guarded("write_rtp", |p| {
-            p.pc.rtp_sender(sender)
-                .ok_or(ForwardError::NoSlot)?
-                .write_rtp(now, packet)
-                .map_err(|e| ForwardError::Stack(e.to_string()))
-        })
-        .unwrap_or_else(|| Err(ForwardError::Stack("the stack panicked".into())))
-    }
-
-    fn track_started(&mut self, now: Instant, mid: &str, ssrc: u32) {
+    /// A published stream (a layer) opened: learn which SSRC carries it.
+    fn track_opened(&mut self, now: Instant, mid: &str, ssrc: u32, rid: Option<&str>) {
         let Some(p) = self.publishes.get_mut(mid) else {
             return;
         };
-        p.ssrc = Some(ssrc);
-        if std::mem::take(&mut p.keyframe_waiting) {
-            self.request_keyframe(now, mid);
+        if let Some(layer) = p.layer_of(ssrc, rid) {
+            self.layer_started(now, mid, layer);
         }
     }
 
-    /// Asks this publisher for a keyframe on `mid`, within the rate limit. True when sent.
-    /// Before the track has started the request waits for its first packet.
-    pub fn request_keyframe(&mut self, now: Instant, mid: &str) -> bool {
-        let Some(p) = self.publishes.get_mut(mid).filter(|p| p.video) else {
-            return false;
+    /// One RTP packet of a published track: which layer it is, what it says about its frame.
+    fn received(&mut self, now: Instant, mid: String, packet: rtp::Packet) -> Option<PeerOutput> {
+        let ssrc = packet.header.ssrc;
+        let p = self.publishes.get_mut(&mid)?;
+        let known = p.layers.iter().any(|l| l.ssrc == Some(ssrc));
+        let layer = match p.layer_of(ssrc, None) {
+            Some(layer) => layer,
+            None => {
+                // A simulcast layer whose OnOpen we missed: the receiver's track knows its rid.
+                let receiver = p.receiver;
+                let rid = self
+                    .pc
+                    .rtp_receiver(receiver)
+                    .and_then(|r| r.track().rid(ssrc).cloned())?;
+                self.publishes.get_mut(&mid)?.layer_of(ssrc, Some(&rid))?
+            }
         };
-        if p.ssrc.is_none() {
-            p.keyframe_waiting = true;
-            return false;
+        if !known {
+            self.layer_started(now, &mid, layer);
         }
-        if !p.keyframes.request(now) {
-            return false;
+        let p = self.publishes.get_mut(&mid)?;
+        let codec = p.codec(packet.header.payload_type);
+        let mut info = if p.video {
+            payload::inspect(codec, &packet.payload)
+        } else {
+            FrameInfo::default()
+        };
+        // Only a change of simulcast layer must wait for a keyframe. A single stream (audio,
+        // or video without simulcast) starts anywhere, and its subscriber asks for a keyframe.
+        if !p.simulcast() || codec == VideoCodec::Other {
+            info.keyframe_start = true;
         }
-        self.send_pli(now, mid)
+        p.observe(now, layer, packet.payload.len(), info);
+        Some(PeerOutput::Media {
+            mid,
+            layer,
+            codec,
+            info,
+            packet,
+        })
     }
 
-    /// Sends keyframe requests that waited for the rate limit. Returns how many.
-    pub fn poll_keyframes(&mut self, now: Instant) -> usize {
-        let due: Vec<String> = self
-            .publishes
-            .iter_mut()
-            .filter_map(|(mid, p)| p.keyframes.poll(now).then(|| mid.clone()))
-            .collect();
-        due.iter().filter(|mid| self.send_pli(now, mid)).count()
-    }
-
-    pub fn keyframe_deadline(&self) -> Option<Instant> {
-        self.publishes
-            .values()
-            .filter_map(|p| p.keyframes.deadline())
-            .min()
-    }
-
-    fn send_pli(&mut self, now: Instant, mid: &str) -> bool {
-        let Some(p) = self.publishes.get(mid) else {
-            return false;
-        };
-        let (Some(media_ssrc), receiver) = (p.ssrc, p.receiver) else {
-            return false;
-        };
-        let Some(mut r) = self.pc.rtp_receiver(receiver) else {
-            return false;
-        };
-        let sent = r.write_rtcp(
-            now,
-            vec![Box::new(PictureLossIndication {
-                sender_ssrc: 0,
-                media_ssrc,
-            })],
-        );
-        tracing::debug!(peer = self.id.0, mid, media_ssrc, ?sent, "keyframe request");
-        sent.is_ok()
-    }
-
-    pub fn published_count(&self) -> usize {
-        self.publishes.len()
+    /// The estimated downlink toward this peer, bits per second (`None`: no estimate).
+    pub fn downlink_estimate(&self) -> Option<u64> {
+        None
     }
 
     /// ICE round-trip time (seconds) and the fraction of published packets lost on the way in.

@@ -64,6 +64,7 @@ impl Peer {
             published_tracks: HashMap::new(),
             publishes: HashMap::new(),
             slots: HashMap::new(),
+            wishes: HashMap::new(),
             last_heard: now,
             connected: false,
             broken: false,
@@ -226,17 +227,14 @@ impl Peer {
                     let old = self.publishes.remove(&m.mid);
                     publishes.insert(
                         m.mid.clone(),
-                        Publish {
+                        Publish::new(
                             receiver,
-                            video: m.kind == super::MediaKind::Video,
-                            ssrc: old.as_ref().and_then(|p| p.ssrc),
-                            keyframe_waiting: old.as_ref().is_some_and(|p| p.keyframe_waiting),
-                            codecs: codec_descs(&params),
-                            exts: ext_descs(&params),
-                            keyframes: old
-                                .map(|p| p.keyframes)
-                                .unwrap_or_else(|| KeyframeLimiter::new(DEFAULT_INTERVAL)),
-                        },
+                            m.kind == super::MediaKind::Video,
+                            &m.rids,
+                            codec_descs(&params),
+                            ext_descs(&params),
+                            old,
+                        ),
                     );
                 }
             } else if m.is_slot() {
@@ -244,21 +242,16 @@ impl Peer {
                 if let Some(mut s) = self.pc.rtp_sender(sender) {
                     let params = s.get_parameters().rtp_parameters.clone();
                     let ssrc = s.track().ssrcs().next().unwrap_or_default();
-                    let old = self.slots.remove(&m.mid);
-                    let (sequencer, source) = match old {
-                        Some(old) => (old.sequencer, old.source),
-                        None => (SlotSequencer::new(ssrc), None),
+                    let slot = match self.slots.remove(&m.mid) {
+                        Some(mut old) => {
+                            old.sender = sender;
+                            old.codecs = codec_descs(&params);
+                            old.exts = ext_descs(&params);
+                            old
+                        }
+                        None => Slot::new(sender, codec_descs(&params), ext_descs(&params), ssrc),
                     };
-                    slots.insert(
-                        m.mid.clone(),
-                        Slot {
-                            sender,
-                            codecs: codec_descs(&params),
-                            exts: ext_descs(&params),
-                            sequencer,
-                            source,
-                        },
-                    );
+                    slots.insert(m.mid.clone(), slot);
                 }
             }
         }
@@ -270,11 +263,5 @@ impl Peer {
         self.publishes
             .get(mid)
             .map(|p| (p.codecs.as_slice(), p.exts.as_slice()))
-    }
-
-    pub fn slot_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {
-        self.slots
-            .get(mid)
-            .map(|s| (s.codecs.as_slice(), s.exts.as_slice()))
     }
 }

@@ -71,6 +71,8 @@ struct SessionWrite {
     #[serde(skip_serializing_if = "Option::is_none")]
     slots: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    layers: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     updated_at: Option<FirestoreTimestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<FirestoreTimestamp>,
@@ -78,13 +80,14 @@ struct SessionWrite {
 
 impl SessionWrite {
     fn mask(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, bool); 8] = [
+        let fields: [(&'static str, bool); 9] = [
             ("state", self.state.is_some()),
             ("answer", self.answer.is_some()),
             ("error", self.error.is_some()),
             ("instance", self.instance.is_some()),
             ("wants", self.wants.is_some()),
             ("slots", self.slots.is_some()),
+            ("layers", self.layers.is_some()),
             ("updatedAt", self.updated_at.is_some()),
             ("expiresAt", self.expires_at.is_some()),
         ];
@@ -324,6 +327,37 @@ impl Store {
         let write = SessionWrite {
             wants: Some(wants),
             slots: Some(slots),
+            updated_at: Some(timestamp(now)),
+            ..Default::default()
+        };
+        self.update_existing(key, &write).await
+    }
+
+    /// Which simulcast layers of its tracks the publisher should encode (dynacast).
+    pub async fn write_layers(
+        &self,
+        key: &SessionKey,
+        layers: Value,
+        now: SystemTime,
+    ) -> Result<(), DbError> {
+        let write = SessionWrite {
+            layers: Some(layers),
+            updated_at: Some(timestamp(now)),
+            ..Default::default()
+        };
+        self.update_existing(key, &write).await
+    }
+
+    /// Reports a client field the server could not apply (the session goes on); `None` clears
+    /// the report once the field is fixed.
+    pub async fn write_notice(
+        &self,
+        key: &SessionKey,
+        error: Option<&SessionError>,
+        now: SystemTime,
+    ) -> Result<(), DbError> {
+        let write = SessionWrite {
+            error: Some(error.map_or(Value::Null, |e| error_value(e, None))),
             updated_at: Some(timestamp(now)),
             ..Default::default()
         };

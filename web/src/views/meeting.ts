@@ -51,7 +51,7 @@ class Meeting {
   private audio: boolean;
   private video: boolean;
   private readonly stream: MediaStream;
-  private readonly tiles = new TileGrid();
+  private readonly tiles = new TileGrid(() => this.syncReceive());
   private readonly chat = chatPanel();
   private readonly banner = h("p.banner", { role: "status", hidden: true });
   /** Device toggles run one at a time (a double click must not open a camera twice). */
@@ -88,6 +88,7 @@ class Meeting {
       sessionId: this.session?.sessionId, iceRestarts: this.session?.iceRestarts,
       state: this.session?.state, revision: this.session?.revision, answered: this.session?.answeredRevision,
       error: this.session?.error, slots: this.session?.slots, roster: [...this.roster.values()],
+      receive: this.session?.receive, layers: this.session?.layers,
       transceivers: this.session?.pc.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, current: t.currentDirection, kind: t.receiver.track.kind })),
     });
   }
@@ -253,8 +254,8 @@ class Meeting {
   }
 
   /** The remote tracks of one participant, from the session's slot map. */
-  private tracksOf(id: string): { audio: MediaStreamTrack | null; video: MediaStreamTrack | null; mids: Set<string> } {
-    const out = { audio: null as MediaStreamTrack | null, video: null as MediaStreamTrack | null, mids: new Set<string>() };
+  private tracksOf(id: string): { audio: MediaStreamTrack | null; video: MediaStreamTrack | null; videoMid: string | null; mids: Set<string> } {
+    const out = { audio: null as MediaStreamTrack | null, video: null as MediaStreamTrack | null, videoMid: null as string | null, mids: new Set<string>() };
     const s = this.session;
     if (!s) return out;
     for (const t of s.pc.getTransceivers()) {
@@ -262,6 +263,7 @@ class Meeting {
       if (!slot || slot.participant !== id || t.direction !== "recvonly") continue;
       out.mids.add(t.mid!);
       out[slot.kind] = t.receiver.track;
+      if (slot.kind === "video") out.videoMid = t.mid;
     }
     return out;
   }
@@ -278,11 +280,27 @@ class Meeting {
     for (const p of others) {
       const tracks = this.tracksOf(p.id);
       states.push({
-        key: p.id, name: p.displayName, self: false, video: tracks.video, audio: tracks.audio,
+        key: p.id, name: p.displayName, self: false, video: tracks.video, audio: tracks.audio, videoMid: tracks.videoMid,
         audioOn: p.media?.audio !== false, videoOn: p.media?.video !== false, quality: this.qualities.get(p.id) ?? null,
       });
     }
     this.tiles.update(states);
+    this.syncReceive();
+  }
+
+  /**
+   * Tells the server how large each remote video is shown (`receive`), so that it sends the
+   * simulcast layer that fits, and nothing for tiles out of view. Slots no tile shows are not
+   * limited. The session coalesces the writes.
+   */
+  private syncReceive(): void {
+    const s = this.session;
+    if (!s || s.ended) return;
+    const wants = this.tiles.receiveWants();
+    for (const mid of Object.keys(s.receive)) {
+      if (!wants.has(mid)) s.setReceive(mid, null);
+    }
+    for (const [mid, maxHeight] of wants) s.setReceive(mid, { maxHeight, pinned: s.receive[mid]?.pinned });
   }
 
   /** RTT and quality per tile: this browser's getStats plus what the server reports per peer. */
@@ -324,6 +342,7 @@ class Meeting {
     this.stopped = true;
     clearInterval(this.statsTimer);
     this.stopRoster?.();
+    this.tiles.close();
     this.chat.detach();
     delete window.firesfuInbound;
     delete window.firesfuDebug;

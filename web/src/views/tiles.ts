@@ -1,5 +1,7 @@
 // The participant grid: one tile per person, with their video (or a placeholder with their
-// name when the camera is off), a muted icon, their RTT and a connection-quality grade.
+// name when the camera is off), a muted icon, their RTT and a connection-quality grade. It
+// also works out how tall each remote video is shown (0 when it cannot be seen), so that the
+// server sends the simulcast layer that fits.
 import { h } from "../dom";
 import { grade, type Grade, type Measured } from "../quality";
 
@@ -12,6 +14,18 @@ export interface TileState {
   audioOn: boolean;
   videoOn: boolean;
   quality: Measured | null;
+  /** The receive slot (`mid`) the remote video arrives on, if any. */
+  videoMid?: string | null;
+}
+
+/** The heights asked for, in device pixels: a tile's height is rounded up to one of them. */
+const HEIGHT_STEPS = [180, 360, 720, 1080];
+
+/** The height to ask for a video shown `cssHeight` CSS pixels tall (0: not shown). */
+export function wantedHeight(cssHeight: number, dpr = window.devicePixelRatio || 1): number {
+  const px = cssHeight * dpr;
+  if (!(px > 0)) return 0;
+  return HEIGHT_STEPS.find((step) => step >= px) ?? HEIGHT_STEPS[HEIGHT_STEPS.length - 1];
 }
 
 interface Tile {
@@ -24,6 +38,10 @@ interface Tile {
   grade: HTMLElement;
   videoTrack: MediaStreamTrack | null;
   audioTrack: MediaStreamTrack | null;
+  videoMid: string | null;
+  /** From the observers: the tile's height in CSS pixels, and whether it is in view. */
+  cssHeight: number | null;
+  inView: boolean | null;
 }
 
 const GRADE_TEXT: Record<Grade, string> = { good: "Good", fair: "Fair", poor: "Poor", unknown: "Measuring…" };
@@ -38,18 +56,93 @@ function makeTile(state: TileState): Tile {
   const root = h("article.tile", { dataset: { participant: state.name, key: state.key, self: String(state.self) } },
     video, audio, placeholder,
     h("div.caption", {}, muted, h("span.name", {}, state.self ? `${state.name} (you)` : state.name), h("span.stats", {}, rtt, gradeEl)));
-  return { root, video, audio, placeholder, muted, rtt, grade: gradeEl, videoTrack: null, audioTrack: null };
+  return {
+    root, video, audio, placeholder, muted, rtt, grade: gradeEl, videoTrack: null, audioTrack: null,
+    videoMid: null, cssHeight: null, inView: null,
+  };
 }
 
 export class TileGrid {
   readonly element = h("section.grid", { "aria-label": "Participants" });
   private tiles = new Map<string, Tile>();
+  private readonly byRoot = new Map<Element, Tile>();
+  private readonly resized = new ResizeObserver((entries) => {
+    for (const e of entries) {
+      const tile = this.byRoot.get(e.target);
+      if (tile) tile.cssHeight = e.borderBoxSize?.[0]?.blockSize ?? e.contentRect.height;
+    }
+    this.viewChanged();
+  });
+  private readonly seen = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const tile = this.byRoot.get(e.target);
+      if (tile) tile.inView = e.isIntersecting;
+    }
+    this.viewChanged();
+  });
+  private readonly onVisibility = () => this.viewChanged();
+  private closed = false;
+  private lastWants = "";
+
+  /** `onView`: how large the remote videos are shown changed (see `receiveWants`). */
+  constructor(private readonly onView: () => void = () => {}) {
+    document.addEventListener("visibilitychange", this.onVisibility);
+    this.watchPixelRatio();
+  }
+
+  /** A window moved to a screen of another pixel density. */
+  private watchPixelRatio(): void {
+    if (this.closed) return;
+    matchMedia(`(resolution: ${window.devicePixelRatio || 1}dppx)`).addEventListener("change", () => {
+      this.watchPixelRatio();
+      this.viewChanged();
+    }, { once: true });
+  }
+
+  /**
+   * The height each remote video should arrive at, by receive slot: 0 for tiles out of view
+   * (scrolled away, not displayed, or the tab hidden), else the tile's height in device pixels
+   * rounded up to 180, 360, 720 or 1080. Tiles not laid out yet are left out (no limit).
+   */
+  receiveWants(): Map<string, number> {
+    const wants = new Map<string, number>();
+    const hidden = document.visibilityState === "hidden";
+    for (const tile of this.tiles.values()) {
+      if (!tile.videoMid) continue;
+      if (hidden || tile.inView === false) wants.set(tile.videoMid, 0);
+      else if (tile.inView && tile.cssHeight !== null) wants.set(tile.videoMid, wantedHeight(tile.cssHeight));
+    }
+    return wants;
+  }
+
+  private viewChanged(): void {
+    if (this.closed) return;
+    const key = JSON.stringify([...this.receiveWants()]);
+    if (key === this.lastWants) return;
+    this.lastWants = key;
+    this.onView();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.resized.disconnect();
+    this.seen.disconnect();
+    document.removeEventListener("visibilitychange", this.onVisibility);
+  }
 
   update(states: TileState[]): void {
     const order: HTMLElement[] = [];
     for (const s of states) {
       let tile = this.tiles.get(s.key);
-      if (!tile) this.tiles.set(s.key, (tile = makeTile(s)));
+      if (!tile) {
+        this.tiles.set(s.key, (tile = makeTile(s)));
+        if (!s.self) {
+          this.byRoot.set(tile.root, tile);
+          this.resized.observe(tile.root);
+          this.seen.observe(tile.root);
+        }
+      }
+      tile.videoMid = s.self ? null : s.videoMid ?? null;
       if (tile.videoTrack !== s.video) {
         tile.videoTrack = s.video;
         tile.video.srcObject = s.video ? new MediaStream([s.video]) : null;
@@ -71,11 +164,15 @@ export class TileGrid {
       if (!states.some((s) => s.key === key)) {
         tile.video.srcObject = null;
         tile.audio.srcObject = null;
+        this.resized.unobserve(tile.root);
+        this.seen.unobserve(tile.root);
+        this.byRoot.delete(tile.root);
         this.tiles.delete(key);
       }
     }
     this.element.replaceChildren(...order);
     this.element.dataset.count = String(order.length);
+    this.viewChanged();
   }
 
   private showQuality(tile: Tile, q: Measured | null): void {

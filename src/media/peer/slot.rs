@@ -1,0 +1,179 @@
+//! A peer's receive slots: which source and layer each forwards, what the subscriber asked
+//! to receive on it, and rewriting a publisher's packet into it.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::media::layers::{LayerSelector, Verdict};
+use crate::media::payload::{FrameInfo, PictureNumbering, VideoCodec};
+
+/// What a subscriber asked for on one receive slot (the session document's `receive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SlotWish {
+    /// The largest picture height wanted; `Some(0)`: paused; `None`: no limit.
+    pub max_height: Option<u16>,
+    /// More important than the other slots when the downlink is short.
+    pub pinned: bool,
+}
+
+/// A receive slot of this peer: we send on it.
+pub(super) struct Slot {
+    pub sender: RTCRtpSenderId,
+    pub codecs: Vec<CodecDesc>,
+    pub exts: Vec<ExtDesc>,
+    pub sequencer: SlotSequencer,
+    pub source: Option<(TrackRef, Translation)>,
+    pub selector: LayerSelector,
+    pub numbering: PictureNumbering,
+}
+
+impl Slot {
+    pub fn new(
+        sender: RTCRtpSenderId,
+        codecs: Vec<CodecDesc>,
+        exts: Vec<ExtDesc>,
+        ssrc: u32,
+    ) -> Self {
+        Slot {
+            sender,
+            codecs,
+            exts,
+            sequencer: SlotSequencer::new(ssrc),
+            source: None,
+            selector: LayerSelector::default(),
+            numbering: PictureNumbering::default(),
+        }
+    }
+}
+
+/// What became of one packet offered to a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    Sent,
+    /// Sent, and it is the first of a newly selected layer.
+    Switched,
+    /// The slot forwards another layer now (or is paused).
+    NotSelected,
+}
+
+/// One publisher packet as the forwarder sees it.
+pub struct Inbound<'a> {
+    pub packet: &'a rtp::Packet,
+    pub layer: u8,
+    pub codec: VideoCodec,
+    pub info: FrameInfo,
+}
+
+impl Peer {
+    pub fn start_slot(&mut self, mid: &str, source: TrackRef, translation: Translation) {
+        if let Some(slot) = self.slots.get_mut(mid) {
+            slot.sequencer.switch_source();
+            slot.numbering.rebase();
+            slot.selector = LayerSelector::default();
+            slot.source = Some((source, translation));
+        }
+    }
+
+    pub fn stop_slot(&mut self, mid: &str) {
+        if let Some(slot) = self.slots.get_mut(mid) {
+            slot.source = None;
+            slot.selector = LayerSelector::default();
+        }
+    }
+
+    pub fn slot_sources(&self) -> impl Iterator<Item = &TrackRef> {
+        self.slots
+            .values()
+            .filter_map(|s| s.source.as_ref().map(|(t, _)| t))
+    }
+
+    pub fn slot_source(&self, mid: &str) -> Option<&TrackRef> {
+        self.slots
+            .get(mid)
+            .and_then(|s| s.source.as_ref().map(|(t, _)| t))
+    }
+
+    /// Every slot with a source: its mid, source, wish and layers (current, target).
+    pub fn slot_states(&self) -> impl Iterator<Item = (&str, &TrackRef, SlotWish, &LayerSelector)> {
+        self.slots.iter().filter_map(|(mid, s)| {
+            let (track, _) = s.source.as_ref()?;
+            let wish = self.wishes.get(mid).copied().unwrap_or_default();
+            Some((mid.as_str(), track, wish, &s.selector))
+        })
+    }
+
+    /// Replaces what the subscriber asked for on its slots (absent slots: no limit).
+    pub fn set_wishes(&mut self, wishes: HashMap<String, SlotWish>) {
+        self.wishes = wishes;
+    }
+
+    /// Sets the layer slot `mid` forwards; true when a keyframe of it must be asked for.
+    pub fn set_slot_target(&mut self, mid: &str, target: Option<u8>) -> bool {
+        self.slots
+            .get_mut(mid)
+            .is_some_and(|s| s.selector.set_target(target))
+    }
+
+    /// Slot `mid` waits for a keyframe of the layer it is to forward.
+    pub fn slot_waiting(&self, mid: &str) -> bool {
+        self.slots.get(mid).is_some_and(|s| s.selector.waiting())
+    }
+
+    /// The layer slot `mid` forwards now or waits for: what a keyframe request concerns.
+    pub fn slot_layer(&self, mid: &str) -> Option<u8> {
+        let s = self.slots.get(mid)?;
+        s.selector.target().or(s.selector.current())
+    }
+
+    /// Forwards one publisher packet into slot `mid`, rewritten for this subscriber.
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        mid: &str,
+        inbound: &Inbound,
+    ) -> Result<Forwarded, ForwardError> {
+        let slot = self.slots.get_mut(mid).ok_or(ForwardError::NoSlot)?;
+        let (_, translation) = slot.source.as_ref().ok_or(ForwardError::NoSlot)?;
+        let src = inbound.packet;
+        let outcome = match slot
+            .selector
+            .on_packet(inbound.layer, inbound.info.keyframe_start)
+        {
+            Verdict::Drop => return Ok(Forwarded::NotSelected),
+            Verdict::Switch => {
+                slot.sequencer.switch_source();
+                slot.numbering.rebase();
+                Forwarded::Switched
+            }
+            Verdict::Forward => Forwarded::Sent,
+        };
+        let mut header = rtp::header::Header::default();
+        slot.sequencer
+            .rewrite(translation, &src.header, &mut header, now)
+            .map_err(ForwardError::Unforwardable)?;
+        // VP8/VP9 picture numbering continues across switches; untouched packets are shared.
+        let payload = if slot.numbering.needs_rewrite(inbound.codec, &src.payload) {
+            let mut copy = src.payload.to_vec();
+            slot.numbering.rewrite(inbound.codec, &mut copy);
+            Bytes::from(copy)
+        } else {
+            src.payload.clone()
+        };
+        let sender = slot.sender;
+        let packet = rtp::Packet { header, payload };
+        self.guarded("write_rtp", |p| {
+            p.pc.rtp_sender(sender)
+                .ok_or(ForwardError::NoSlot)?
+                .write_rtp(now, packet)
+                .map_err(|e| ForwardError::Stack(e.to_string()))
+        })
+        .unwrap_or_else(|| Err(ForwardError::Stack("the stack panicked".into())))
+        .map(|()| outcome)
+    }
+
+    pub fn slot_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {
+        self.slots
+            .get(mid)
+            .map(|s| (s.codecs.as_slice(), s.exts.as_slice()))
+    }
+}
