@@ -60,6 +60,9 @@ async fn stats(State(ops): State<Ops>) -> Json<Value> {
         "layerSwitches": s.layer_switches,
         "slotsConstrained": s.slots_constrained,
         "slotsPaused": s.slots_paused,
+        "downlinks": s.downlinks.iter().map(|(key, bps)| json!({
+            "room": key.room, "session": key.session, "estimateBps": bps,
+        })).collect::<Vec<_>>(),
         "firestore": crate::docdb::meter::counts(),
     }))
 }

@@ -5,15 +5,17 @@
 //! the publisher's codec. Offering few codecs keeps that true: Opus for audio, and the video
 //! codecs the operator enables (VP8 by default, which every browser and str0m decode).
 
-use rtc::interceptor::Registry;
+use rtc::interceptor::{CongestionControlBuilder, Registry, Slot, TwccSenderBuilder};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MIME_TYPE_VP9, MediaEngine,
 };
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
+    RTCRtpParameters, RtpCodecKind,
 };
 
+use super::bwe::{DownlinkEstimator, SharedEstimate};
 use super::offer::CodecSupport;
 use super::rewrite::{CodecDesc, ExtDesc};
 
@@ -55,10 +57,13 @@ fn codec(mime: &str, pt: u8, clock_rate: u32, channels: u16, fmtp: &str) -> RTCR
 }
 
 /// A media engine with the configured codecs and the default interceptors (NACK responder and
-/// generator, sender/receiver reports, TWCC feedback), plus the relay that lets subscribers'
-/// keyframe requests reach us.
+/// generator, sender/receiver reports, TWCC feedback), transport-wide sequence numbers on what
+/// we send and a downlink estimate from the feedback about them (into `downlink`), plus the
+/// relay that lets subscribers' keyframe requests reach us. No pacer: rtc's paces at exactly
+/// the estimate and queues what an SFU cannot slow down; layer choice adapts the rate instead.
 pub fn build_media_engine(
     support: &CodecSupport,
+    downlink: SharedEstimate,
 ) -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
     let mut engine = MediaEngine::default();
     let wants = |list: &[String], name: &str| list.iter().any(|c| c.eq_ignore_ascii_case(name));
@@ -90,10 +95,25 @@ pub fn build_media_engine(
     for c in video {
         engine.register_codec(c, RtpCodecKind::Video)?;
     }
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?.with(
-        super::keyframe_relay::slot(),
-        super::keyframe_relay::KeyframeRelay::default(),
-    );
+    // RFC 6464 audio levels: who speaks.
+    engine.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: rtc::sdp::extmap::AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    // The defaults already negotiate the transport-cc extension and feedback (audio and video).
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+        .with(
+            Slot::CongestionControl,
+            CongestionControlBuilder::new(DownlinkEstimator::new(downlink)).build(),
+        )
+        .with(
+            super::keyframe_relay::slot(),
+            super::keyframe_relay::KeyframeRelay::default(),
+        );
     Ok((engine, registry))
 }
 

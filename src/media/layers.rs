@@ -22,13 +22,15 @@ pub struct LayerSelector {
 
 impl LayerSelector {
     /// Sets the layer to forward (`None`: pause now). True when a keyframe of the new target
-    /// is needed to switch to it.
-    pub fn set_target(&mut self, target: Option<u8>) -> bool {
+    /// is needed to switch to it. With `stop_current`, the layer forwarded until then stops at
+    /// once instead of running until the keyframe (a downlink too thin for it: every packet
+    /// more only adds loss, and delays the keyframe that would end it).
+    pub fn set_target(&mut self, target: Option<u8>, stop_current: bool) -> bool {
         if self.target == target {
             return false;
         }
         self.target = target;
-        if target.is_none() {
+        if target.is_none() || stop_current {
             self.current = None;
         }
         self.waiting()
@@ -71,29 +73,33 @@ mod tests {
     #[test]
     fn switches_only_at_a_keyframe_of_the_target() {
         let mut s = LayerSelector::default();
-        assert!(s.set_target(Some(2)), "needs a keyframe to start");
+        assert!(s.set_target(Some(2), false), "needs a keyframe to start");
         assert_eq!(s.on_packet(2, false), Verdict::Drop);
         assert_eq!(s.on_packet(0, true), Verdict::Drop, "not the target");
         assert_eq!(s.on_packet(2, true), Verdict::Switch);
         assert_eq!(s.on_packet(2, false), Verdict::Forward);
         // Down to layer 0: layer 2 keeps flowing until layer 0's keyframe.
-        assert!(s.set_target(Some(0)));
+        assert!(s.set_target(Some(0), false));
         assert_eq!(s.on_packet(2, false), Verdict::Forward);
         assert_eq!(s.on_packet(0, false), Verdict::Drop);
         assert_eq!(s.on_packet(0, true), Verdict::Switch);
         assert_eq!(s.on_packet(2, true), Verdict::Drop);
         assert!(!s.waiting());
-        assert!(!s.set_target(Some(0)), "unchanged");
+        assert!(!s.set_target(Some(0), false), "unchanged");
+        // Down for lack of bandwidth: the old layer stops at once.
+        assert!(s.set_target(Some(1), true));
+        assert_eq!(s.on_packet(0, false), Verdict::Drop);
+        assert_eq!(s.on_packet(1, true), Verdict::Switch);
     }
 
     #[test]
     fn pausing_stops_at_once_and_resuming_waits_for_a_keyframe() {
         let mut s = LayerSelector::default();
-        s.set_target(Some(0));
+        s.set_target(Some(0), false);
         assert_eq!(s.on_packet(0, true), Verdict::Switch);
-        assert!(!s.set_target(None));
+        assert!(!s.set_target(None, false));
         assert_eq!(s.on_packet(0, false), Verdict::Drop);
-        assert!(s.set_target(Some(0)));
+        assert!(s.set_target(Some(0), false));
         assert_eq!(s.on_packet(0, false), Verdict::Drop);
         assert_eq!(s.on_packet(0, true), Verdict::Switch);
     }

@@ -7,6 +7,7 @@
 
 pub mod allocate;
 pub mod answer;
+pub mod bwe;
 pub mod codecs;
 pub mod demux;
 mod engine;
@@ -23,6 +24,7 @@ mod rate;
 pub mod rewrite;
 pub mod room;
 pub mod socket;
+pub mod speaker;
 pub mod tcp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -277,6 +279,9 @@ pub enum SessionEvent {
     /// Which simulcast layers of the peer's published tracks someone receives (publish mid →
     /// rid → active): the client stops encoding inactive ones (dynacast).
     Layers(std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>),
+    /// The room's dominant speaker changed (session id and display name; `None`: nobody).
+    /// Sent to one session of the room, which writes the room's `live/speaker`.
+    Speaker(Option<(String, String)>),
 }
 
 /// Counters the engine keeps; read by telemetry and benchmarks.
@@ -331,6 +336,8 @@ pub struct MediaStats {
     /// asked for, for lack of downlink bandwidth; and paused at the subscriber's request.
     pub slots_constrained: u64,
     pub slots_paused: u64,
+    /// Each connected peer's downlink estimate, bits per second (as of the last second).
+    pub downlinks: Vec<(SessionKey, Option<u64>)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -48,6 +48,8 @@ pub struct OfferedMedia {
     /// The simulcast layers it sends (`a=simulcast:send`, or its `a=rid:… send` lines), in the
     /// offer's order; empty without simulcast.
     pub rids: Vec<String>,
+    /// The offer's preferred codec that we forward (its encoding name and clock rate).
+    pub codec: Option<(String, u32)>,
 }
 
 impl OfferedMedia {
@@ -144,16 +146,24 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
         if !seen_mids.insert(mid.clone()) {
             return Err(OfferError::Malformed(format!("a=mid:{mid} appears twice")));
         }
-        let usable = m.media_name.port.value != 0
-            && m.codecs()
-                .values()
-                .any(|codec| codecs.accepts(kind, &codec.name));
+        let offered = m.codecs();
+        // In the offer's order of preference (its format list).
+        let codec = m
+            .media_name
+            .formats
+            .iter()
+            .filter_map(|f| offered.get(&f.parse::<u8>().ok()?))
+            .chain(offered.values())
+            .find(|c| codecs.accepts(kind, &c.name))
+            .map(|c| (c.name.clone(), c.clock_rate));
+        let usable = m.media_name.port.value != 0 && codec.is_some();
         media.push(OfferedMedia {
             mid,
             kind,
             direction: direction_of(m),
             usable,
             rids: send_rids(m),
+            codec,
         });
     }
 

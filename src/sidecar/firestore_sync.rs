@@ -8,7 +8,7 @@ use firestore::FirestoreDb;
 use firestore::errors::FirestoreError;
 use serde_json::json;
 
-use crate::signalling::protocol::{MEMBERS, PARTICIPANTS, ROOMS, SESSIONS};
+use crate::signalling::protocol::{LIVE, MEMBERS, PARTICIPANTS, ROOMS, SESSIONS};
 
 /// Chat messages (written by the web app) live in this subcollection of a room.
 pub const MESSAGES: &str = "messages";
@@ -55,7 +55,7 @@ pub async fn room_documents(db: &FirestoreDb) -> Result<HashMap<String, String>,
 /// Deletes a room document and everything under it.
 pub async fn delete_room(db: &FirestoreDb, id: &str) -> Result<(), FirestoreError> {
     let parent = db.parent_path(ROOMS, id)?;
-    for collection in [SESSIONS, PARTICIPANTS, MESSAGES, MEMBERS] {
+    for collection in [SESSIONS, PARTICIPANTS, MESSAGES, MEMBERS, LIVE] {
         let docs = db
             .fluent()
             .select()

@@ -178,6 +178,7 @@ impl Driver {
             SessionEvent::ViewChanged(view) => SessionMsg::View(view),
             SessionEvent::Quality { rtt_ms, loss } => SessionMsg::Quality(Quality { rtt_ms, loss }),
             SessionEvent::Layers(layers) => SessionMsg::Layers(layers),
+            SessionEvent::Speaker(speaker) => SessionMsg::Speaker(speaker),
         };
         self.send(&event.session, msg);
     }

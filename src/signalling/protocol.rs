@@ -11,6 +11,10 @@ pub const SESSIONS: &str = "sessions";
 pub const PARTICIPANTS: &str = "participants";
 /// `rooms/{room}/members/{uid}`: who may read a room's roster and chat (server-written).
 pub const MEMBERS: &str = "members";
+/// `rooms/{room}/live/{doc}`: live room state the server derives from media (`speaker`).
+pub const LIVE: &str = "live";
+/// The document of `LIVE` naming the room's dominant speaker.
+pub const SPEAKER_DOC: &str = "speaker";
 /// `joinTokens/{jti}`: which session a join token admitted (single use). Server-only.
 pub const JOIN_TOKENS: &str = "joinTokens";
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;

@@ -44,6 +44,8 @@ pub enum SessionMsg {
     Receive(serde_json::Value),
     /// Which simulcast layers the publisher should encode, for its document.
     Layers(std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>),
+    /// The room's dominant speaker changed: this session writes it for the room.
+    Speaker(Option<(String, String)>),
     Quality(Quality),
 }
 
@@ -196,6 +198,17 @@ pub async fn run_session(
             SessionMsg::Media(media) => session.media_changed(media).await,
             SessionMsg::Receive(receive) => session.receive_changed(receive).await,
             SessionMsg::Layers(layers) => session.write_layers(layers).await,
+            SessionMsg::Speaker(speaker) => {
+                let speaker = speaker.as_ref().map(|(s, n)| (s.as_str(), n.as_str()));
+                if let Err(e) = session
+                    .ctx
+                    .store
+                    .write_speaker(&session.key.room, speaker, now())
+                    .await
+                {
+                    tracing::warn!(key = %session.key, "cannot write the room's speaker: {e}");
+                }
+            }
             SessionMsg::Quality(q) => session.quality(q).await,
         }
     }

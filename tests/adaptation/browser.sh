@@ -1,27 +1,75 @@
 #!/usr/bin/env bash
-# Adaptation with real Chromium: simulcast layer choice by what each subscriber displays,
-# dynacast (layers nobody receives stop being encoded) and paused slots. See
-# web/test/adaptation.mjs for what is checked.
+# Adaptation with real Chromium: simulcast layer choice by what each subscriber displays and by
+# its downlink (a tbf-shaped link), dynacast (layers nobody receives stop being encoded), paused
+# slots, audio before video under severe congestion. Servers (Firestore emulator, firesfu) run
+# in one network namespace, Chromium in another, joined by a veth pair; web/test/adaptation.mjs
+# shapes the server's egress toward one subscriber with tc (htb + tbf, matched by its port).
 set -euo pipefail
-source "$(dirname "$0")/../browser/lib.sh"
+source "$(dirname "$0")/../../scripts/lib.sh"
 cd "$FIRESFU_ROOT"
 
+srv="fsfu-asrv-$$"
+cli="fsfu-acli-$$"
+project="demo-adapt"
 room="adapt"
-browser_setup adaptation demo-adapt
+logs="$FIRESFU_ROOT/target/test-logs/adaptation"
+mkdir -p "$logs"
+trap 'stop_groups; ip netns del "$srv" 2>/dev/null || true; ip netns del "$cli" 2>/dev/null || true' EXIT
+make_netns_link "$srv" "$cli"
+in_srv=(ip netns exec "$srv")
+in_cli=(ip netns exec "$cli")
 
-"${in_ns[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
+(cd web && node build.mjs)
+cargo build --quiet -p firesfu -p testpeer --bins --features firesfu/fault-injection
+
+emulator="10.78.0.1:8081"
+start_group FIRESTORE "$logs/firestore-emulator.log" "${in_srv[@]}" \
+  gcloud emulators firestore start --host-port="$emulator"
+IN_NETNS="$srv" wait_http "http://$emulator/" Ok 90
+rules=$(python3 -c 'import json,sys; print(json.dumps({"rules":{"files":[{"name":"firestore.rules","content":open(sys.argv[1]).read()}]}}))' firestore.rules)
+"${in_srv[@]}" curl -fsS -X PUT -H "Content-Type: application/json" \
+  "http://$emulator/emulator/v1/projects/$project:securityRules" -d "$rules" >/dev/null
+"${in_srv[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
   "http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/$room" \
   -d '{"fields":{"name":{"stringValue":"Adaptation"}}}' >/dev/null
+"${in_srv[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
+  "http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/speak" \
+  -d '{"fields":{"name":{"stringValue":"Who speaks"}}}' >/dev/null
 
-start_group BROADCAST "$logs/broadcast.log" "${in_ns[@]}" env \
+# Microphones for the speaker test: speech-like bursts (syllables of noise, 50–150 ms gaps, a
+# breath every few seconds) and silence, 48 kHz mono; Chromium loops them.
+python3 - "$logs/speech.wav" "$logs/silence.wav" <<'PY'
+import math, random, struct, sys, wave
+rate, seconds = 48000, 20
+random.seed(7)
+def write(path, samples):
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(rate)
+        w.writeframes(b"".join(struct.pack("<h", int(max(-1, min(1, x)) * 32767)) for x in samples))
+speech, t = [], 0
+while len(speech) < rate * seconds:
+    syllable = int(rate * random.uniform(0.15, 0.3))
+    speech += [0.35 * math.sin(math.pi * i / syllable) * random.uniform(-1, 1) for i in range(syllable)]
+    speech += [0.0] * int(rate * (random.uniform(0.05, 0.15) if random.random() > 0.1 else 0.4))
+write(sys.argv[1], speech[: rate * seconds])
+write(sys.argv[2], [0.0] * rate * seconds)
+PY
+
+start_group BROADCAST "$logs/broadcast.log" "${in_srv[@]}" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
-  FIRESFU_UDP_BIND=10.77.0.1:4443 FIRESFU_DEV_NO_AUTH=true APP_PORT=8080 FIRESFU_HTTP_BIND_IP=127.0.0.1 \
+  FIRESFU_UDP_BIND=10.78.0.1:4443 FIRESFU_ICE_TCP=false FIRESFU_DEV_NO_AUTH=true \
+  APP_PORT=8080 FIRESFU_HTTP_BIND_IP=10.78.0.1 \
   RUST_LOG=info,firesfu=debug "$BIN"/firesfu broadcast
-wait_http "http://127.0.0.1:8080/healthz" ok 30
+IN_NETNS="$srv" wait_http "http://10.78.0.1:8080/healthz" ok 30
 
 status=0
-"${in_ns[@]}" node web/test/adaptation.mjs "$project" "$emulator" "$room" http://127.0.0.1:8080/stats \
+"${in_cli[@]}" env FIRESFU_SERVER_NS="$srv" \
+  node web/test/adaptation.mjs "$project" "$emulator" "$room" http://10.78.0.1:8080/stats \
+    "$logs/speech.wav" "$logs/silence.wav" speak \
   >"$logs/adaptation.json" 2>"$logs/chromium.log" || status=$?
 cat "$logs/adaptation.json"
-[ "$status" -eq 0 ] || show_failure "$logs/chromium.log" "$logs/broadcast.log"
+if [ "$status" -ne 0 ]; then
+  echo "adaptation test FAILED; logs in $logs" >&2
+  tail -n 40 "$logs/chromium.log" "$logs/broadcast.log" >&2 || true
+fi
 exit "$status"

@@ -5,11 +5,34 @@
 //   2. one asking for ≤ 180 lines gets the 180p layer and keeps decoding;
 //   3. when nobody wants more than 180p, the publisher stops encoding its top layer (dynacast)
 //      and starts again when someone does;
-//   4. a paused slot (maxHeight 0) stops receiving video; audio goes on; it resumes.
+//   4. a paused slot (maxHeight 0) stops receiving video; audio goes on; it resumes;
+//   5. a subscriber whose link is shaped to ~400 kbit/s (tc tbf on the server's egress toward
+//      its port) settles on a lower layer, keeps decoding, and climbs back once the limit is
+//      lifted; the other subscriber is not affected;
+//   6. a link too thin for any video (120 kbit/s): audio keeps arriving, video resumes after;
+//   7. the dominant speaker: of two publishers, the one whose microphone plays speech is named
+//      in rooms/{room}/live/speaker within a second or so, and stays named (no flapping).
 // Prints a JSON summary; exits 1 on failure.
+import { execFileSync } from "node:child_process";
 import { launchChromium, servePage } from "./browser.mjs";
 
-const [project, emulatorHost, room, statsUrl] = process.argv.slice(2);
+const [project, emulatorHost, room, statsUrl, speechWav, silenceWav, speakRoom] = process.argv.slice(2);
+const SERVER_NS = process.env.FIRESFU_SERVER_NS;
+const inServer = (cmd, args, opts = {}) => execFileSync("ip", ["netns", "exec", SERVER_NS, cmd, ...args], opts);
+
+/** Shapes what the server sends to the client's UDP `port` to `rate` (tc: an htb class with a
+ * tbf leaf, chosen by a u32 match on the port; everything else passes); `null` lifts it. */
+function shape(port, rate) {
+  try { inServer("tc", ["qdisc", "del", "dev", "veth-srv", "root"], { stdio: "ignore" }); } catch { /* none yet */ }
+  if (rate === null) return;
+  const tc = (...args) => inServer("tc", args, { stdio: ["ignore", "ignore", "pipe"] });
+  tc("qdisc", "add", "dev", "veth-srv", "root", "handle", "1:", "htb", "default", "10", "r2q", "1000");
+  tc("class", "add", "dev", "veth-srv", "parent", "1:", "classid", "1:10", "htb", "rate", "1gbit");
+  tc("class", "add", "dev", "veth-srv", "parent", "1:", "classid", "1:20", "htb", "rate", rate, "ceil", rate);
+  tc("qdisc", "add", "dev", "veth-srv", "parent", "1:20", "handle", "20:", "tbf", "rate", rate, "burst", "8kb", "latency", "150ms");
+  tc("filter", "add", "dev", "veth-srv", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+    "match", "ip", "dport", String(port), "0xffff", "flowid", "1:20");
+}
 const [host, port] = emulatorHost.split(":");
 const { server, url } = await servePage();
 const browser = await launchChromium();
@@ -96,15 +119,111 @@ try {
   // The 360p layer nobody wanted before is encoded again and the slot moves up to it.
   results.upTo360Ms = await until("subscriber B reaches 360p", b, (s) => video(s)?.frameHeight === 360, 15_000);
 
+  // 5. A thin link (~400 kbit/s) toward B: a lower layer, decoding on; back up once lifted.
+  await b.evaluate(() => window.receiveAll(null));
+  await a.evaluate(() => window.receiveAll(null));
+  await until("both subscribers on 720p", b, (s) => video(s)?.frameHeight === 720, 20_000);
+  const bPath = await b.evaluate(() => window.smokePath());
+  results.shapedPort = bPath.local.port;
+  shape(bPath.local.port, "400kbit");
+  const shapedAt = Date.now();
+  results.thinLink = {};
+  results.thinLink.settleMs = await until("B settles below 720p on a 400 kbit/s link", b, (s) => (video(s)?.frameHeight ?? 720) <= 360, 20_000);
+  const t0 = await stats(b);
+  await sleep(5000);
+  const t1 = await stats(b);
+  results.thinLink.heightAfter = video(t1).frameHeight;
+  results.thinLink.framesDecodedIn5s = video(t1).framesDecoded - video(t0).framesDecoded;
+  results.thinLink.receivedKbps = Math.round(((video(t1).bytes + audio(t1).bytes) - (video(t0).bytes + audio(t0).bytes)) * 8 / 5 / 1000);
+  results.thinLink.freezes = video(t1).freezes;
+  results.thinLink.lost = video(t1).lost;
+  results.thinLink.serverEstimate = (await serverStats()).downlinks?.find((d) => d.session === "sub-b")?.estimateBps ?? null;
+  if (results.thinLink.framesDecodedIn5s < 25) throw new Error(`B decoded only ${results.thinLink.framesDecodedIn5s} frames in 5 s on the thin link`);
+  results.thinLink.otherSubscriberHeight = video(await stats(a)).frameHeight;
+  if (results.thinLink.otherSubscriberHeight !== 720) throw new Error(`A dropped to ${results.thinLink.otherSubscriberHeight} because of B's link`);
+  shape(null, null);
+  results.thinLink.recoverMs = await until("B climbs back to 720p after the limit is lifted", b, (s) => video(s)?.frameHeight === 720, 45_000);
+  results.thinLink.totalMs = Date.now() - shapedAt;
+
+  // 6. Too thin for any video: audio keeps flowing, video resumes after.
+  shape(bPath.local.port, "120kbit");
+  await sleep(6000);
+  const s0 = await stats(b);
+  await sleep(4000);
+  const s1 = await stats(b);
+  results.severe = {
+    audioPacketsIn4s: audio(s1).packets - audio(s0).packets,
+    videoFramesIn4s: video(s1).framesDecoded - video(s0).framesDecoded,
+    serverEstimate: (await serverStats()).downlinks?.find((d) => d.session === "sub-b")?.estimateBps ?? null,
+  };
+  if (results.severe.audioPacketsIn4s < 180) throw new Error(`audio did not keep flowing on a 120 kbit/s link: ${results.severe.audioPacketsIn4s} packets in 4 s`);
+  const framesThin = video(s1).framesDecoded;
+  shape(null, null);
+  results.severe.videoBackMs = await until("video resumes after severe congestion", b, (s) => video(s).framesDecoded > framesThin + 30, 30_000);
+
   const server = await serverStats();
   results.server = { layerSwitches: server.layerSwitches, droppedOtherLayer: server.droppedOtherLayer, keyframeRequests: server.keyframeRequests };
   if (!(server.layerSwitches > 0)) throw new Error("the server switched no layer");
   ok = true;
 } catch (e) {
   results.error = String(e?.stack ?? e);
+  try { results.serverAtFailure = await serverStats(); } catch { /* gone */ }
 } finally {
+  try { shape(null, null); } catch { /* the namespace may be gone */ }
   await browser.close();
-  server.close();
 }
+
+// 7. The dominant speaker, in a room of its own: one publisher plays speech, one silence.
+if (ok && speechWav) {
+  ok = false;
+  const browsers = [];
+  try {
+    const speakerDoc = async () => {
+      const r = await fetch(`http://${host}:${port}/v1/projects/${project}/databases/(default)/documents/rooms/${speakRoom}/live/speaker`, { headers: { Authorization: "Bearer owner" } });
+      if (r.status === 404) return null;
+      const d = await r.json();
+      return { session: d.fields?.session?.stringValue ?? null, updateTime: d.updateTime };
+    };
+    const join = async (session, wav) => {
+      const br = await launchChromium([], [`--use-file-for-fake-audio-capture=${wav}`]);
+      browsers.push(br);
+      const page = await br.newPage();
+      page.on("console", (m) => console.error(`[${session}] ${m.text()}`));
+      await page.goto(url);
+      await page.waitForFunction(() => typeof window.runSmoke === "function");
+      await page.evaluate((c) => window.runSmoke(c), { project, host, port: Number(port), room: speakRoom, session, uid: `uid-${session}`, video: false, audio: true });
+      return page;
+    };
+    const quiet = await join("quiet", silenceWav);
+    const talker = await join("talker", speechWav);
+    await until("the talker is connected", talker, (s) => s?.state === "connected", 20_000);
+    const connectedAt = Date.now();
+    let doc = null;
+    while (Date.now() - connectedAt < 10_000) {
+      doc = await speakerDoc();
+      if (doc?.session === "talker") break;
+      await sleep(100);
+    }
+    if (doc?.session !== "talker") throw new Error(`the speaker is not the talker: ${JSON.stringify(doc)}`);
+    results.speaker = { namedMs: Date.now() - connectedAt };
+    const first = doc.updateTime;
+    const changes = new Set([first]);
+    for (let i = 0; i < 40; i++) {
+      await sleep(250);
+      const d = await speakerDoc();
+      changes.add(d.updateTime);
+      if (d.session !== "talker") throw new Error(`the speaker changed to ${d.session}`);
+    }
+    results.speaker.writesIn10s = changes.size - 1;
+    if (results.speaker.writesIn10s > 0) throw new Error(`the speaker document was rewritten ${results.speaker.writesIn10s} times while nothing changed`);
+    void quiet;
+    ok = true;
+  } catch (e) {
+    results.error = String(e?.stack ?? e);
+  } finally {
+    for (const br of browsers) await br.close();
+  }
+}
+server.close();
 console.log(JSON.stringify({ ok, ...results }, null, 1));
 process.exit(ok ? 0 : 1);

@@ -19,12 +19,13 @@ export async function servePage() {
 
 /** `secureOrigins`: http origins to treat as secure (cameras need a secure context; loopback
  * is one, a namespace's address is not). */
-export function launchChromium(secureOrigins = []) {
+export function launchChromium(secureOrigins = [], extraArgs = []) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
       "--autoplay-policy=no-user-gesture-required",
-      ...(secureOrigins.length ? [`--unsafely-treat-insecure-origin-as-secure=${secureOrigins.join(",")}`] : [])],
+      ...(secureOrigins.length ? [`--unsafely-treat-insecure-origin-as-secure=${secureOrigins.join(",")}`] : []),
+      ...extraArgs],
   });
 }

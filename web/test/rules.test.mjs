@@ -36,6 +36,7 @@ beforeEach(async () => {
     await setDoc(doc(db, "rooms/r1/sessions/theirs"), session("bob"));
     await setDoc(doc(db, "rooms/r1/participants/theirs"), { displayName: "Bob", uid: "bob" });
     await setDoc(doc(db, "rooms/r1/members/bob"), { uid: "bob" });
+    await setDoc(doc(db, "rooms/r1/live/speaker"), { session: "theirs", displayName: "Bob", updatedAt: serverTimestamp() });
     await setDoc(doc(db, "rooms/r1/messages/m1"), { uid: "bob", displayName: "Bob", text: "hi" });
     await setDoc(doc(db, "joinTokens/j1"), { session: "r1/theirs" });
   });
@@ -182,4 +183,23 @@ describe("roster and chat", () => {
   });
   it("a room's assignment is not client-writable", () =>
     assertFails(updateDoc(doc(as("ada"), "rooms/r1"), { assignment: { instance: "mine", epoch: 9 } })));
+});
+
+describe("live room state (the dominant speaker)", () => {
+  const speaker = (db) => doc(db, "rooms/r1/live/speaker");
+  it("members read the speaker", () => assertSucceeds(getDoc(speaker(as("bob")))));
+  it("members watch the live collection", () => assertSucceeds(getDocs(collection(as("bob"), "rooms/r1/live"))));
+  it("non-members cannot read it", async () => {
+    await assertFails(getDoc(speaker(as("ada"))));
+    await assertFails(getDocs(collection(as("ada"), "rooms/r1/live")));
+  });
+  it("anonymous users cannot read it", () => assertFails(getDoc(speaker(anon()))));
+  it("no client writes it, not even a member", async () => {
+    const written = { session: "theirs", displayName: "Bob", updatedAt: serverTimestamp() };
+    await assertFails(setDoc(speaker(as("bob")), written));
+    await assertFails(updateDoc(speaker(as("bob")), { session: null, displayName: null }));
+    await assertFails(deleteDoc(speaker(as("bob"))));
+    await assertFails(setDoc(doc(as("bob"), "rooms/r1/live/other"), written));
+    await assertFails(setDoc(speaker(as("ada")), written));
+  });
 });

@@ -26,6 +26,8 @@ declare global {
     runSmoke: (cfg: SmokeConfig) => Promise<void>;
     benchJoins: (cfg: SmokeConfig, joins: number) => Promise<{ answer: number[]; firstMedia: number[]; firstFrame: number[]; paths: string[] }>;
     smokeStats: () => Promise<unknown>;
+    /** The selected ICE path of the session (for shaping its traffic in tests). */
+    smokePath: () => Promise<unknown>;
     /** Asks for at most `maxHeight` on every video receive slot (`null`: no limit). */
     receiveAll: (maxHeight: number | null) => void;
     session?: RoomSession;
@@ -105,6 +107,8 @@ window.runSmoke = async (cfg) => {
     onChange: (s) => console.log(`session ${s.state} rev ${s.revision}/${s.answeredRevision} ${s.error?.code ?? ""}`),
   });
 };
+
+window.smokePath = async () => (window.session ? selectedPath(window.session.pc) : null);
 
 window.receiveAll = (maxHeight) => {
   const s = window.session;

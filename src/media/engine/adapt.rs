@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::Engine;
-use crate::media::allocate::{Demand, LayerInfo, allocate};
+use crate::media::allocate::{Demand, LayerInfo, allocate, ranked};
 use crate::media::room::TrackRef;
 use crate::media::{PeerId, SessionEvent};
 
@@ -23,6 +23,8 @@ struct Decision {
     mid: String,
     track: TrackRef,
     target: Option<u8>,
+    /// Down for lack of bandwidth: stop the current layer now.
+    stop_current: bool,
 }
 
 impl Engine {
@@ -56,6 +58,7 @@ impl Engine {
             let Some(peer) = self.peers.get(id) else {
                 continue;
             };
+            let speaker = self.room_speaker(&peer.key.room);
             let mut video = Vec::new();
             let mut audio_bps = 0;
             let mut decisions = Vec::new();
@@ -69,6 +72,7 @@ impl Engine {
                         mid: mid.to_owned(),
                         track: track.clone(),
                         target: Some(0),
+                        stop_current: false,
                     });
                     continue;
                 }
@@ -78,7 +82,9 @@ impl Engine {
                     Demand {
                         layers,
                         max_height: wish.max_height,
-                        priority: u8::from(wish.pinned) * 2,
+                        // Pinned first, then whoever speaks, then the rest.
+                        priority: u8::from(wish.pinned) * 2
+                            + u8::from(speaker == Some(track.publisher)),
                         current: selector.current(),
                     },
                 ));
@@ -98,10 +104,17 @@ impl Engine {
                     }
                     w[layer as usize] = true;
                 }
+                // A lower layer (or none) for lack of bandwidth: the current one stops now.
+                let ranks = ranked(demand.layers);
+                let rank = |l: Option<u8>| l.and_then(|l| ranks.iter().position(|&r| r == l));
+                let stop_current = choice.constrained
+                    && demand.current.is_some()
+                    && rank(choice.target) < rank(demand.current);
                 decisions.push(Decision {
                     mid: (*mid).to_owned(),
                     track: (*track).clone(),
                     target: choice.target,
+                    stop_current,
                 });
             }
             let Some(peer) = self.peers.get_mut(id) else {
@@ -111,7 +124,9 @@ impl Engine {
             for d in decisions {
                 // A new target needs its keyframe; one still awaited is asked for again (the
                 // publisher's limiter keeps that to one request per second per layer).
-                if peer.set_slot_target(&d.mid, d.target) || peer.slot_waiting(&d.mid) {
+                if peer.set_slot_target(&d.mid, d.target, d.stop_current)
+                    || peer.slot_waiting(&d.mid)
+                {
                     keyframes.push((d.track, d.target));
                 }
             }

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 mod adapt;
 mod io;
 mod routing;
+mod speaking;
 
 use io::Transports;
 
@@ -285,6 +286,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                     outputs: Vec::new(),
                     inbound: Vec::new(),
                     adapt_now: Vec::new(),
+                    speakers: HashMap::new(),
                 };
                 engine.run(command_rx, tcp_events).await;
             });
@@ -378,6 +380,8 @@ struct Engine {
     inbound: Vec<Received>,
     /// Subscribers whose layers must be reconsidered before the next forwarding.
     adapt_now: Vec<PeerId>,
+    /// Per room: who speaks.
+    speakers: HashMap<String, speaking::RoomSpeaker>,
 }
 
 /// A publisher's packet waiting to be forwarded.
@@ -400,13 +404,15 @@ impl Engine {
         let mut buf = vec![0u8; 2048];
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         let mut next_adapt = Instant::now() + adapt::ADAPT_EVERY;
+        let mut next_speakers = Instant::now() + speaking::SPEAKER_POLL;
         loop {
             self.drain(Instant::now());
             let deadline = self
                 .next_deadline()
                 .unwrap_or(next_housekeeping)
                 .min(next_housekeeping)
-                .min(next_adapt);
+                .min(next_adapt)
+                .min(next_speakers);
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -438,6 +444,10 @@ impl Engine {
             if now >= next_adapt {
                 self.adapt(now, None);
                 next_adapt = now + adapt::ADAPT_EVERY;
+            }
+            if now >= next_speakers {
+                self.poll_speakers(now);
+                next_speakers = now + speaking::SPEAKER_POLL;
             }
             if now >= next_housekeeping {
                 self.housekeeping(now);
@@ -539,8 +549,12 @@ impl Engine {
                         layer,
                         codec,
                         info,
+                        audio_level,
                         packet,
                     } => {
+                        if let Some((level, voice)) = audio_level {
+                            self.on_audio_level(now, id, level, voice);
+                        }
                         self.stats.rtp_in += 1;
                         self.stats.rtp_bytes_in += packet.payload.len() as u64;
                         // Padding-only packets are the publisher's bandwidth probes toward us;
@@ -701,6 +715,12 @@ impl Engine {
             .filter(|p| p.connected && p.transport == TransportProtocol::TCP)
             .count() as u64;
         self.stats.sessions = self.sessions.iter().map(|(k, p)| (k.clone(), *p)).collect();
+        self.stats.downlinks = self
+            .peers
+            .values()
+            .filter(|p| p.connected)
+            .map(|p| (p.key.clone(), p.downlink_estimate()))
+            .collect();
         // Once a second (housekeeping), a few rooms: not on the packet path.
         self.stats.room_loads = self
             .rooms
@@ -749,6 +769,7 @@ impl Engine {
             self.sessions.remove(&peer.key);
         }
         self.forwards.remove_peer(id);
+        self.forget_speaker(&peer.key.room, id);
         if let Some(room) = self.rooms.get_mut(&peer.key.room) {
             let changes = room.leave(id);
             if room.is_empty() {

@@ -31,7 +31,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{
     RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverId,
@@ -43,6 +43,7 @@ use rtc::statistics::StatsSelector;
 use rtc::statistics::report::RTCStatsReportEntry;
 
 use super::ConnectAttempt;
+use super::bwe::SharedEstimate;
 use super::codecs::{build_media_engine, codec_descs, ext_descs};
 use super::keyframe::{DEFAULT_INTERVAL, KeyframeLimiter};
 use super::offer::{CodecSupport, MediaKind, OfferSummary};
@@ -74,6 +75,8 @@ pub enum PeerOutput {
         layer: u8,
         codec: VideoCodec,
         info: FrameInfo,
+        /// RFC 6464: level (0–127 -dBov, 127 = silence) and the voice flag, for audio.
+        audio_level: Option<(u8, bool)>,
         packet: rtp::Packet,
     },
     /// The subscriber asks for a keyframe of what its slot `mid` carries.
@@ -106,6 +109,8 @@ pub struct Peer {
     slots: HashMap<String, Slot>,
     /// What the subscriber asked to receive per slot mid (kept across re-offers).
     wishes: HashMap<String, SlotWish>,
+    /// The downlink estimate toward this peer (from its congestion-control feedback).
+    downlink: SharedEstimate,
     pub last_heard: Instant,
     pub connected: bool,
     /// The stack panicked inside a call for this peer: it is closed at the next drain.
@@ -312,18 +317,24 @@ impl Peer {
             info.keyframe_start = true;
         }
         p.observe(now, layer, packet.payload.len(), info);
+        let audio_level = p
+            .audio_level_id
+            .and_then(|id| packet.header.get_extension(id))
+            .and_then(|b| b.first().copied())
+            .map(|b| (b & 0x7f, b & 0x80 != 0));
         Some(PeerOutput::Media {
             mid,
             layer,
             codec,
             info,
+            audio_level,
             packet,
         })
     }
 
     /// The estimated downlink toward this peer, bits per second (`None`: no estimate).
     pub fn downlink_estimate(&self) -> Option<u64> {
-        None
+        self.downlink.get()
     }
 
     /// ICE round-trip time (seconds) and the fraction of published packets lost on the way in.

@@ -33,8 +33,9 @@ impl Peer {
         setup: &PeerSetup,
         now: Instant,
     ) -> Result<Peer, String> {
+        let downlink = SharedEstimate::default();
         let (media_engine, registry) =
-            build_media_engine(&setup.codecs).map_err(|e| e.to_string())?;
+            build_media_engine(&setup.codecs, downlink.clone()).map_err(|e| e.to_string())?;
         // No fixed ICE credentials: the stack draws them, and draws new ones when the client
         // restarts ICE (RFC 8839 wants the answerer's to change too). The answer says which
         // they are; the engine's demux learns them from it after every negotiation.
@@ -65,6 +66,7 @@ impl Peer {
             publishes: HashMap::new(),
             slots: HashMap::new(),
             wishes: HashMap::new(),
+            downlink,
             last_heard: now,
             connected: false,
             broken: false,
@@ -154,6 +156,18 @@ impl Peer {
                 } else {
                     ("firesfu".to_owned(), format!("firesfu-unused-{}", m.mid))
                 };
+                // The encoding names its codec: the stack binds the stream to its interceptors
+                // (NACK responder, sender reports, transport-wide sequence numbers) only when
+                // that codec is among the negotiated ones.
+                let codec = m
+                    .codec
+                    .as_ref()
+                    .map(|(name, clock_rate)| RTCRtpCodec {
+                        mime_type: format!("{}/{name}", m.kind.as_str()),
+                        clock_rate: *clock_rate,
+                        ..Default::default()
+                    })
+                    .unwrap_or_default();
                 let track = MediaStreamTrack::new(
                     stream,
                     track.clone(),
@@ -164,6 +178,7 @@ impl Peer {
                             ssrc: Some(rand::random::<u32>()),
                             ..Default::default()
                         },
+                        codec,
                         ..Default::default()
                     }],
                 );

@@ -7,6 +7,8 @@ use crate::media::allocate::LayerInfo;
 use crate::media::payload::{FrameInfo, VideoCodec};
 use crate::media::rate::RateMeter;
 
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 /// Bitrates assumed for layers never seen yet (worst to best), for allocation and dynacast.
 const DEFAULT_LAYER_BPS: [u64; 4] = [150_000, 500_000, 1_500_000, 2_500_000];
 const DEFAULT_AUDIO_BPS: u64 = 40_000;
@@ -50,6 +52,8 @@ pub(super) struct Publish {
     pub wanted_at: Vec<Option<Instant>>,
     /// The layer activity last told to the publisher, by rid.
     pub told: Option<Vec<bool>>,
+    /// The id of the RFC 6464 audio-level extension, where negotiated (audio).
+    pub audio_level_id: Option<u8>,
 }
 
 impl Publish {
@@ -87,7 +91,12 @@ impl Publish {
             })
             .collect();
         let n = layers.len();
+        let audio_level_id = exts
+            .iter()
+            .find(|e| !video && e.uri == AUDIO_LEVEL_URI)
+            .map(|e| e.id);
         Publish {
+            audio_level_id,
             receiver,
             video,
             layers,

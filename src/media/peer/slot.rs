@@ -108,10 +108,11 @@ impl Peer {
     }
 
     /// Sets the layer slot `mid` forwards; true when a keyframe of it must be asked for.
-    pub fn set_slot_target(&mut self, mid: &str, target: Option<u8>) -> bool {
+    /// `stop_current`: see [`LayerSelector::set_target`].
+    pub fn set_slot_target(&mut self, mid: &str, target: Option<u8>, stop_current: bool) -> bool {
         self.slots
             .get_mut(mid)
-            .is_some_and(|s| s.selector.set_target(target))
+            .is_some_and(|s| s.selector.set_target(target, stop_current))
     }
 
     /// Slot `mid` waits for a keyframe of the layer it is to forward.

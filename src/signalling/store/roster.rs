@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::Store;
 use crate::docdb::{self, DbError, DocRef, doc_id, meter, timestamp};
 use crate::media::{Roster, SessionKey};
-use crate::signalling::protocol::{MEMBERS, PARTICIPANTS};
+use crate::signalling::protocol::{LIVE, MEMBERS, PARTICIPANTS, SPEAKER_DOC};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,7 +36,43 @@ pub struct ParticipantEntry<'a> {
     pub expires: SystemTime,
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpeakerDoc {
+    session: Option<String>,
+    display_name: Option<String>,
+    updated_at: FirestoreTimestamp,
+}
+
 impl Store {
+    /// Names the room's dominant speaker (`None`: nobody) in `rooms/{room}/live/speaker`.
+    pub async fn write_speaker(
+        &self,
+        room: &str,
+        speaker: Option<(&str, &str)>,
+        now: SystemTime,
+    ) -> Result<(), DbError> {
+        let parent = self.parent(room)?;
+        let doc = SpeakerDoc {
+            session: speaker.map(|(s, _)| s.to_owned()),
+            display_name: speaker.map(|(_, n)| n.to_owned()),
+            updated_at: timestamp(now),
+        };
+        let result = docdb::timed(
+            self.db
+                .fluent()
+                .update()
+                .in_col(LIVE)
+                .document_id(SPEAKER_DOC)
+                .parent(&parent)
+                .object(&doc)
+                .execute::<()>(),
+        )
+        .await;
+        meter::wrote(1);
+        result
+    }
+
     pub async fn put_participant(
         &self,
         key: &SessionKey,

@@ -1,7 +1,7 @@
 // In the room: joins through the sidecar (join token) and Firestore (the session document),
 // shows everyone's tiles, the chat and the controls, and re-joins by itself when the server
 // ends the session for a reason a new session can fix (the room moved, the server drains).
-import { collection, onSnapshot, type Firestore } from "firebase/firestore";
+import { collection, doc, onSnapshot, type Firestore } from "firebase/firestore";
 import type { AppContext } from "../app";
 import { ApiError } from "../api";
 import { h, mount } from "../dom";
@@ -34,6 +34,8 @@ declare global {
     firesfuPath?: () => Promise<unknown>;
     firesfuRestartIce?: () => Promise<void>;
     firesfuStats?: () => Promise<unknown>;
+    /** The session id of the room's dominant speaker (`rooms/{roomId}/live/speaker`), or null. */
+    firesfuSpeaker?: () => string | null;
   }
 }
 
@@ -46,6 +48,9 @@ class Meeting {
   private roster = new Map<string, Participant>();
   private qualities = new Map<string, Measured>();
   private stopRoster: (() => void) | null = null;
+  /** The dominant speaker's session id, as the server last wrote it (null: nobody yet). */
+  private speaker: string | null = null;
+  private stopSpeaker: (() => void) | null = null;
   private stopped = false;
   private reconnecting = false;
   private audio: boolean;
@@ -84,11 +89,12 @@ class Meeting {
     };
     window.firesfuPath = async () => (this.session ? selectedPath(this.session.pc) : null);
     window.firesfuRestartIce = async () => this.session?.restartIce();
+    window.firesfuSpeaker = () => this.speaker;
     window.firesfuDebug = () => ({
       sessionId: this.session?.sessionId, iceRestarts: this.session?.iceRestarts,
       state: this.session?.state, revision: this.session?.revision, answered: this.session?.answeredRevision,
       error: this.session?.error, slots: this.session?.slots, roster: [...this.roster.values()],
-      receive: this.session?.receive, layers: this.session?.layers,
+      receive: this.session?.receive, layers: this.session?.layers, speaker: this.speaker,
       transceivers: this.session?.pc.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, current: t.currentDirection, kind: t.receiver.track.kind })),
     });
   }
@@ -140,6 +146,15 @@ class Meeting {
       this.roster = new Map(snap.docs.map((d) => [d.id, { id: d.id, ...(d.data() as Omit<Participant, "id">) }]));
       this.draw();
     }, onError), "roster");
+    // Like the roster, readable once the server has made this user a member.
+    this.stopSpeaker?.();
+    this.stopSpeaker = watch((onError) => onSnapshot(doc(db, "rooms", this.choice.room.id, "live", "speaker"), (snap) => {
+      const session: unknown = snap.get("session");
+      const speaker = typeof session === "string" && session ? session : null;
+      if (speaker === this.speaker) return;
+      this.speaker = speaker;
+      this.draw();
+    }, onError), "speaker");
   }
 
   private onSession(s: RoomSession): void {
@@ -270,9 +285,11 @@ class Meeting {
 
   private draw(): void {
     const name = this.ctx.api.user?.username ?? "you";
+    const speaker = this.speaker;
     const states: TileState[] = [{
       key: "self", name, self: true, video: this.stream.getVideoTracks()[0] ?? null, audio: null,
       audioOn: this.audio, videoOn: this.video, quality: this.qualities.get("self") ?? null,
+      speaking: speaker !== null && this.mySessions.has(speaker),
     }];
     const others = [...this.roster.values()]
       .filter((p) => !this.mySessions.has(p.id))
@@ -282,8 +299,13 @@ class Meeting {
       states.push({
         key: p.id, name: p.displayName, self: false, video: tracks.video, audio: tracks.audio, videoMid: tracks.videoMid,
         audioOn: p.media?.audio !== false, videoOn: p.media?.video !== false, quality: this.qualities.get(p.id) ?? null,
+        speaking: p.id === speaker,
       });
     }
+    // The speaker's tile comes first; everyone else keeps their place (yours first, then by
+    // name), so the grid only moves when the speaker changes.
+    const at = states.findIndex((t) => t.speaking);
+    if (at > 0) states.unshift(...states.splice(at, 1));
     this.tiles.update(states);
     this.syncReceive();
   }
@@ -342,12 +364,14 @@ class Meeting {
     this.stopped = true;
     clearInterval(this.statsTimer);
     this.stopRoster?.();
+    this.stopSpeaker?.();
     this.tiles.close();
     this.chat.detach();
     delete window.firesfuInbound;
     delete window.firesfuDebug;
     delete window.firesfuPath;
     delete window.firesfuRestartIce;
+    delete window.firesfuSpeaker;
     this.stream.getTracks().forEach((t) => t.stop());
     await this.session?.leave().catch(() => {});
   }

@@ -16,6 +16,8 @@ export interface TileState {
   quality: Measured | null;
   /** The receive slot (`mid`) the remote video arrives on, if any. */
   videoMid?: string | null;
+  /** The room's dominant speaker (`data-speaking="true"`, outlined). */
+  speaking?: boolean;
 }
 
 /** The heights asked for, in device pixels: a tile's height is rounded up to one of them. */
@@ -157,6 +159,8 @@ export class TileGrid {
       tile.root.dataset.video = String(showVideo);
       tile.root.dataset.audio = String(s.audioOn);
       tile.muted.hidden = s.audioOn;
+      if (s.speaking) tile.root.dataset.speaking = "true";
+      else delete tile.root.dataset.speaking;
       this.showQuality(tile, s.quality);
       order.push(tile.root);
     }
