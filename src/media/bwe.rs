@@ -13,6 +13,8 @@
 //!   of the session (libwebrtc forgets its link-capacity estimate; this port never does). After
 //!   [`FRESH_START_AFTER`] without a decrease, a fresh controller starts from the current
 //!   estimate, back on the multiplicative ramp, so a subscriber whose link recovered climbs back.
+//!   A fresh start that runs into congestion again doubles the wait for the next (4 s up to
+//!   32 s): on a link that stays thin, each attempt costs a burst of loss.
 //!
 //! - The published estimate never falls below 85 % of what actually got through in the last
 //!   second (bytes the feedback reports as arrived, by departure time). GCC's loss controller
@@ -38,8 +40,13 @@ use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
 const START_BPS: f64 = 2_500_000.0;
 const MIN_BPS: f64 = 100_000.0;
 const MAX_BPS: f64 = 20_000_000.0;
-/// No decrease for this long: forget the capacity the last decrease measured.
+/// No decrease for this long: forget the capacity the last decrease measured. Doubled (up to
+/// [`FRESH_START_MAX`]) each time a fresh start ran into congestion again within
+/// [`FRESH_START_FAILS`]; back to this after [`FRESH_START_RESET`] without a decrease.
 pub const FRESH_START_AFTER: Duration = Duration::from_secs(4);
+const FRESH_START_MAX: Duration = Duration::from_secs(32);
+const FRESH_START_FAILS: Duration = Duration::from_secs(5);
+const FRESH_START_RESET: Duration = Duration::from_secs(30);
 /// What GCC learns in this long after the first feedback is discarded (see the module doc).
 const WARM_UP: Duration = Duration::from_secs(5);
 /// The window over which the delivered rate is measured.
@@ -78,6 +85,9 @@ pub struct DownlinkEstimator {
     /// When the first feedback came, until the warm-up is over.
     warming_since: Option<Instant>,
     warmed: bool,
+    /// The current wait before a fresh start, and when the last one happened.
+    fresh_after: Duration,
+    fresh_at: Option<Instant>,
 }
 
 impl DownlinkEstimator {
@@ -93,6 +103,8 @@ impl DownlinkEstimator {
             delivered_bytes: 0,
             warming_since: None,
             warmed: false,
+            fresh_after: FRESH_START_AFTER,
+            fresh_at: None,
         }
     }
 
@@ -145,14 +157,30 @@ impl BandwidthEstimator for DownlinkEstimator {
             );
         }
         if target < self.last_target * 0.97 {
+            // Congestion again soon after a fresh start: the link did not recover; wait longer
+            // before the next one (each one costs the subscriber a burst of loss).
+            if self
+                .fresh_at
+                .take()
+                .is_some_and(|t| now.saturating_duration_since(t) < FRESH_START_FAILS)
+            {
+                self.fresh_after = (self.fresh_after * 2).min(FRESH_START_MAX);
+            }
             self.last_decrease = Some(now);
             self.limited |= self.warmed;
+        } else if let Some(t) = self.last_decrease {
+            let calm = now.saturating_duration_since(t);
+            if calm >= self.fresh_after {
+                self.gcc = Gcc::new(target, MIN_BPS, MAX_BPS);
+                self.last_decrease = None;
+                self.fresh_at = Some(now);
+            }
         } else if self
-            .last_decrease
-            .is_some_and(|t| now.saturating_duration_since(t) >= FRESH_START_AFTER)
+            .fresh_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= FRESH_START_RESET)
         {
-            self.gcc = Gcc::new(target, MIN_BPS, MAX_BPS);
-            self.last_decrease = None;
+            self.fresh_after = FRESH_START_AFTER;
+            self.fresh_at = None;
         }
         self.last_target = target;
         let reports = std::mem::take(&mut self.scratch);
