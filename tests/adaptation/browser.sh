@@ -5,30 +5,11 @@
 # in one network namespace, Chromium in another, joined by a veth pair; web/test/adaptation.mjs
 # shapes the server's egress toward one subscriber with tc (htb + tbf, matched by its port).
 set -euo pipefail
-source "$(dirname "$0")/../../scripts/lib.sh"
+source "$(dirname "$0")/../browser/lib.sh"
 cd "$FIRESFU_ROOT"
 
-srv="fsfu-asrv-$$"
-cli="fsfu-acli-$$"
-project="demo-adapt"
 room="adapt"
-logs="$FIRESFU_ROOT/target/test-logs/adaptation"
-mkdir -p "$logs"
-trap 'stop_groups; ip netns del "$srv" 2>/dev/null || true; ip netns del "$cli" 2>/dev/null || true' EXIT
-make_netns_link "$srv" "$cli"
-in_srv=(ip netns exec "$srv")
-in_cli=(ip netns exec "$cli")
-
-(cd web && node build.mjs)
-cargo build --quiet -p firesfu -p testpeer --bins --features firesfu/fault-injection
-
-emulator="10.78.0.1:8081"
-start_group FIRESTORE "$logs/firestore-emulator.log" "${in_srv[@]}" \
-  gcloud emulators firestore start --host-port="$emulator"
-IN_NETNS="$srv" wait_http "http://$emulator/" Ok 90
-rules=$(python3 -c 'import json,sys; print(json.dumps({"rules":{"files":[{"name":"firestore.rules","content":open(sys.argv[1]).read()}]}}))' firestore.rules)
-"${in_srv[@]}" curl -fsS -X PUT -H "Content-Type: application/json" \
-  "http://$emulator/emulator/v1/projects/$project:securityRules" -d "$rules" >/dev/null
+linked_setup adaptation demo-adapt
 "${in_srv[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
   "http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/$room" \
   -d '{"fields":{"name":{"stringValue":"Adaptation"}}}' >/dev/null

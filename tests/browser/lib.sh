@@ -22,13 +22,19 @@ browser_setup() {
   (cd "$FIRESFU_ROOT" && cargo build --quiet -p firesfu -p testpeer --bins --features firesfu/fault-injection)
 
   emulator="127.0.0.1:8081"
-  start_group FIRESTORE "$logs/firestore-emulator.log" "${in_ns[@]}" \
+  start_rules_emulator "$ns"
+}
+
+# start_rules_emulator NS: a Firestore emulator at $emulator inside NS, with the project's rules
+# loaded for $project (browsers write as signed-in users, so the rules apply to them).
+start_rules_emulator() {
+  local in=(ip netns exec "$1")
+  start_group FIRESTORE "$logs/firestore-emulator.log" "${in[@]}" \
     gcloud emulators firestore start --host-port="$emulator"
-  wait_http "http://$emulator/" Ok 90
-  # Browsers write as signed-in users, so the project's rules apply to them.
+  IN_NETNS="$1" wait_http "http://$emulator/" Ok 90
   local rules
   rules=$(python3 -c 'import json,sys; print(json.dumps({"rules":{"files":[{"name":"firestore.rules","content":open(sys.argv[1]).read()}]}}))' "$FIRESFU_ROOT/firestore.rules")
-  "${in_ns[@]}" curl -fsS -X PUT -H "Content-Type: application/json" \
+  "${in[@]}" curl -fsS -X PUT -H "Content-Type: application/json" \
     "http://$emulator/emulator/v1/projects/$project:securityRules" -d "$rules" >/dev/null
 }
 
@@ -36,4 +42,27 @@ browser_setup() {
 show_failure() {
   echo "browser test FAILED; logs in $logs" >&2
   tail -n 40 "$@" >&2 || true
+}
+
+# linked_setup NAME PROJECT: the servers' network namespace and the browser's, joined by a
+# dual-stack veth pair (10.78.0.1/fd78::1 ↔ 10.78.0.2/fd78::2; see make_netns_link), the web
+# bundle and the binaries, and a Firestore emulator at 10.78.0.1:8081 in the servers' namespace
+# with the project's rules. Sets srv, cli, in_srv, in_cli, logs, emulator.
+linked_setup() {
+  local name=$1
+  project=$2
+  srv="fsfu-${name:0:4}s-$$"
+  cli="fsfu-${name:0:4}c-$$"
+  logs="$FIRESFU_ROOT/target/test-logs/$name"
+  mkdir -p "$logs"
+  trap 'stop_groups; stop_postgres; ip netns del "$srv" 2>/dev/null || true; ip netns del "$cli" 2>/dev/null || true' EXIT
+  make_netns_link "$srv" "$cli"
+  in_srv=(ip netns exec "$srv")
+  in_cli=(ip netns exec "$cli")
+
+  (cd "$FIRESFU_ROOT/web" && node build.mjs)
+  (cd "$FIRESFU_ROOT" && cargo build --quiet -p firesfu -p testpeer --bins --features firesfu/fault-injection)
+
+  emulator="10.78.0.1:8081"
+  start_rules_emulator "$srv"
 }

@@ -12,30 +12,12 @@
 # The second listener is on 5443, not 443: Chromium opens no ICE-TCP connection to a port
 # below 1024 of a private address (what the test network has), a guard against scanning LANs.
 set -euo pipefail
-source "$(dirname "$0")/../../scripts/lib.sh"
+source "$(dirname "$0")/../browser/lib.sh"
 cd "$FIRESFU_ROOT"
 
-srv="fsfu-csrv-$$"
-cli="fsfu-ccli-$$"
-project="demo-conn"
-logs="$FIRESFU_ROOT/target/test-logs/connectivity"
 artifacts="$FIRESFU_ROOT/target/test-artifacts/connectivity"
-mkdir -p "$logs" "$artifacts"
-trap 'stop_groups; stop_postgres; ip netns del "$srv" 2>/dev/null || true; ip netns del "$cli" 2>/dev/null || true' EXIT
-make_netns_link "$srv" "$cli"
-in_srv=(ip netns exec "$srv")
-in_cli=(ip netns exec "$cli")
-
-(cd web && node build.mjs)
-cargo build --quiet -p firesfu -p testpeer --bins --features firesfu/fault-injection
-
-emulator="10.78.0.1:8081"
-start_group FIRESTORE "$logs/firestore-emulator.log" "${in_srv[@]}" \
-  gcloud emulators firestore start --host-port="$emulator"
-IN_NETNS="$srv" wait_http "http://$emulator/" Ok 90
-rules=$(python3 -c 'import json,sys; print(json.dumps({"rules":{"files":[{"name":"firestore.rules","content":open(sys.argv[1]).read()}]}}))' firestore.rules)
-"${in_srv[@]}" curl -fsS -X PUT -H "Content-Type: application/json" \
-  "http://$emulator/emulator/v1/projects/$project:securityRules" -d "$rules" >/dev/null
+mkdir -p "$artifacts"
+linked_setup connectivity demo-conn
 
 IN_NETNS="$srv" start_postgres test-conn
 "${in_srv[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "DROP DATABASE IF EXISTS firesfu_conn" >/dev/null

@@ -52,20 +52,31 @@ impl Store {
         speaker: Option<(&str, &str)>,
         now: SystemTime,
     ) -> Result<(), DbError> {
-        let parent = self.parent(room)?;
         let doc = SpeakerDoc {
             session: speaker.map(|(s, _)| s.to_owned()),
             display_name: speaker.map(|(_, n)| n.to_owned()),
             updated_at: timestamp(now),
         };
+        self.put_room_doc(room, LIVE, SPEAKER_DOC, &doc).await
+    }
+
+    /// Writes (creates or replaces) `rooms/{room}/{collection}/{id}`.
+    async fn put_room_doc<T: Serialize + for<'de> Deserialize<'de> + Sync + Send>(
+        &self,
+        room: &str,
+        collection: &str,
+        id: &str,
+        doc: &T,
+    ) -> Result<(), DbError> {
+        let parent = self.parent(room)?;
         let result = docdb::timed(
             self.db
                 .fluent()
                 .update()
-                .in_col(LIVE)
-                .document_id(SPEAKER_DOC)
+                .in_col(collection)
+                .document_id(id)
                 .parent(&parent)
-                .object(&doc)
+                .object(doc)
                 .execute::<()>(),
         )
         .await;
@@ -79,7 +90,6 @@ impl Store {
         entry: &ParticipantEntry<'_>,
         now: SystemTime,
     ) -> Result<(), DbError> {
-        let parent = self.parent(&key.room)?;
         let doc = ParticipantDoc {
             display_name: entry.roster.display_name.clone(),
             uid: entry.uid.clone(),
@@ -95,19 +105,8 @@ impl Store {
             updated_at: timestamp(now),
             expires_at: timestamp(entry.expires),
         };
-        let result = docdb::timed(
-            self.db
-                .fluent()
-                .update()
-                .in_col(PARTICIPANTS)
-                .document_id(&key.session)
-                .parent(&parent)
-                .object(&doc)
-                .execute::<()>(),
-        )
-        .await;
-        meter::wrote(1);
-        result
+        self.put_room_doc(&key.room, PARTICIPANTS, &key.session, &doc)
+            .await
     }
 
     /// Updates some fields of the session's roster entry (media state, quality).
