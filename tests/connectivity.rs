@@ -246,6 +246,7 @@ async fn a_client_that_cannot_connect_is_told_what_was_tried() {
                 publish_audio: true,
                 publish_video: true,
                 video: testpeer::VideoSource::Tagged { frame_bytes: 100 },
+                video_delay: std::time::Duration::ZERO,
             },
             Default::default(),
         )

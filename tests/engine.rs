@@ -36,6 +36,7 @@ async fn offer(tag: &str) -> String {
         publish_audio: true,
         publish_video: true,
         video: VideoSource::Tagged { frame_bytes: 100 },
+        video_delay: std::time::Duration::ZERO,
     };
     let report = Arc::new(Mutex::new(testpeer::Report::default()));
     let mut ep = Endpoint::bind(IpAddr::from([127, 0, 0, 1]), spec, report)

@@ -267,3 +267,56 @@ async fn full_ice_mode_also_connects() {
     a.leave(Leave::Close).await.unwrap();
     b.leave(Leave::Close).await.unwrap();
 }
+
+/// Lip sync through the SFU: the publisher's video leaves 200 ms after its capture time (an
+/// encoder's delay) while its sender reports say when it was captured. The subscriber maps
+/// both streams to capture time through the server's sender reports: audio and video must
+/// agree within 40 ms. Sender reports made from forwarding times would put video 200 ms late.
+/// Retransmissions go on an RTX stream: the answer groups each video slot's SSRC with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_reports_keep_audio_and_video_in_sync() {
+    let project = Project::new().await;
+    let room = project.room("lipsync").await;
+    let sfu = Broadcast::start(&project).await;
+
+    let mut spec = PeerSpec::new(&room, "speaker");
+    spec.video_delay = Duration::from_millis(200);
+    let speaker = Peer::join(&project.db, spec).await.unwrap();
+    let mut spec = PeerSpec::new(&room, "viewer");
+    (spec.publish_audio, spec.publish_video) = (false, false);
+    (spec.recv_audio, spec.recv_video) = (1, 1);
+    let viewer = Peer::join(&project.db, spec).await.unwrap();
+
+    // Browsers send a sender report about every second per stream, as does str0m: several
+    // reports on each side make the offset settle.
+    let r = viewer
+        .wait_until(
+            "a/v offset from sender reports",
+            Duration::from_secs(30),
+            |r| {
+                r.received
+                    .get("speaker")
+                    .and_then(|s| s.sync.av_offset_ms(120))
+                    .is_some()
+            },
+        )
+        .await
+        .unwrap();
+    let offset = r.received["speaker"].sync.av_offset_ms(120).unwrap();
+    eprintln!("a/v offset at the subscriber: {offset:.1} ms");
+    assert!(
+        offset.abs() < 40.0,
+        "video plays {offset:.1} ms after the audio captured with it"
+    );
+    assert!(sfu.stat("senderReportsTranslated").await > 0);
+    assert_eq!(r.corrupt, 0);
+
+    let doc = viewer.doc.read().await.unwrap().unwrap();
+    let answer = doc["answer"]["sdp"].as_str().unwrap();
+    assert!(
+        answer.lines().any(|l| l.starts_with("a=ssrc-group:FID ")),
+        "{answer}"
+    );
+    speaker.leave(Leave::Close).await.unwrap();
+    viewer.leave(Leave::Close).await.unwrap();
+}

@@ -5,8 +5,12 @@
 //! the publisher's codec. Offering few codecs keeps that true: Opus for audio, and the video
 //! codecs the operator enables (VP8 by default, which every browser and str0m decode).
 
-use rtc::interceptor::{CongestionControlBuilder, Registry, Slot, TwccSenderBuilder};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{
+    CongestionControlBuilder, ReceiverReportBuilder, Registry, Slot, TwccSenderBuilder,
+};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MIME_TYPE_VP9, MediaEngine,
 };
@@ -56,10 +60,10 @@ fn codec(mime: &str, pt: u8, clock_rate: u32, channels: u16, fmtp: &str) -> RTCR
     }
 }
 
-/// A media engine with the configured codecs and the default interceptors (NACK responder and
-/// generator, sender/receiver reports, TWCC feedback), transport-wide sequence numbers on what
-/// we send and a downlink estimate from the feedback about them (into `downlink`), plus the
-/// relay that lets subscribers' keyframe requests reach us. No pacer: rtc's paces at exactly
+/// A media engine with the configured codecs and the interceptors (NACK responder and
+/// generator, receiver reports, TWCC feedback), transport-wide sequence numbers on what we send
+/// and a downlink estimate from the feedback about them (into `downlink`), plus the relay that
+/// lets subscribers' keyframe requests and publishers' sender reports reach us. No pacer: rtc's paces at exactly
 /// the estimate and queues what an SFU cannot slow down; layer choice adapts the rate instead.
 pub fn build_media_engine(
     support: &CodecSupport,
@@ -103,16 +107,21 @@ pub fn build_media_engine(
         RtpCodecKind::Audio,
         None,
     )?;
-    // The defaults already negotiate the transport-cc extension and feedback (audio and video).
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?
+    // rtc's defaults (`register_default_interceptors`) but its sender reports: ours are
+    // translated from the publishers' (lip sync, `super::sync`), sent by the engine. The
+    // transport-cc extension and feedback are negotiated here (audio and video).
+    let registry = configure_nack(Registry::new(), &mut engine);
+    configure_simulcast_extension_headers(&mut engine)?;
+    let registry = configure_twcc_receiver_only(registry, &mut engine)?
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
         .with(
             Slot::CongestionControl,
             CongestionControlBuilder::new(DownlinkEstimator::new(downlink)).build(),
         )
         .with(
-            super::keyframe_relay::slot(),
-            super::keyframe_relay::KeyframeRelay::default(),
+            super::rtcp_relay::slot(),
+            super::rtcp_relay::RtcpRelay::default(),
         );
     Ok((engine, registry))
 }

@@ -15,7 +15,6 @@ mod forward;
 pub mod keyframe;
 mod metrics;
 pub use metrics::{MediaObservers, observe_media};
-mod keyframe_relay;
 pub mod layers;
 pub mod offer;
 pub mod payload;
@@ -23,8 +22,10 @@ mod peer;
 mod rate;
 pub mod rewrite;
 pub mod room;
+mod rtcp_relay;
 pub mod socket;
 pub mod speaker;
+pub mod sync;
 pub mod tcp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -336,6 +337,10 @@ pub struct MediaStats {
     /// asked for, for lack of downlink bandwidth; and paused at the subscriber's request.
     pub slots_constrained: u64,
     pub slots_paused: u64,
+    /// Sender reports sent to subscribers, and how many of them were translated from the
+    /// publisher's (the rest: from forwarding times, before the publisher's first report).
+    pub sender_reports: u64,
+    pub sender_reports_translated: u64,
     /// Each connected peer's downlink estimate, bits per second (as of the last second).
     pub downlinks: Vec<(SessionKey, Option<u64>)>,
 }

@@ -50,6 +50,8 @@ pub struct OfferedMedia {
     pub rids: Vec<String>,
     /// The offer's preferred codec that we forward (its encoding name and clock rate).
     pub codec: Option<(String, u32)>,
+    /// The offer can receive retransmissions of that codec on an RTX stream (RFC 4588).
+    pub rtx: bool,
 }
 
 impl OfferedMedia {
@@ -148,14 +150,21 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
         }
         let offered = m.codecs();
         // In the offer's order of preference (its format list).
-        let codec = m
+        let chosen = m
             .media_name
             .formats
             .iter()
             .filter_map(|f| offered.get(&f.parse::<u8>().ok()?))
             .chain(offered.values())
-            .find(|c| codecs.accepts(kind, &c.name))
-            .map(|c| (c.name.clone(), c.clock_rate));
+            .find(|c| codecs.accepts(kind, &c.name));
+        let codec = chosen.map(|c| (c.name.clone(), c.clock_rate));
+        // RFC 4588: an `rtx` format whose `apt` names the chosen codec.
+        let rtx = chosen.is_some_and(|chosen| {
+            let apt = format!("apt={}", chosen.payload_type);
+            offered.values().any(|c| {
+                c.name.eq_ignore_ascii_case("rtx") && c.fmtp.split(';').any(|p| p.trim() == apt)
+            })
+        });
         let usable = m.media_name.port.value != 0 && codec.is_some();
         media.push(OfferedMedia {
             mid,
@@ -164,6 +173,7 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
             usable,
             rids: send_rids(m),
             codec,
+            rtx,
         });
     }
 

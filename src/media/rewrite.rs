@@ -141,6 +141,11 @@ pub struct SlotSequencer {
     last: Option<(u16, u32, Instant)>,
     /// (sequence, timestamp) offsets for the current source; `None` until its first packet.
     offsets: Option<(u16, u32)>,
+    /// The SSRC of the current source (a publisher's stream or simulcast layer).
+    source: Option<u32>,
+    /// Packets and payload octets sent (wrapping, as sender reports count them).
+    packets: u32,
+    octets: u32,
 }
 
 /// Why a packet was not forwarded to a slot.
@@ -156,7 +161,31 @@ impl SlotSequencer {
             ssrc,
             last: None,
             offsets: None,
+            source: None,
+            packets: 0,
+            octets: 0,
         }
+    }
+
+    /// The current source's SSRC and the timestamp offset from it to this slot.
+    pub fn source(&self) -> Option<(u32, u32)> {
+        Some((self.source?, self.offsets?.1))
+    }
+
+    /// The highest timestamp sent and when.
+    pub fn last_sent(&self) -> Option<(u32, Instant)> {
+        self.last.map(|(_, ts, at)| (ts, at))
+    }
+
+    /// Packets and payload octets sent so far (wrapping).
+    pub fn counts(&self) -> (u32, u32) {
+        (self.packets, self.octets)
+    }
+
+    /// One packet with `payload` octets left through this slot.
+    pub fn count(&mut self, payload: usize) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload as u32);
     }
 
     pub fn ssrc(&self) -> u32 {
@@ -192,6 +221,7 @@ impl SlotSequencer {
                 )
             }
         });
+        self.source = Some(src.ssrc);
         let seq = src.sequence_number.wrapping_add(seq_off);
         let ts = src.timestamp.wrapping_add(ts_off);
 

@@ -167,6 +167,7 @@ pub async fn janus(base: &str, pgid: u32, load: &Load) -> anyhow::Result<Value> 
         video: VideoSource::Tagged {
             frame_bytes: load.frame_bytes,
         },
+        video_delay: Duration::ZERO,
     };
     let mut ep = Endpoint::bind(load.bind_ip, spec, report.clone()).await?;
     let session = JanusSession::create(&http, base).await?;
@@ -216,6 +217,7 @@ pub async fn janus(base: &str, pgid: u32, load: &Load) -> anyhow::Result<Value> 
             publish_audio: false,
             publish_video: false,
             video: VideoSource::Tagged { frame_bytes: 0 },
+            video_delay: std::time::Duration::ZERO,
         };
         let mut ep = Endpoint::bind(load.bind_ip, spec, report.clone()).await?;
         let session = JanusSession::create(&http, base).await?;

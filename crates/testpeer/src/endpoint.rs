@@ -38,7 +38,23 @@ pub struct MediaSpec {
     pub publish_audio: bool,
     pub publish_video: bool,
     pub video: VideoSource,
+    /// Video leaves this long after it was captured (an encoder's and pacer's delay), while
+    /// its timestamps and sender reports say when it was captured; audio leaves at once.
+    pub video_delay: Duration,
 }
+
+/// A frame's capture time on the publisher's clock, from its sequence number: audio every
+/// 20 ms (960 ticks at 48 kHz), video every 1/30 s (3000 ticks at 90 kHz).
+pub fn capture_offset(kind: MediaKind, seq: u32) -> Duration {
+    match kind {
+        MediaKind::Audio => Duration::from_millis(20) * seq,
+        MediaKind::Video => Duration::from_micros(u64::from(seq) * 100_000 / 3),
+    }
+}
+
+/// A sender that fell this far behind its capture schedule skips frames (as a camera drops
+/// them) instead of sending a burst.
+const MAX_LAG: Duration = Duration::from_millis(500);
 
 /// How the endpoint reaches the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,8 +89,6 @@ pub struct Endpoint {
     recv: Vec<(Mid, MediaKind)>,
     audio_seq: u32,
     video_seq: u32,
-    next_audio: Instant,
-    next_video: Instant,
     clip: Option<IvfClip>,
     start: Instant,
     /// When the first offer (or answer) went out; `first_media` counts from it.
@@ -82,6 +96,22 @@ pub struct Endpoint {
     /// When the first remote description was applied; `connect_time` counts from it.
     described_at: Option<Instant>,
     buf: Vec<u8>,
+}
+
+/// When the frame was captured according to the sender reports of its stream (microseconds
+/// since the Unix epoch): the SR's NTP time moved by the frame's timestamp distance from the
+/// SR's timestamp. `None` before the first SR.
+fn sync_sample(data: &str0m::media::MediaData, kind: Option<MediaKind>) -> Option<i64> {
+    let sr = data.last_sender_info.as_ref()?;
+    kind?;
+    let rate = i64::from(data.time.denom());
+    let ticks = (data.time.numer() as u32).wrapping_sub(sr.rtp_time.numer() as u32) as i32;
+    let ntp = sr
+        .ntp_time
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_micros() as i64;
+    Some(ntp + i64::from(ticks) * 1_000_000 / rate)
 }
 
 pub fn update(report: &Arc<Mutex<Report>>, f: impl FnOnce(&mut Report)) {
@@ -151,8 +181,6 @@ impl Endpoint {
             recv: Vec::new(),
             audio_seq: 0,
             video_seq: 0,
-            next_audio: start,
-            next_video: start,
             clip,
             start,
             signalled_at: None,
@@ -468,6 +496,7 @@ impl Endpoint {
             .find(|(m, _)| *m == data.mid)
             .map(|(_, k)| *k);
         let since_signal = self.signalled_at.map(|t| t.elapsed());
+        let sync = sync_sample(&data, kind);
         update(&self.report, |r| {
             if r.first_media.is_none() {
                 r.first_media = since_signal;
@@ -508,46 +537,62 @@ impl Endpoint {
                 Some(MediaKind::Audio) => entry.audio += 1,
                 _ => entry.video += 1,
             }
+            if let (Some(sample), Some(kind)) = (sync, kind)
+                && let Some(stamp) = payload::check(&data.data)
+            {
+                entry.sync.add(kind, sample, stamp.seq);
+            }
             r.mid_sources.insert(mid, source);
         });
     }
 
     fn send_media(&mut self, now: Instant) {
-        if let Some(mid) = self.audio_tx
-            && now >= self.next_audio
-        {
-            self.next_audio = (self.next_audio + Duration::from_millis(20)).max(now);
-            let seq = self.audio_seq;
-            let data = payload::make(&self.spec.tag, b'a', seq, 120);
-            let time = MediaTime::new(seq as u64 * 960, Frequency::FORTY_EIGHT_KHZ);
-            if self.write(mid, Codec::Opus, time, now, data) {
-                self.audio_seq += 1;
-                update(&self.report, |r| r.sent_audio += 1);
-            }
-        }
-        if let Some(mid) = self.video_tx
-            && now >= self.next_video
-        {
-            self.next_video = (self.next_video + Duration::from_millis(33)).max(now);
-            let seq = self.video_seq;
-            let data = match (&self.spec.video, self.clip.as_mut()) {
-                (VideoSource::Ivf(_), Some(clip)) => clip.next_frame(),
-                (VideoSource::Tagged { frame_bytes }, _) => {
-                    payload::make(&self.spec.tag, b'v', seq, *frame_bytes)
+        if let Some(mid) = self.audio_tx {
+            let seq = self.due(now, MediaKind::Audio, self.audio_seq, Duration::ZERO);
+            if let Some(seq) = seq {
+                self.audio_seq = seq;
+                let data = payload::make(&self.spec.tag, b'a', seq, 120);
+                let time = MediaTime::new(seq as u64 * 960, Frequency::FORTY_EIGHT_KHZ);
+                let captured = self.start + capture_offset(MediaKind::Audio, seq);
+                if self.write(mid, Codec::Opus, time, captured, data) {
+                    self.audio_seq += 1;
+                    update(&self.report, |r| r.sent_audio += 1);
                 }
-                _ => return,
-            };
-            if self.write(
-                mid,
-                Codec::Vp8,
-                MediaTime::from_90khz(seq as u64 * 3000),
-                now,
-                data,
-            ) {
-                self.video_seq += 1;
-                update(&self.report, |r| r.sent_video += 1);
             }
         }
+        if let Some(mid) = self.video_tx {
+            let seq = self.due(now, MediaKind::Video, self.video_seq, self.spec.video_delay);
+            if let Some(seq) = seq {
+                self.video_seq = seq;
+                let data = match (&self.spec.video, self.clip.as_mut()) {
+                    (VideoSource::Ivf(_), Some(clip)) => clip.next_frame(),
+                    (VideoSource::Tagged { frame_bytes }, _) => {
+                        payload::make(&self.spec.tag, b'v', seq, *frame_bytes)
+                    }
+                    _ => return,
+                };
+                let time = MediaTime::from_90khz(seq as u64 * 3000);
+                let captured = self.start + capture_offset(MediaKind::Video, seq);
+                if self.write(mid, Codec::Vp8, time, captured, data) {
+                    self.video_seq += 1;
+                    update(&self.report, |r| r.sent_video += 1);
+                }
+            }
+        }
+    }
+
+    /// The frame `seq` of `kind` when it is due at `now` (captured, plus `delay`); a later
+    /// one when the sender fell more than [`MAX_LAG`] behind.
+    fn due(&self, now: Instant, kind: MediaKind, seq: u32, delay: Duration) -> Option<u32> {
+        let elapsed = now.checked_duration_since(self.start + delay)?;
+        if elapsed < capture_offset(kind, seq) {
+            return None;
+        }
+        if elapsed > capture_offset(kind, seq) + MAX_LAG {
+            let period = capture_offset(kind, 3).as_micros() / 3;
+            return Some((elapsed.as_micros() / period) as u32);
+        }
+        Some(seq)
     }
 
     fn write(
@@ -555,7 +600,7 @@ impl Endpoint {
         mid: Mid,
         codec: Codec,
         time: MediaTime,
-        now: Instant,
+        captured: Instant,
         data: Arc<[u8]>,
     ) -> bool {
         let Some(writer) = self.rtc.writer(mid) else {
@@ -568,7 +613,7 @@ impl Endpoint {
         else {
             return false;
         };
-        writer.write(pt, now, time, data).is_ok()
+        writer.write(pt, captured, time, data).is_ok()
     }
 
     pub fn close(&mut self) {

@@ -43,6 +43,8 @@ pub struct PeerSpec {
     pub bind_ip: IpAddr,
     pub transport: Transport,
     pub video: VideoSource,
+    /// Video leaves this long after its capture time (see `MediaSpec::video_delay`).
+    pub video_delay: Duration,
 }
 
 impl PeerSpec {
@@ -62,6 +64,7 @@ impl PeerSpec {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             transport: Transport::Udp,
             video: VideoSource::Tagged { frame_bytes: 2500 },
+            video_delay: Duration::ZERO,
         }
     }
 }
@@ -74,6 +77,47 @@ pub struct Received {
     /// Since the peer started.
     pub first: Duration,
     pub last: Duration,
+    /// Capture times from the sender reports, for lip sync.
+    pub sync: SyncSamples,
+}
+
+/// Per kind, recent values of (capture time from the sender reports − the frame's nominal
+/// capture offset from its sequence number): each is the publisher's start as the reports
+/// place it, in microseconds. Audio and video agree when the reports keep them in sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncSamples {
+    pub audio: Vec<i64>,
+    pub video: Vec<i64>,
+}
+
+impl SyncSamples {
+    const KEEP: usize = 600;
+
+    pub fn add(&mut self, kind: str0m::media::MediaKind, captured: i64, seq: u32) {
+        let nominal = crate::endpoint::capture_offset(kind, seq).as_micros() as i64;
+        let list = match kind {
+            str0m::media::MediaKind::Audio => &mut self.audio,
+            str0m::media::MediaKind::Video => &mut self.video,
+        };
+        if list.len() >= Self::KEEP {
+            list.drain(..Self::KEEP / 6);
+        }
+        list.push(captured - nominal);
+    }
+
+    /// How much later video plays than audio captured at the same time, by the sender
+    /// reports (medians), in milliseconds; `None` with fewer than `min` samples of either.
+    pub fn av_offset_ms(&self, min: usize) -> Option<f64> {
+        fn median(v: &[i64]) -> i64 {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v[v.len() / 2]
+        }
+        if self.audio.len() < min || self.video.len() < min {
+            return None;
+        }
+        Some((median(&self.video) - median(&self.audio)) as f64 / 1000.0)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -253,6 +297,7 @@ async fn drive(
         publish_audio: spec.publish_audio,
         publish_video: spec.publish_video,
         video: spec.video.clone(),
+        video_delay: spec.video_delay,
     };
     let mut ep = Endpoint::bind_with(spec.bind_ip, spec.transport, media, report.clone()).await?;
     let (offer, first) = ep.first_offer(spec.recv_audio, spec.recv_video)?;

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rtc::crypto::SignatureScheme;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod adapt;
 mod io;
+mod reports;
 mod routing;
 mod speaking;
 
@@ -39,6 +40,7 @@ use super::peer::{
 use super::rewrite::Unforwardable;
 use super::room::{Room, TrackRef};
 use super::socket::{DropCounter, bind_tcp, bind_udp};
+use super::sync::WallClock;
 use super::tcp::{self, TcpEvent};
 use super::{
     CloseReason, Command, Commands, Events, MediaConfig, MediaEvent, MediaStats, Negotiated,
@@ -287,6 +289,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                     inbound: Vec::new(),
                     adapt_now: Vec::new(),
                     speakers: HashMap::new(),
+                    wall: WallClock::new(Instant::now(), SystemTime::now()),
                 };
                 engine.run(command_rx, tcp_events).await;
             });
@@ -382,6 +385,8 @@ struct Engine {
     adapt_now: Vec<PeerId>,
     /// Per room: who speaks.
     speakers: HashMap<String, speaking::RoomSpeaker>,
+    /// Our wall clock for sender reports.
+    wall: WallClock,
 }
 
 /// A publisher's packet waiting to be forwarded.
@@ -405,6 +410,7 @@ impl Engine {
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         let mut next_adapt = Instant::now() + adapt::ADAPT_EVERY;
         let mut next_speakers = Instant::now() + speaking::SPEAKER_POLL;
+        let mut next_reports = Instant::now() + reports::REPORT_EVERY;
         loop {
             self.drain(Instant::now());
             let deadline = self
@@ -412,7 +418,8 @@ impl Engine {
                 .unwrap_or(next_housekeeping)
                 .min(next_housekeeping)
                 .min(next_adapt)
-                .min(next_speakers);
+                .min(next_speakers)
+                .min(next_reports);
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -448,6 +455,10 @@ impl Engine {
             if now >= next_speakers {
                 self.poll_speakers(now);
                 next_speakers = now + speaking::SPEAKER_POLL;
+            }
+            if now >= next_reports {
+                self.send_reports(now);
+                next_reports = now + reports::REPORT_EVERY;
             }
             if now >= next_housekeeping {
                 self.housekeeping(now);
@@ -570,6 +581,12 @@ impl Engine {
                                 info,
                                 packet,
                             });
+                        }
+                    }
+                    PeerOutput::SenderReport { ssrc, ntp, rtp } => {
+                        let arrived = self.wall.ntp(now);
+                        if let Some(p) = self.peers.get_mut(&id) {
+                            p.clock.on_sender_report(ssrc, ntp, rtp, arrived);
                         }
                     }
                     PeerOutput::KeyframeRequest { slot } => {

@@ -8,7 +8,7 @@ mod slot;
 
 use publish::Publish;
 use slot::Slot;
-pub use slot::{Forwarded, Inbound, SlotWish};
+pub use slot::{Forwarded, Inbound, ReportInput, SlotWish};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,10 +28,12 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters,
+    RtpCodecKind,
 };
 use rtc::rtp_transceiver::{
     RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverId,
@@ -50,6 +52,7 @@ use super::offer::{CodecSupport, MediaKind, OfferSummary};
 use super::payload::{self, FrameInfo, VideoCodec};
 use super::rewrite::{CodecDesc, ExtDesc, SlotSequencer, Translation, Unforwardable};
 use super::room::TrackRef;
+use super::sync::PublisherClock;
 use super::{PeerId, SessionKey};
 
 /// What every peer connection of this instance shares.
@@ -85,6 +88,12 @@ pub enum PeerOutput {
     },
     /// The subscriber reported lost packets (the stack retransmits them).
     Nack,
+    /// The publisher's sender report about its stream `ssrc` (64-bit NTP time, RTP time).
+    SenderReport {
+        ssrc: u32,
+        ntp: u64,
+        rtp: u32,
+    },
 }
 
 pub struct Peer {
@@ -111,6 +120,8 @@ pub struct Peer {
     wishes: HashMap<String, SlotWish>,
     /// The downlink estimate toward this peer (from its congestion-control feedback).
     downlink: SharedEstimate,
+    /// What this publisher's sender reports say about its clock and streams.
+    pub clock: PublisherClock,
     pub last_heard: Instant,
     pub connected: bool,
     /// The stack panicked inside a call for this peer: it is closed at the next drain.
@@ -255,6 +266,12 @@ impl Peer {
                             }
                         } else if any.is::<TransportLayerNack>() {
                             out.push(PeerOutput::Nack);
+                        } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                            out.push(PeerOutput::SenderReport {
+                                ssrc: sr.ssrc,
+                                ntp: sr.ntp_time,
+                                rtp: sr.rtp_time,
+                            });
                         }
                     }
                 }

@@ -67,6 +67,7 @@ impl Peer {
             slots: HashMap::new(),
             wishes: HashMap::new(),
             downlink,
+            clock: PublisherClock::default(),
             last_heard: now,
             connected: false,
             broken: false,
@@ -176,6 +177,11 @@ impl Peer {
                     vec![RTCRtpEncodingParameters {
                         rtp_coding_parameters: RTCRtpCodingParameters {
                             ssrc: Some(rand::random::<u32>()),
+                            // Retransmissions on their own stream where the subscriber can
+                            // take them (the NACK responder then sends RTX, RFC 4588).
+                            rtx: (m.is_slot() && m.rtx).then(|| RTCRtpRtxParameters {
+                                ssrc: rand::random::<u32>(),
+                            }),
                             ..Default::default()
                         },
                         codec,

@@ -2,10 +2,12 @@
 //! to receive on it, and rewriting a publisher's packet into it.
 
 use bytes::Bytes;
+use rtc::rtcp::sender_report::SenderReport;
 
 use super::*;
 use crate::media::layers::{LayerSelector, Verdict};
 use crate::media::payload::{FrameInfo, PictureNumbering, VideoCodec};
+use crate::media::sync::SlotReport;
 
 /// What a subscriber asked for on one receive slot (the session document's `receive`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +46,17 @@ impl Slot {
             numbering: PictureNumbering::default(),
         }
     }
+}
+
+/// One slot's state for its sender report ([`Peer::report_inputs`]).
+pub struct ReportInput {
+    pub mid: String,
+    pub publisher: PeerId,
+    /// The source stream's SSRC and the slot's timestamp offset from it.
+    pub source: Option<(u32, u32)>,
+    pub clock_rate: u32,
+    /// The highest timestamp sent and when.
+    pub last_sent: (u32, Instant),
 }
 
 /// What became of one packet offered to a slot.
@@ -160,6 +173,7 @@ impl Peer {
         } else {
             src.payload.clone()
         };
+        slot.sequencer.count(payload.len());
         let sender = slot.sender;
         let packet = rtp::Packet { header, payload };
         self.guarded("write_rtp", |p| {
@@ -170,6 +184,53 @@ impl Peer {
         })
         .unwrap_or_else(|| Err(ForwardError::Stack("the stack panicked".into())))
         .map(|()| outcome)
+    }
+
+    /// What a sender report for each slot with a source needs: the slot's mid, its source,
+    /// the source stream's SSRC and timestamp offset, the clock rate, the last timestamp sent
+    /// and when.
+    pub fn report_inputs(&self, out: &mut Vec<ReportInput>) {
+        for (mid, slot) in &self.slots {
+            let (Some((track, _)), Some((ts, sent_at))) =
+                (slot.source.as_ref(), slot.sequencer.last_sent())
+            else {
+                continue;
+            };
+            let Some(clock_rate) = slot.codecs.first().map(|c| c.clock_rate) else {
+                continue;
+            };
+            out.push(ReportInput {
+                mid: mid.clone(),
+                publisher: track.publisher,
+                source: slot.sequencer.source(),
+                clock_rate,
+                last_sent: (ts, sent_at),
+            });
+        }
+    }
+
+    /// Sends a sender report on slot `mid`, with the slot's SSRC and counts.
+    pub fn send_report(&mut self, now: Instant, mid: &str, r: SlotReport) {
+        let Some(slot) = self.slots.get(mid) else {
+            return;
+        };
+        let sender = slot.sender;
+        let (packet_count, octet_count) = slot.sequencer.counts();
+        let report = SenderReport {
+            ssrc: slot.sequencer.ssrc(),
+            ntp_time: r.ntp64,
+            rtp_time: r.rtp,
+            packet_count,
+            octet_count,
+            ..Default::default()
+        };
+        let sent = self.guarded("write_rtcp", |p| {
+            p.pc.rtp_sender(sender)
+                .map(|mut s| s.write_rtcp(now, vec![Box::new(report)]))
+        });
+        if let Some(Some(Err(e))) = sent {
+            tracing::debug!(peer = self.id.0, mid, "sender report not sent: {e}");
+        }
     }
 
     pub fn slot_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {

@@ -1,10 +1,11 @@
-//! Lets subscribers' keyframe requests through rtc's interceptor chain.
+//! Lets the RTCP the application acts on through rtc's interceptor chain.
 //!
 //! rtc 0.21 ends every inbound RTCP packet at the last interceptor unless one marks it
 //! `DeliverToApplication`: the interceptors act on receiver reports and NACKs themselves, but an
 //! SFU must relay a subscriber's PLI/FIR to the publisher it watches (a browser that joined a
-//! running stream, or lost a frame, cannot decode until a keyframe comes). This marks exactly
-//! the compound packets that carry one; everything else stays inside the chain.
+//! running stream, or lost a frame, cannot decode until a keyframe comes), and translate a
+//! publisher's sender reports for its subscribers (lip sync, [`crate::media::sync`]). This marks
+//! exactly the compound packets that carry one of those; everything else stays inside the chain.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
 
 /// After the report interceptors have read the packet, before the terminus drops it.
@@ -22,19 +24,21 @@ pub fn slot() -> Slot {
 }
 
 #[derive(Default)]
-pub struct KeyframeRelay {
+pub struct RtcpRelay {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
 
-fn asks_for_keyframe(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
+fn concerns_application(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
     packets.iter().any(|p| {
         let any = p.as_any();
-        any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+        any.is::<PictureLossIndication>()
+            || any.is::<FullIntraRequest>()
+            || any.is::<SenderReport>()
     })
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRelay {
+impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpRelay {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -43,7 +47,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRelay {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet
-            && asks_for_keyframe(packets)
+            && concerns_application(packets)
             && !msg.message.has(&Attribute::DeliverToApplication)
         {
             msg.message.add(Attribute::DeliverToApplication);
@@ -66,7 +70,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRelay {
     }
 }
 
-impl Interceptor for KeyframeRelay {
+impl Interceptor for RtcpRelay {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -90,9 +94,7 @@ mod tests {
 
     #[test]
     fn a_pli_reaches_the_application_and_a_receiver_report_does_not() {
-        let mut chain = Registry::new()
-            .with(slot(), KeyframeRelay::default())
-            .build();
+        let mut chain = Registry::new().with(slot(), RtcpRelay::default()).build();
         let pli = PictureLossIndication {
             sender_ssrc: 1,
             media_ssrc: 42,
@@ -120,5 +122,18 @@ mod tests {
             .downcast_ref::<PictureLossIndication>()
             .unwrap();
         assert_eq!(got.media_ssrc, 42);
+    }
+
+    #[test]
+    fn a_sender_report_reaches_the_application() {
+        let mut chain = Registry::new().with(slot(), RtcpRelay::default()).build();
+        let sr = SenderReport {
+            ssrc: 7,
+            rtp_time: 1234,
+            ..Default::default()
+        };
+        chain.handle_read(rtcp(vec![Box::new(sr)])).unwrap();
+        let msg = chain.poll_read().unwrap();
+        assert!(msg.message.has(&Attribute::DeliverToApplication));
     }
 }
