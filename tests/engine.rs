@@ -37,6 +37,7 @@ async fn offer(tag: &str) -> String {
         publish_video: true,
         video: VideoSource::Tagged { frame_bytes: 100 },
         video_delay: std::time::Duration::ZERO,
+        remb: None,
     };
     let report = Arc::new(Mutex::new(testpeer::Report::default()));
     let mut ep = Endpoint::bind(IpAddr::from([127, 0, 0, 1]), spec, report)

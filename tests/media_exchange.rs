@@ -320,3 +320,48 @@ async fn sender_reports_keep_audio_and_video_in_sync() {
     speaker.leave(Leave::Close).await.unwrap();
     viewer.leave(Leave::Close).await.unwrap();
 }
+
+/// A subscriber whose offer has no transport-wide congestion control (no `transport-cc`
+/// extension) and whose REMB says 60 kbit/s: the REMB is its downlink estimate, so its video
+/// slot is paused (the publisher sends ≈ 600 kbit/s) while audio keeps arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remb_is_the_estimate_of_a_subscriber_without_transport_cc() {
+    let project = Project::new().await;
+    let room = project.room("remb").await;
+    let sfu = Broadcast::start(&project).await;
+
+    let publisher = project.join(&room, "pub").await;
+    let mut spec = PeerSpec::new(&room, "remb-viewer");
+    (spec.publish_audio, spec.publish_video) = (false, false);
+    (spec.recv_audio, spec.recv_video) = (1, 1);
+    spec.remb = Some(60_000);
+    let viewer = Peer::join(&project.db, spec).await.unwrap();
+
+    common::eventually("the REMB as the viewer's estimate", T, async || {
+        let stats = sfu.stats().await.ok()?;
+        let estimate = stats["downlinks"]
+            .as_array()?
+            .iter()
+            .find(|d| d["session"] == "remb-viewer")?["estimateBps"]
+            .as_u64()?;
+        (estimate == 60_000).then_some(())
+    })
+    .await
+    .unwrap();
+    let doc = viewer.doc.read().await.unwrap().unwrap();
+    let offer = doc["offer"]["sdp"].as_str().unwrap();
+    assert!(!offer.contains("transport-wide-cc"), "{doc:#}");
+    // Give the allocation a moment to act on it, then watch: audio flows, video does not.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = viewer.report();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = viewer.report();
+    let audio = after.audio_from("pub") - before.audio_from("pub");
+    let video = after.video_from("pub") - before.video_from("pub");
+    eprintln!("in 3 s at a 60 kbit/s REMB: {audio} audio frames, {video} video frames");
+    assert!(audio >= 100, "audio stalled: {audio} frames in 3 s");
+    assert!(video <= 3, "video kept flowing: {video} frames in 3 s");
+    assert!(sfu.stat("slotsConstrained").await >= 1);
+    publisher.leave(Leave::Close).await.unwrap();
+    viewer.leave(Leave::Close).await.unwrap();
+}

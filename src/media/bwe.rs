@@ -67,6 +67,15 @@ impl SharedEstimate {
     fn set(&self, bps: f64) {
         self.0.store(bps.max(1.0) as u64, Ordering::Relaxed);
     }
+
+    /// A REMB (the subscriber's own estimate of its downlink, RFC draft-alvestrand-rmcat-remb)
+    /// from a subscriber that negotiated no transport-wide congestion control: its only
+    /// estimate, used as it is. Nonsense (not finite, ≤ 0) is ignored.
+    pub fn set_from_remb(&self, bps: f32) {
+        if bps.is_finite() && bps > 0.0 {
+            self.set(f64::from(bps));
+        }
+    }
 }
 
 pub struct DownlinkEstimator {

@@ -77,6 +77,9 @@ pub struct OfferSummary {
     pub media: Vec<OfferedMedia>,
     /// Every m-line of the offer, of any kind (audio, video, data, unknown).
     pub m_lines: usize,
+    /// Some m-line negotiates transport-wide sequence numbers (`a=extmap:… transport-wide-cc`):
+    /// the client sends congestion-control feedback; without, REMB is its only estimate.
+    pub transport_cc: bool,
 }
 
 impl OfferSummary {
@@ -98,6 +101,9 @@ pub enum OfferError {
     #[error("the offer has no usable media: {0}")]
     NoUsableMedia(String),
 }
+
+/// The transport-wide sequence number header extension (draft-holmer-rmcat-transport-wide-cc).
+const TRANSPORT_CC_URI: &str = "transport-wide-cc-extensions-01";
 
 /// Codec names (case-insensitive, as in `a=rtpmap`) the server accepts per kind.
 #[derive(Debug, Clone)]
@@ -192,9 +198,18 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
         };
         return Err(OfferError::NoUsableMedia(reason));
     }
+    let transport_cc = parsed.media_descriptions.iter().any(|m| {
+        m.attributes.iter().any(|a| {
+            a.key == "extmap"
+                && a.value
+                    .as_deref()
+                    .is_some_and(|v| v.contains(TRANSPORT_CC_URI))
+        })
+    });
     Ok(OfferSummary {
         media,
         m_lines: parsed.media_descriptions.len(),
+        transport_cc,
     })
 }
 

@@ -13,6 +13,7 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
 
@@ -35,6 +36,7 @@ fn concerns_application(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
         any.is::<PictureLossIndication>()
             || any.is::<FullIntraRequest>()
             || any.is::<SenderReport>()
+            || any.is::<ReceiverEstimatedMaximumBitrate>()
     })
 }
 

@@ -168,6 +168,7 @@ pub async fn janus(base: &str, pgid: u32, load: &Load) -> anyhow::Result<Value> 
             frame_bytes: load.frame_bytes,
         },
         video_delay: Duration::ZERO,
+        remb: None,
     };
     let mut ep = Endpoint::bind(load.bind_ip, spec, report.clone()).await?;
     let session = JanusSession::create(&http, base).await?;
@@ -218,6 +219,7 @@ pub async fn janus(base: &str, pgid: u32, load: &Load) -> anyhow::Result<Value> 
             publish_video: false,
             video: VideoSource::Tagged { frame_bytes: 0 },
             video_delay: std::time::Duration::ZERO,
+            remb: None,
         };
         let mut ep = Endpoint::bind(load.bind_ip, spec, report.clone()).await?;
         let session = JanusSession::create(&http, base).await?;

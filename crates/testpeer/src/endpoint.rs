@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::rtp::RawPacket;
 use str0m::rtp::rtcp::Rtcp;
+use str0m::rtp::{Extension, ExtensionMap, RawPacket};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
@@ -41,6 +42,9 @@ pub struct MediaSpec {
     /// Video leaves this long after it was captured (an encoder's and pacer's delay), while
     /// its timestamps and sender reports say when it was captured; audio leaves at once.
     pub video_delay: Duration,
+    /// Offer no transport-wide congestion control and send a REMB of this many bits per
+    /// second every second on each receive slot (a client whose estimate is REMB).
+    pub remb: Option<u64>,
 }
 
 /// A frame's capture time on the publisher's clock, from its sequence number: audio every
@@ -89,6 +93,7 @@ pub struct Endpoint {
     recv: Vec<(Mid, MediaKind)>,
     audio_seq: u32,
     video_seq: u32,
+    next_remb: Option<Instant>,
     clip: Option<IvfClip>,
     start: Instant,
     /// When the first offer (or answer) went out; `first_media` counts from it.
@@ -138,15 +143,28 @@ impl Endpoint {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local = socket.local_addr()?;
         let start = Instant::now();
-        let mut rtc = Rtc::builder()
+        let rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
             .set_stats_interval(Some(Duration::from_secs(1)))
             // Keyframe requests and RTP packets are counted from the raw packets: str0m 0.25
             // emits neither `KeyframeRequest` reliably nor per-media stats events here.
-            .enable_raw_packets(true)
-            .build(start);
+            .enable_raw_packets(true);
+        let mut rtc = if spec.remb.is_some() {
+            let mut exts = ExtensionMap::standard();
+            let mut without = ExtensionMap::empty();
+            for (id, ext) in exts.iter() {
+                if *ext != Extension::TransportSequenceNumber {
+                    without.set(id, ext.clone());
+                }
+            }
+            exts = without;
+            rtc.set_extension_map(exts)
+        } else {
+            rtc
+        }
+        .build(start);
         // Active TCP candidates carry the discard port (RFC 6544 §4.5).
         let tcp_local = SocketAddr::new(ip, 9);
         let candidate = match transport {
@@ -181,6 +199,7 @@ impl Endpoint {
             recv: Vec::new(),
             audio_seq: 0,
             video_seq: 0,
+            next_remb: None,
             clip,
             start,
             signalled_at: None,
@@ -458,6 +477,25 @@ impl Endpoint {
         }
         if self.rtc.is_connected() {
             self.send_media(now);
+            self.send_remb(now);
+        }
+    }
+
+    /// A REMB on every receive slot once a second, when the spec asks for it.
+    fn send_remb(&mut self, now: Instant) {
+        let Some(bps) = self.spec.remb else {
+            return;
+        };
+        if self.next_remb.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_remb = Some(now + Duration::from_secs(1));
+        let mids: Vec<Mid> = self.recv.iter().map(|(m, _)| *m).collect();
+        let mut api = self.rtc.direct_api();
+        for mid in mids {
+            if let Some(stream) = api.stream_rx_by_mid(mid, None) {
+                stream.request_remb(Bitrate::bps(bps));
+            }
         }
     }
 

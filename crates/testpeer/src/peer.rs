@@ -45,6 +45,8 @@ pub struct PeerSpec {
     pub video: VideoSource,
     /// Video leaves this long after its capture time (see `MediaSpec::video_delay`).
     pub video_delay: Duration,
+    /// See `MediaSpec::remb`.
+    pub remb: Option<u64>,
 }
 
 impl PeerSpec {
@@ -65,6 +67,7 @@ impl PeerSpec {
             transport: Transport::Udp,
             video: VideoSource::Tagged { frame_bytes: 2500 },
             video_delay: Duration::ZERO,
+            remb: None,
         }
     }
 }
@@ -298,6 +301,7 @@ async fn drive(
         publish_video: spec.publish_video,
         video: spec.video.clone(),
         video_delay: spec.video_delay,
+        remb: spec.remb,
     };
     let mut ep = Endpoint::bind_with(spec.bind_ip, spec.transport, media, report.clone()).await?;
     let (offer, first) = ep.first_offer(spec.recv_audio, spec.recv_video)?;

@@ -28,6 +28,7 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
@@ -120,6 +121,9 @@ pub struct Peer {
     wishes: HashMap<String, SlotWish>,
     /// The downlink estimate toward this peer (from its congestion-control feedback).
     downlink: SharedEstimate,
+    /// The peer's offer negotiated no transport-wide congestion control: its REMB is the
+    /// estimate.
+    remb_only: bool,
     /// What this publisher's sender reports say about its clock and streams.
     pub clock: PublisherClock,
     pub last_heard: Instant,
@@ -266,6 +270,13 @@ impl Peer {
                             }
                         } else if any.is::<TransportLayerNack>() {
                             out.push(PeerOutput::Nack);
+                        } else if let Some(remb) =
+                            any.downcast_ref::<ReceiverEstimatedMaximumBitrate>()
+                        {
+                            // With transport-cc, GCC on its feedback is the estimate.
+                            if self.remb_only {
+                                self.downlink.set_from_remb(remb.bitrate);
+                            }
                         } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
                             out.push(PeerOutput::SenderReport {
                                 ssrc: sr.ssrc,

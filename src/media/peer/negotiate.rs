@@ -67,6 +67,7 @@ impl Peer {
             slots: HashMap::new(),
             wishes: HashMap::new(),
             downlink,
+            remb_only: false,
             clock: PublisherClock::default(),
             last_heard: now,
             connected: false,
@@ -135,6 +136,7 @@ impl Peer {
         slot_stream: impl Fn(&str) -> String,
     ) -> Result<String, String> {
         let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| e.to_string())?;
+        self.remb_only = !summary.transport_cc;
         self.attempt.relay_offered |= sdp
             .lines()
             .any(|l| l.starts_with("a=candidate:") && l.contains(" typ relay"));
