@@ -63,8 +63,9 @@ fn codec(mime: &str, pt: u8, clock_rate: u32, channels: u16, fmtp: &str) -> RTCR
 /// A media engine with the configured codecs and the interceptors (NACK responder and
 /// generator, receiver reports, TWCC feedback), transport-wide sequence numbers on what we send
 /// and a downlink estimate from the feedback about them (into `downlink`), plus the relay that
-/// lets subscribers' keyframe requests and publishers' sender reports reach us. No pacer: rtc's paces at exactly
-/// the estimate and queues what an SFU cannot slow down; layer choice adapts the rate instead.
+/// lets subscribers' keyframe requests, their REMB and publishers' sender reports reach us.
+/// Not rtc's pacer (one fixed rate, unreachable once built): the peer paces video itself at a
+/// multiple of its estimate (`super::pace`).
 pub fn build_media_engine(
     support: &CodecSupport,
     downlink: SharedEstimate,

@@ -17,6 +17,7 @@ mod metrics;
 pub use metrics::{MediaObservers, observe_media};
 pub mod layers;
 pub mod offer;
+pub mod pace;
 pub mod payload;
 mod peer;
 mod rate;

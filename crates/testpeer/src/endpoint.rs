@@ -56,6 +56,27 @@ pub fn capture_offset(kind: MediaKind, seq: u32) -> Duration {
     }
 }
 
+/// Per stream, the frame (RTP timestamp) whose packets are arriving: when its first and
+/// last packet came and how many.
+#[derive(Default)]
+struct FrameArrivals(HashMap<u32, (u32, Instant, Instant, u32)>);
+
+impl FrameArrivals {
+    /// A packet of stream `ssrc` with `timestamp` arrived; returns the previous frame of that
+    /// stream when it had at least 20 packets (count, first-to-last arrival).
+    fn arrived(&mut self, now: Instant, ssrc: u32, timestamp: u32) -> Option<(u32, Duration)> {
+        let entry = self.0.entry(ssrc).or_insert((timestamp, now, now, 0));
+        if entry.0 == timestamp {
+            entry.2 = now;
+            entry.3 += 1;
+            return None;
+        }
+        let done = *entry;
+        *entry = (timestamp, now, now, 1);
+        (done.3 >= 20).then(|| (done.3, done.2 - done.1))
+    }
+}
+
 /// A sender that fell this far behind its capture schedule skips frames (as a camera drops
 /// them) instead of sending a burst.
 const MAX_LAG: Duration = Duration::from_millis(500);
@@ -94,6 +115,7 @@ pub struct Endpoint {
     audio_seq: u32,
     video_seq: u32,
     next_remb: Option<Instant>,
+    frame_arrivals: FrameArrivals,
     clip: Option<IvfClip>,
     start: Instant,
     /// When the first offer (or answer) went out; `first_media` counts from it.
@@ -181,7 +203,7 @@ impl Endpoint {
         let (frames_tx, frames) = mpsc::unbounded_channel();
         let clip = match &spec.video {
             VideoSource::Ivf(path) => Some(IvfClip::load(path)?),
-            VideoSource::Tagged { .. } => None,
+            VideoSource::Tagged { .. } | VideoSource::Keyframes { .. } => None,
         };
         Ok(Endpoint {
             rtc,
@@ -200,6 +222,7 @@ impl Endpoint {
             audio_seq: 0,
             video_seq: 0,
             next_remb: None,
+            frame_arrivals: FrameArrivals::default(),
             clip,
             start,
             signalled_at: None,
@@ -513,7 +536,20 @@ impl Endpoint {
                 RawPacket::RtcpRx(Rtcp::Pli(_) | Rtcp::Fir(_)) => {
                     update(&self.report, |r| r.keyframe_requests += 1)
                 }
-                RawPacket::RtpRx(..) => update(&self.report, |r| r.rtp_received += 1),
+                RawPacket::RtpRx(header, _) => {
+                    let burst =
+                        self.frame_arrivals
+                            .arrived(Instant::now(), *header.ssrc, header.timestamp);
+                    update(&self.report, |r| {
+                        r.rtp_received += 1;
+                        if let Some(burst) = burst {
+                            if r.bursts.len() >= 50 {
+                                r.bursts.remove(0);
+                            }
+                            r.bursts.push(burst);
+                        }
+                    })
+                }
                 _ => {}
             },
             Event::PeerStats(stats) => update(&self.report, |r| {
@@ -606,6 +642,18 @@ impl Endpoint {
                     (VideoSource::Ivf(_), Some(clip)) => clip.next_frame(),
                     (VideoSource::Tagged { frame_bytes }, _) => {
                         payload::make(&self.spec.tag, b'v', seq, *frame_bytes)
+                    }
+                    (
+                        VideoSource::Keyframes {
+                            frame_bytes,
+                            keyframe_bytes,
+                            every,
+                        },
+                        _,
+                    ) => {
+                        let big = seq % (*every).max(1) == 0;
+                        let n = if big { *keyframe_bytes } else { *frame_bytes };
+                        payload::make(&self.spec.tag, b'v', seq, n)
                     }
                     _ => return,
                 };

@@ -22,6 +22,13 @@ pub enum VideoSource {
     Tagged { frame_bytes: usize },
     /// Real VP8 frames from an IVF file, looped (for decoders such as Chromium's).
     Ivf(PathBuf),
+    /// Tagged frames of `frame_bytes`, and one of `keyframe_bytes` every `every` frames (the
+    /// burst a keyframe makes).
+    Keyframes {
+        frame_bytes: usize,
+        keyframe_bytes: usize,
+        every: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +161,9 @@ pub struct Report {
     pub slots: BTreeMap<String, Option<String>>,
     pub wants: (usize, usize),
     pub recv_slots: (usize, usize),
+    /// Frames of at least 20 packets that arrived (the latest 50): their packet count and the
+    /// time from their first packet's arrival to their last's.
+    pub bursts: Vec<(u32, Duration)>,
     /// Keyframe requests (PLI + FIR) received for what we publish.
     pub keyframe_requests: u64,
     pub rtt: Option<Duration>,

@@ -498,7 +498,7 @@ impl Engine {
     fn next_deadline(&self) -> Option<Instant> {
         self.peers
             .values()
-            .flat_map(|p| [p.deadline, p.keyframe_deadline()])
+            .flat_map(|p| [p.deadline, p.keyframe_deadline(), p.pace_deadline()])
             .flatten()
             .min()
     }
@@ -508,6 +508,10 @@ impl Engine {
             let mut touched = false;
             if peer.deadline.is_some_and(|d| d <= now) {
                 peer.handle_timeout(now);
+                touched = true;
+            }
+            if peer.pace_deadline().is_some_and(|d| d <= now) {
+                peer.release_paced(now);
                 touched = true;
             }
             if peer.keyframe_deadline().is_some_and(|d| d <= now) {

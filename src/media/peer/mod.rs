@@ -50,6 +50,7 @@ use super::bwe::SharedEstimate;
 use super::codecs::{build_media_engine, codec_descs, ext_descs};
 use super::keyframe::{DEFAULT_INTERVAL, KeyframeLimiter};
 use super::offer::{CodecSupport, MediaKind, OfferSummary};
+use super::pace::Pacer;
 use super::payload::{self, FrameInfo, VideoCodec};
 use super::rewrite::{CodecDesc, ExtDesc, SlotSequencer, Translation, Unforwardable};
 use super::room::TrackRef;
@@ -121,6 +122,9 @@ pub struct Peer {
     wishes: HashMap<String, SlotWish>,
     /// The downlink estimate toward this peer (from its congestion-control feedback).
     downlink: SharedEstimate,
+    /// Video toward this peer waiting its turn, and a reused buffer for what is due.
+    pacer: Pacer<(RTCRtpSenderId, rtp::Packet)>,
+    paced_due: Vec<(RTCRtpSenderId, rtp::Packet)>,
     /// The peer's offer negotiated no transport-wide congestion control: its REMB is the
     /// estimate.
     remb_only: bool,

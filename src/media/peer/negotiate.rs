@@ -68,6 +68,8 @@ impl Peer {
             wishes: HashMap::new(),
             downlink,
             remb_only: false,
+            pacer: Pacer::default(),
+            paced_due: Vec::new(),
             clock: PublisherClock::default(),
             last_heard: now,
             connected: false,

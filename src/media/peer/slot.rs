@@ -27,6 +27,8 @@ pub(super) struct Slot {
     pub source: Option<(TrackRef, Translation)>,
     pub selector: LayerSelector,
     pub numbering: PictureNumbering,
+    /// A video slot: paced.
+    pub video: bool,
 }
 
 impl Slot {
@@ -36,7 +38,11 @@ impl Slot {
         exts: Vec<ExtDesc>,
         ssrc: u32,
     ) -> Self {
+        let video = codecs
+            .first()
+            .is_some_and(|c| c.mime.to_ascii_lowercase().starts_with("video/"));
         Slot {
+            video,
             sender,
             codecs,
             exts,
@@ -174,8 +180,28 @@ impl Peer {
             src.payload.clone()
         };
         slot.sequencer.count(payload.len());
-        let sender = slot.sender;
+        let (sender, video) = (slot.sender, slot.video);
+        let bytes = payload.len();
         let packet = rtp::Packet { header, payload };
+        // Video waits its turn in the pacer (see `pace`); audio leaves at once.
+        self.pacer.set_estimate(self.downlink.get());
+        if video {
+            if let Some((sender, packet)) = self.pacer.offer(now, bytes, (sender, packet)) {
+                self.write_rtp(now, sender, packet)?;
+            }
+        } else {
+            self.pacer.bypass(now, bytes);
+            self.write_rtp(now, sender, packet)?;
+        }
+        Ok(outcome)
+    }
+
+    fn write_rtp(
+        &mut self,
+        now: Instant,
+        sender: RTCRtpSenderId,
+        packet: rtp::Packet,
+    ) -> Result<(), ForwardError> {
         self.guarded("write_rtp", |p| {
             p.pc.rtp_sender(sender)
                 .ok_or(ForwardError::NoSlot)?
@@ -183,7 +209,23 @@ impl Peer {
                 .map_err(|e| ForwardError::Stack(e.to_string()))
         })
         .unwrap_or_else(|| Err(ForwardError::Stack("the stack panicked".into())))
-        .map(|()| outcome)
+    }
+
+    /// When paced video is next due to leave.
+    pub fn pace_deadline(&self) -> Option<Instant> {
+        self.pacer.next_release()
+    }
+
+    /// Sends the paced video that is due.
+    pub fn release_paced(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.paced_due);
+        self.pacer.release(now, |item| due.push(item));
+        for (sender, packet) in due.drain(..) {
+            if let Err(e) = self.write_rtp(now, sender, packet) {
+                tracing::debug!(peer = self.id.0, "paced packet not sent: {e:?}");
+            }
+        }
+        self.paced_due = due;
     }
 
     /// What a sender report for each slot with a source needs: the slot's mid, its source,
