@@ -30,6 +30,21 @@ fn directions(sdp: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Waits until the server's downlink estimate toward `session` is `bps` (its REMB).
+async fn estimate_is(sfu: &Broadcast, session: &str, bps: u64) {
+    common::eventually("the REMB as the estimate", T, async || {
+        let stats = sfu.stats().await.ok()?;
+        let estimate = stats["downlinks"]
+            .as_array()?
+            .iter()
+            .find(|d| d["session"] == session)?["estimateBps"]
+            .as_u64()?;
+        (estimate == bps).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 fn receives_from(r: &testpeer::Report, tag: &str, frames: u64) -> bool {
     r.video_from(tag) >= frames && r.audio_from(tag) >= frames
 }
@@ -337,17 +352,7 @@ async fn remb_is_the_estimate_of_a_subscriber_without_transport_cc() {
     spec.remb = Some(60_000);
     let viewer = Peer::join(&project.db, spec).await.unwrap();
 
-    common::eventually("the REMB as the viewer's estimate", T, async || {
-        let stats = sfu.stats().await.ok()?;
-        let estimate = stats["downlinks"]
-            .as_array()?
-            .iter()
-            .find(|d| d["session"] == "remb-viewer")?["estimateBps"]
-            .as_u64()?;
-        (estimate == 60_000).then_some(())
-    })
-    .await
-    .unwrap();
+    estimate_is(&sfu, "remb-viewer", 60_000).await;
     let doc = viewer.doc.read().await.unwrap().unwrap();
     let offer = doc["offer"]["sdp"].as_str().unwrap();
     assert!(!offer.contains("transport-wide-cc"), "{doc:#}");
@@ -396,17 +401,7 @@ async fn keyframe_bursts_are_paced_toward_subscribers() {
     let fast = Peer::join(&project.db, viewer("fast", None)).await.unwrap();
 
     // Wait for the estimate, then for three big frames received after it.
-    common::eventually("the REMB as the estimate", T, async || {
-        let stats = sfu.stats().await.ok()?;
-        let estimate = stats["downlinks"]
-            .as_array()?
-            .iter()
-            .find(|d| d["session"] == "slow")?["estimateBps"]
-            .as_u64()?;
-        (estimate == 3_000_000).then_some(())
-    })
-    .await
-    .unwrap();
+    estimate_is(&sfu, "slow", 3_000_000).await;
     let skip = slow.report().bursts.len();
     let slow_r = slow
         .wait_until("three paced big frames", T, |r| r.bursts.len() >= skip + 3)
