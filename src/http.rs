@@ -58,6 +58,7 @@ async fn stats(State(ops): State<Ops>) -> Json<Value> {
         "peersOverTcp": s.peers_over_tcp,
         "droppedOtherLayer": s.dropped_other_layer,
         "layerSwitches": s.layer_switches,
+        "publishedLate": s.published_late,
         "senderReports": s.sender_reports,
         "senderReportsTranslated": s.sender_reports_translated,
         "slotsConstrained": s.slots_constrained,

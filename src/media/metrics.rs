@@ -204,6 +204,12 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
             |s| s.layer_switches,
         ),
         simple(
+            "firesfu.rtp.late",
+            "{packet}",
+            "Published packets that arrived after a later one of their stream (retransmissions, reordering)",
+            |s| s.published_late,
+        ),
+        simple(
             "firesfu.rtcp.nacks",
             "{nack}",
             "NACK feedback received from subscribers",

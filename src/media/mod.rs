@@ -332,6 +332,9 @@ pub struct MediaStats {
     /// Publisher packets a slot did not take because it forwards another simulcast layer
     /// (or is paused).
     pub dropped_other_layer: u64,
+    /// Published packets that arrived after a later one of their stream: retransmissions
+    /// the server asked for (NACK), and reordering.
+    pub published_late: u64,
     /// Slots that changed simulcast layer (at a keyframe).
     pub layer_switches: u64,
     /// Video slots (as of the last adaptation) paused or held below what the subscriber

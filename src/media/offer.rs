@@ -48,6 +48,9 @@ pub struct OfferedMedia {
     /// The simulcast layers it sends (`a=simulcast:send`, or its `a=rid:… send` lines), in the
     /// offer's order; empty without simulcast.
     pub rids: Vec<String>,
+    /// Without rids: the SSRCs of SSRC-signalled simulcast layers (`a=ssrc-group:SIM`, RFC
+    /// 5576 grouping as libwebrtc writes it: low to high), else empty.
+    pub sim_ssrcs: Vec<u32>,
     /// The offer's preferred codec that we forward (its encoding name and clock rate).
     pub codec: Option<(String, u32)>,
     /// The offer can receive retransmissions of that codec on an RTX stream (RFC 4588).
@@ -177,6 +180,7 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
             kind,
             direction: direction_of(m),
             usable,
+            sim_ssrcs: sim_ssrcs(m),
             rids: send_rids(m),
             codec,
             rtx,
@@ -211,6 +215,42 @@ pub fn inspect_offer(sdp: &str, codecs: &CodecSupport) -> Result<OfferSummary, O
         m_lines: parsed.media_descriptions.len(),
         transport_cc,
     })
+}
+
+/// The layers of `a=ssrc-group:SIM <ssrc>…` (2 to 4 distinct SSRCs, each also declared by an
+/// `a=ssrc` line), when the m-line has no rids; else empty (one stream).
+fn sim_ssrcs(m: &MediaDescription) -> Vec<u32> {
+    if m.attributes.iter().any(|a| a.key == "rid") {
+        return Vec::new();
+    }
+    let declared = |ssrc: u32| {
+        m.attributes.iter().any(|a| {
+            a.key == "ssrc"
+                && a.value
+                    .as_deref()
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<u32>().ok())
+                    == Some(ssrc)
+        })
+    };
+    m.attributes
+        .iter()
+        .filter(|a| a.key == "ssrc-group")
+        .filter_map(|a| a.value.as_deref()?.strip_prefix("SIM "))
+        .map(|list| {
+            list.split_whitespace()
+                .map(|s| s.parse::<u32>().ok().filter(|v| *v != 0 && declared(*v)))
+                .collect::<Option<Vec<u32>>>()
+                .unwrap_or_default()
+        })
+        .find(|ssrcs| {
+            (2..=4).contains(&ssrcs.len())
+                && ssrcs
+                    .iter()
+                    .enumerate()
+                    .all(|(i, s)| !ssrcs[..i].contains(s))
+        })
+        .unwrap_or_default()
 }
 
 /// The rids of the layers an m-line sends: `a=simulcast:send q;h;f` (alternatives after `,`
@@ -340,6 +380,33 @@ pub(crate) mod tests {
         );
         let plain = inspect_offer(&offer_with(&[("video", "sendonly", "VP8")]), &codecs()).unwrap();
         assert!(plain.media[0].rids.is_empty());
+    }
+
+    #[test]
+    fn reads_ssrc_signalled_simulcast_layers() {
+        let ssrcs = "a=ssrc-group:FID 1 11\r\na=ssrc-group:SIM 1 2 3\r\na=ssrc-group:FID 2 12\r\n\
+                     a=ssrc:1 cname:c\r\na=ssrc:11 cname:c\r\na=ssrc:2 cname:c\r\na=ssrc:12 cname:c\r\na=ssrc:3 cname:c\r\n";
+        let sdp = offer_with(&[("video", "sendonly", "VP8"), ("video", "sendonly", "VP8")])
+            .replacen("a=mid:0\r\n", &format!("a=mid:0\r\n{ssrcs}"), 1)
+            // An SSRC the m-line never declares: not simulcast.
+            .replacen(
+                "a=mid:1\r\n",
+                "a=mid:1\r\na=ssrc-group:SIM 5 6\r\na=ssrc:5 cname:c\r\n",
+                1,
+            );
+        let s = inspect_offer(&sdp, &codecs()).unwrap();
+        assert_eq!(s.media[0].sim_ssrcs, [1, 2, 3]);
+        assert!(s.media[0].rids.is_empty());
+        assert!(s.media[1].sim_ssrcs.is_empty());
+        // With rids, the rids define the layers.
+        let both = offer_with(&[("video", "sendonly", "VP8")]).replacen(
+            "a=mid:0\r\n",
+            &format!("a=mid:0\r\na=rid:q send\r\na=rid:f send\r\n{ssrcs}"),
+            1,
+        );
+        let s = inspect_offer(&both, &codecs()).unwrap();
+        assert!(s.media[0].sim_ssrcs.is_empty());
+        assert_eq!(s.media[0].rids, ["q", "f"]);
     }
 
     #[test]

@@ -13,28 +13,14 @@ linked_setup adaptation demo-adapt
 "${in_srv[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
   "http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/$room" \
   -d '{"fields":{"name":{"stringValue":"Adaptation"}}}' >/dev/null
-"${in_srv[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
-  "http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/speak" \
-  -d '{"fields":{"name":{"stringValue":"Who speaks"}}}' >/dev/null
+for r in "speak:Who speaks" "sim:SSRC simulcast"; do
+  "${in_srv[@]}" curl -fsS -X PATCH -H "Authorization: Bearer owner" -H "Content-Type: application/json" \
+    "http://$emulator/v1/projects/$project/databases/(default)/documents/rooms/${r%%:*}" \
+    -d "{\"fields\":{\"name\":{\"stringValue\":\"${r#*:}\"}}}" >/dev/null
+done
 
-# Microphones for the speaker test: speech-like bursts (syllables of noise, 50–150 ms gaps, a
-# breath every few seconds) and silence, 48 kHz mono; Chromium loops them.
-python3 - "$logs/speech.wav" "$logs/silence.wav" <<'PY'
-import math, random, struct, sys, wave
-rate, seconds = 48000, 20
-random.seed(7)
-def write(path, samples):
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1); w.setsampwidth(2); w.setframerate(rate)
-        w.writeframes(b"".join(struct.pack("<h", int(max(-1, min(1, x)) * 32767)) for x in samples))
-speech, t = [], 0
-while len(speech) < rate * seconds:
-    syllable = int(rate * random.uniform(0.15, 0.3))
-    speech += [0.35 * math.sin(math.pi * i / syllable) * random.uniform(-1, 1) for i in range(syllable)]
-    speech += [0.0] * int(rate * (random.uniform(0.05, 0.15) if random.random() > 0.1 else 0.4))
-write(sys.argv[1], speech[: rate * seconds])
-write(sys.argv[2], [0.0] * rate * seconds)
-PY
+# Microphones for the speaker test: speech-like bursts and silence.
+python3 tests/scripts/speech-wav.py "$logs/speech.wav" "$logs/silence.wav"
 
 start_group BROADCAST "$logs/broadcast.log" "${in_srv[@]}" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \

@@ -60,6 +60,12 @@ export interface JoinOptions {
   sendSlots?: ("audio" | "video")[];
   /** Publish video in the three layers of SIMULCAST_ENCODINGS (default true; audio never). */
   simulcast?: boolean;
+  /**
+   * Rewrites each offer before it is applied and sent (e.g. SSRC-signalled simulcast by SDP
+   * munging, for clients that cannot use rids). Leave unset: the default offer is what the
+   * server expects.
+   */
+  transformOffer?: (sdp: string) => string;
   /** Which published tracks are on; mirrored into the roster for the other participants. */
   media?: { audio: boolean; video: boolean };
   /** Receive slots to offer up front (more are added when the server asks). */
@@ -290,6 +296,7 @@ export class RoomSession {
     this.pending = true;
     this.revision += 1;
     const offer = await this.pc.createOffer({ iceRestart });
+    if (this.opts.transformOffer && offer.sdp) offer.sdp = this.opts.transformOffer(offer.sdp);
     await this.pc.setLocalDescription(offer);
     await gathered(this.pc);
     const sdp = this.pc.localDescription!.sdp;
@@ -372,16 +379,17 @@ export class RoomSession {
     this.opts.onChange?.(this);
   }
 
-  /** The transceivers publishing video in simulcast (their encodings have rids). */
+  /** The transceivers publishing video in simulcast (several encodings). */
   private simulcastSenders(): RTCRtpTransceiver[] {
     return this.pc.getTransceivers().filter((t) =>
       t.mid !== null && t.direction === "sendonly" && t.receiver.track.kind === "video"
-      && t.sender.getParameters().encodings.some((e) => e.rid));
+      && t.sender.getParameters().encodings.length > 1);
   }
 
   /**
    * Encodes only the simulcast layers someone receives: `layers[mid][rid] === false` turns that
-   * encoding off, `true` or nothing turns it on. Failures are logged, never thrown (this runs
+   * encoding off, `true` or nothing turns it on (an encoding without a rid, as with
+   * SSRC-signalled simulcast, is named by its position: "0" is the lowest). Failures are logged, never thrown (this runs
    * in the snapshot handler, after the answer, one snapshot at a time).
    */
   private async applyLayers(): Promise<void> {
@@ -391,9 +399,9 @@ export class RoomSession {
         // getParameters and setParameters in one go (the parameters' transaction is per task).
         const params = t.sender.getParameters();
         let changed = false;
-        for (const e of params.encodings) {
-          if (!e.rid) continue;
-          const active = !(wanted && typeof wanted === "object" && wanted[e.rid] === false);
+        for (const [i, e] of params.encodings.entries()) {
+          const name = e.rid || String(i);
+          const active = !(wanted && typeof wanted === "object" && wanted[name] === false);
           if ((e.active ?? true) !== active) {
             e.active = active;
             changed = true;
@@ -401,7 +409,7 @@ export class RoomSession {
         }
         if (changed) {
           await t.sender.setParameters(params);
-          console.info(`firesfu: layers of ${t.mid}: ${params.encodings.map((e) => `${e.rid}=${e.active ? "on" : "off"}`).join(" ")}`);
+          console.info(`firesfu: layers of ${t.mid}: ${params.encodings.map((e, i) => `${e.rid || i}=${e.active ? "on" : "off"}`).join(" ")}`);
         }
       } catch (e) {
         console.warn(`firesfu: cannot switch the simulcast layers of ${t.mid}`, e);

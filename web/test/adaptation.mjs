@@ -10,6 +10,10 @@
 //      its port) settles on a lower layer, keeps decoding, and climbs back once the limit is
 //      lifted; the other subscriber is not affected;
 //   6. a link too thin for any video (120 kbit/s): audio keeps arriving, video resumes after;
+//   8. a lossy uplink (nftables drops 3% of the publisher's packets): each simulcast layer's
+//      losses are retransmitted on its RTX stream and taken by the server; decoding goes on;
+//   9. SSRC-signalled simulcast (a=ssrc-group:SIM, by SDP munging, as pre-rid clients do):
+//      the layers are told apart by SSRC, chosen by maxHeight, and paused by dynacast;
 //   7. the dominant speaker: of two publishers, the one whose microphone plays speech is named
 //      in rooms/{room}/live/speaker within a second or so, and stays named (no flapping).
 // Prints a JSON summary; exits 1 on failure.
@@ -33,7 +37,18 @@ function shape(port, rate) {
   tc("filter", "add", "dev", "veth-srv", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
     "match", "ip", "dport", String(port), "0xffff", "flowid", "1:20");
 }
+/** Drops `percent` % of the UDP packets the server receives from the client's `port`
+ * (nftables in the server's namespace); `null` stops. */
+function lossy(port, percent) {
+  try { inServer("nft", ["delete", "table", "inet", "fsfu_loss"], { stdio: "ignore" }); } catch { /* none yet */ }
+  if (port === null) return;
+  inServer("nft", ["-f", "-"], {
+    input: `table inet fsfu_loss {\n chain in {\n  type filter hook input priority 0;\n  udp sport ${port} numgen random mod 100 < ${percent} drop\n }\n}\n`,
+    stdio: ["pipe", "ignore", "pipe"],
+  });
+}
 const [host, port] = emulatorHost.split(":");
+const simRoom = "sim";
 const { server, url } = await servePage();
 const browser = await launchChromium();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -166,6 +181,51 @@ try {
   shape(null, null);
   results.severe.videoBackMs = await until("video resumes after severe congestion", b, (s) => video(s).framesDecoded > framesThin + 30, 30_000);
 
+  // 8. A lossy uplink: retransmissions on each layer's RTX stream (rrid) reach the server.
+  const pubPath = await pub.evaluate(() => window.smokePath());
+  const retransmitted = async () => (await stats(pub)).outbound
+    .filter((r) => r.kind === "video").reduce((n, r) => n + (r.retransmitted ?? 0), 0);
+  const late0 = (await serverStats()).publishedLate;
+  const rtx0 = await retransmitted();
+  const v0 = video(await stats(a));
+  lossy(pubPath.local.port, 3);
+  await sleep(8000);
+  lossy(null, null);
+  const v1 = video(await stats(a));
+  results.lossyUplink = {
+    retransmittedByPublisher: (await retransmitted()) - rtx0,
+    lateAtServer: (await serverStats()).publishedLate - late0,
+    framesDecodedIn8s: v1.framesDecoded - v0.framesDecoded,
+    freezes: v1.freezes - v0.freezes,
+    heightAfter: v1.frameHeight,
+  };
+  if (results.lossyUplink.retransmittedByPublisher < 10) throw new Error(`the publisher retransmitted only ${results.lossyUplink.retransmittedByPublisher} packets at 3% loss`);
+  if (results.lossyUplink.lateAtServer < results.lossyUplink.retransmittedByPublisher / 2) {
+    throw new Error(`the server took ${results.lossyUplink.lateAtServer} of ${results.lossyUplink.retransmittedByPublisher} retransmissions`);
+  }
+  if (results.lossyUplink.framesDecodedIn8s < 100) throw new Error(`A decoded only ${results.lossyUplink.framesDecodedIn8s} frames in 8 s of a lossy uplink`);
+
+  // 9. SSRC-signalled simulcast: layers by SSRC, chosen by maxHeight, paused by dynacast.
+  const spub = await open("sim-pub", { room: simRoom, video: { width: 1280, height: 720 }, audio: false, ssrcSimulcast: true });
+  const ssub = await open("sim-sub", { room: simRoom, video: false, audio: false });
+  const sim = (results.ssrcSimulcast = {});
+  sim.topMs = await until("the subscriber decodes the 720p SSRC layer", ssub, (s) => video(s)?.frameHeight === 720, 30_000);
+  const streams = (await stats(spub)).outbound.filter((r) => r.kind === "video");
+  sim.publisherStreams = streams.map((r) => ({ ssrc: r.ssrc, frameHeight: r.frameHeight }));
+  if (streams.length !== 3) throw new Error(`the munged offer made ${streams.length} video streams, not 3`);
+  await ssub.evaluate(() => window.receiveAll(180));
+  sim.lowMs = await until("the subscriber settles on the 180p SSRC layer", ssub, (s) => video(s)?.frameHeight === 180, 15_000);
+  sim.topPausedMs = await until("the publisher is told to stop layer 2", spub, (s) => s.layers && Object.values(s.layers).some((l) => l["2"] === false), 15_000);
+  const top = streams.reduce((x, y) => ((y.frameHeight ?? 0) > (x.frameHeight ?? 0) ? y : x));
+  const topBytes = async () => (await stats(spub)).outbound.find((r) => r.ssrc === top.ssrc)?.bytes ?? 0;
+  await sleep(1000);
+  const b0 = await topBytes();
+  await sleep(2000);
+  sim.topBytesWhilePaused = (await topBytes()) - b0;
+  if (sim.topBytesWhilePaused > 20_000) throw new Error(`the paused SSRC layer still sent ${sim.topBytesWhilePaused} bytes in 2 s`);
+  await ssub.evaluate(() => window.receiveAll(null));
+  sim.backToTopMs = await until("the subscriber is back on 720p", ssub, (s) => video(s)?.frameHeight === 720, 20_000);
+
   const server = await serverStats();
   results.server = { layerSwitches: server.layerSwitches, droppedOtherLayer: server.droppedOtherLayer, keyframeRequests: server.keyframeRequests };
   if (!(server.layerSwitches > 0)) throw new Error("the server switched no layer");
@@ -175,6 +235,7 @@ try {
   try { results.serverAtFailure = await serverStats(); } catch { /* gone */ }
 } finally {
   try { shape(null, null); } catch { /* the namespace may be gone */ }
+  try { lossy(null, null); } catch { /* the namespace may be gone */ }
   await browser.close();
 }
 

@@ -19,6 +19,35 @@ interface SmokeConfig {
   audio?: boolean;
   /** Publish video in simulcast (default: the app's default, on). */
   simulcast?: boolean;
+  /** Publish video in 3 SSRC-signalled simulcast layers (`a=ssrc-group:SIM`, SDP munging, as
+   * pre-rid clients do) instead of rids; implies `simulcast: false`. */
+  ssrcSimulcast?: boolean;
+}
+
+/**
+ * Legacy simulcast by SDP munging: the first sending video m-section's SSRC (and its RTX, from
+ * `a=ssrc-group:FID`) gets two more layers, declared in `a=ssrc-group:SIM` low to high, each
+ * with its RTX pair and the same cname and msid. An offer that has a SIM group already (a
+ * re-offer) is returned as it is.
+ */
+function ssrcSimulcast(sdp: string): string {
+  if (sdp.includes("a=ssrc-group:SIM")) return sdp;
+  const sections = sdp.split(/(?=\r\nm=)/);
+  const i = sections.findIndex((m) => m.startsWith("\r\nm=video") && /a=(sendonly|sendrecv)/.test(m) && m.includes("a=ssrc-group:FID"));
+  if (i < 0) return sdp;
+  const m = sections[i];
+  const [, primary, rtx] = m.match(/a=ssrc-group:FID (\d+) (\d+)/)!;
+  const attrs = [...m.matchAll(new RegExp(`a=ssrc:${primary} (.*)`, "g"))].map((x) => x[1].trim());
+  const fresh = () => String(1 + Math.floor(Math.random() * 0xfffffff0));
+  const layers = [[primary, rtx], [fresh(), fresh()], [fresh(), fresh()]];
+  let extra = `\r\na=ssrc-group:SIM ${layers.map(([p]) => p).join(" ")}`;
+  for (const [p, r] of layers.slice(1)) {
+    extra += `\r\na=ssrc-group:FID ${p} ${r}`;
+    for (const ssrc of [p, r]) for (const a of attrs) extra += `\r\na=ssrc:${ssrc} ${a}`;
+  }
+  const tail = m.endsWith("\r\n") ? "\r\n" : "";
+  sections[i] = m.slice(0, m.length - tail.length) + extra + tail;
+  return sections.join("");
 }
 
 declare global {
@@ -101,11 +130,25 @@ window.runSmoke = async (cfg) => {
     displayName: `Chromium ${cfg.session}`,
     token: null,
     stream: publishing ? stream : undefined,
-    simulcast: cfg.simulcast,
+    simulcast: cfg.ssrcSimulcast ? false : cfg.simulcast,
+    transformOffer: cfg.ssrcSimulcast ? ssrcSimulcast : undefined,
     // A receive-only page starts with one slot of each kind (the room asks for more).
     initialSlots: publishing ? undefined : { audio: 1, video: 1 },
     onChange: (s) => console.log(`session ${s.state} rev ${s.revision}/${s.answeredRevision} ${s.error?.code ?? ""}`),
   });
+  if (cfg.ssrcSimulcast) {
+    // Munged layers have no scale of their own (a single active one is sent at full size):
+    // give them the reference client's, as munging clients do.
+    const sender = window.session.pc.getTransceivers().find((t) => t.sender.track?.kind === "video")?.sender;
+    const params = sender?.getParameters();
+    if (sender && params) {
+      params.encodings.forEach((e, i) => {
+        e.scaleResolutionDownBy = [4, 2, 1][i] ?? 1;
+        e.maxBitrate = [150_000, 500_000, 1_500_000][i] ?? 1_500_000;
+      });
+      await sender.setParameters(params);
+    }
+  }
 };
 
 window.smokePath = async () => (window.session ? selectedPath(window.session.pc) : null);
@@ -135,7 +178,7 @@ window.smokeStats = async () => {
       });
     }
     if (r.type === "outbound-rtp") {
-      outbound.push({ kind: r.kind, mid: r.mid, rid: r.rid ?? null, packets: r.packetsSent, bytes: r.bytesSent, frameHeight: r.frameHeight ?? null, active: r.active ?? null });
+      outbound.push({ kind: r.kind, mid: r.mid, rid: r.rid ?? null, ssrc: r.ssrc, packets: r.packetsSent, retransmitted: r.retransmittedPacketsSent ?? null, bytes: r.bytesSent, frameHeight: r.frameHeight ?? null, active: r.active ?? null });
     }
   });
   return {

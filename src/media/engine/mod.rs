@@ -564,8 +564,10 @@ impl Engine {
                         codec,
                         info,
                         audio_level,
+                        late,
                         packet,
                     } => {
+                        self.stats.published_late += late as u64;
                         if let Some((level, voice)) = audio_level {
                             self.on_audio_level(now, id, level, voice);
                         }

@@ -82,6 +82,8 @@ pub enum PeerOutput {
         info: FrameInfo,
         /// RFC 6464: level (0–127 -dBov, 127 = silence) and the voice flag, for audio.
         audio_level: Option<(u8, bool)>,
+        /// A later packet of the same stream came first (a retransmission, or reordering).
+        late: bool,
         packet: rtp::Packet,
     },
     /// The subscriber asks for a keyframe of what its slot `mid` carries.
@@ -348,7 +350,13 @@ impl Peer {
         if !p.simulcast() || codec == VideoCodec::Other {
             info.keyframe_start = true;
         }
-        p.observe(now, layer, packet.payload.len(), info);
+        let late = p.observe(
+            now,
+            layer,
+            packet.header.sequence_number,
+            packet.payload.len(),
+            info,
+        );
         let audio_level = p
             .audio_level_id
             .and_then(|id| packet.header.get_extension(id))
@@ -360,6 +368,7 @@ impl Peer {
             codec,
             info,
             audio_level,
+            late,
             packet,
         })
     }

@@ -256,6 +256,7 @@ impl Peer {
                             receiver,
                             m.kind == super::MediaKind::Video,
                             &m.rids,
+                            &m.sim_ssrcs,
                             codec_descs(&params),
                             ext_descs(&params),
                             old,

@@ -1,5 +1,5 @@
-//! A peer's publish m-lines: their simulcast layers (one per rid, or a single one), which SSRC
-//! each layer arrives on, what each measures (rate, height, liveness), and keyframe requests
+//! A peer's publish m-lines: their simulcast layers (one per rid, one per SSRC of an
+//! `a=ssrc-group:SIM`, or a single one), which SSRC each layer arrives on, what each measures (rate, height, liveness), and keyframe requests
 //! toward a layer.
 
 use super::*;
@@ -16,24 +16,30 @@ const DEFAULT_AUDIO_BPS: u64 = 40_000;
 /// One simulcast layer of a publish m-line (or its only stream).
 pub(super) struct Layer {
     pub rid: Option<String>,
-    /// Learned from its first packet; PLIs are addressed to it.
+    /// The SSRC the offer declared for it (SSRC-signalled simulcast).
+    pub declared: Option<u32>,
+    /// Learned from its first packet (or declared); PLIs are addressed to it.
     pub ssrc: Option<u32>,
     /// A keyframe was asked for before the layer started: ask as soon as it does.
     pub keyframe_waiting: bool,
     pub keyframes: KeyframeLimiter,
     pub rate: RateMeter,
     pub height: Option<u16>,
+    /// The highest sequence number seen (RFC 3550 wrap-around order).
+    pub highest_seq: Option<u16>,
 }
 
 impl Layer {
-    fn new(rid: Option<String>) -> Self {
+    fn new((rid, declared): (Option<String>, Option<u32>)) -> Self {
         Layer {
             rid,
-            ssrc: None,
+            declared,
+            ssrc: declared,
             keyframe_waiting: false,
             keyframes: KeyframeLimiter::new(DEFAULT_INTERVAL),
             rate: RateMeter::default(),
             height: None,
+            highest_seq: None,
         }
     }
 }
@@ -61,6 +67,7 @@ impl Publish {
         receiver: RTCRtpReceiverId,
         video: bool,
         rids: &[String],
+        sim_ssrcs: &[u32],
         codecs: Vec<CodecDesc>,
         exts: Vec<ExtDesc>,
         old: Option<Publish>,
@@ -73,21 +80,26 @@ impl Publish {
                 }
             }
         }
-        let wanted: Vec<Option<String>> = if rids.is_empty() {
-            vec![None]
+        let wanted: Vec<(Option<String>, Option<u32>)> = if !rids.is_empty() {
+            rids.iter().map(|r| (Some(r.clone()), None)).collect()
+        } else if !sim_ssrcs.is_empty() {
+            sim_ssrcs.iter().map(|s| (None, Some(*s))).collect()
         } else {
-            rids.iter().cloned().map(Some).collect()
+            vec![(None, None)]
         };
         // A re-offer keeps what was learned about layers that remain.
         let mut old = old;
         let layers: Vec<Layer> = wanted
             .into_iter()
-            .map(|rid| {
+            .map(|id| {
                 let kept = old.as_mut().and_then(|o| {
-                    let i = o.layers.iter().position(|l| l.rid == rid)?;
+                    let i = o
+                        .layers
+                        .iter()
+                        .position(|l| l.rid == id.0 && l.declared == id.1)?;
                     Some(o.layers.swap_remove(i))
                 });
-                kept.unwrap_or_else(|| Layer::new(rid))
+                kept.unwrap_or_else(|| Layer::new(id))
             })
             .collect();
         let n = layers.len();
@@ -130,6 +142,7 @@ impl Publish {
             None => return None,
         };
         self.layers[i].ssrc = Some(ssrc);
+        self.layers[i].highest_seq = None;
         Some(i as u8)
     }
 
@@ -140,11 +153,27 @@ impl Publish {
             .unwrap_or(VideoCodec::Other)
     }
 
-    pub fn observe(&mut self, now: Instant, layer: u8, bytes: usize, info: FrameInfo) {
-        if let Some(l) = self.layers.get_mut(layer as usize) {
-            l.rate.on_packet(now, bytes);
-            if info.height.is_some() {
-                l.height = info.height;
+    /// Measures one packet of `layer`; true when a later one came first (it is late).
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        layer: u8,
+        seq: u16,
+        bytes: usize,
+        info: FrameInfo,
+    ) -> bool {
+        let Some(l) = self.layers.get_mut(layer as usize) else {
+            return false;
+        };
+        l.rate.on_packet(now, bytes);
+        if info.height.is_some() {
+            l.height = info.height;
+        }
+        match l.highest_seq {
+            Some(h) if (seq.wrapping_sub(h) as i16) <= 0 => true,
+            _ => {
+                l.highest_seq = Some(seq);
+                false
             }
         }
     }
@@ -264,7 +293,8 @@ impl Peer {
             .collect()
     }
 
-    /// What the publisher was last told to encode: publish mid → (rid, active).
+    /// What the publisher was last told to encode: publish mid → (layer, active), a layer
+    /// named by its rid, or by its position in `a=ssrc-group:SIM` ("0" lowest) without rids.
     pub fn layer_activity(&self) -> Vec<(String, Vec<(String, bool)>)> {
         self.publishes
             .iter()
@@ -274,7 +304,8 @@ impl Peer {
                     .layers
                     .iter()
                     .zip(told)
-                    .filter_map(|(l, a)| Some((l.rid.clone()?, *a)))
+                    .enumerate()
+                    .map(|(i, (l, a))| (l.rid.clone().unwrap_or_else(|| i.to_string()), *a))
                     .collect();
                 Some((mid.clone(), rids))
             })

@@ -8,7 +8,7 @@ use crate::peer_connection::handler::srtp::SrtpHandlerContext;
 use crate::peer_connection::sdp::{
     MediaSection, PopulateSdpParams, add_candidates_to_media_descriptions, get_by_mid,
     get_peer_direction, get_rids, have_data_channel, is_ext_map_allow_mixed_set,
-    rtp_extensions_from_media_description, track_details_from_sdp,
+    TrackDetails, rtp_extensions_from_media_description, track_details_from_sdp,
 };
 use crate::peer_connection::state::signaling_state::check_next_signaling_state;
 use crate::peer_connection::transport::dtls::state::RTCDtlsTransportState;
@@ -846,7 +846,35 @@ impl RTCPeerConnection {
 
         let only_one_rtp_transceiver = self.rtp_transceivers.len() == 1;
 
-        for incoming_track in incoming_tracks.into_iter() {
+        // firesfu patch: SSRC-signalled simulcast (`a=ssrc-group:SIM`, RFC 5576 grouping) gives
+        // one m-line several primary SSRCs, each its own `TrackDetails`. Upstream sets the
+        // receiver's track once per SSRC, so only the last one stayed bound and every other
+        // layer was dropped. One track per m-line, with one coding per SSRC (and its RTX/FEC).
+        let mut merged: Vec<(TrackDetails, Vec<RTCRtpCodingParameters>)> = Vec::new();
+        for incoming_track in incoming_tracks {
+            let Some(ssrc) = incoming_track.ssrc.filter(|_| incoming_track.rids.is_empty()) else {
+                merged.push((incoming_track, Vec::new()));
+                continue;
+            };
+            let coding = RTCRtpCodingParameters {
+                rid: "".to_string(),
+                ssrc: Some(ssrc),
+                rtx: incoming_track
+                    .rtx_ssrc
+                    .map(|rtx_ssrc| RTCRtpRtxParameters { ssrc: rtx_ssrc }),
+                fec: incoming_track
+                    .fec_ssrc
+                    .map(|fec_ssrc| RTCRtpFecParameters { ssrc: fec_ssrc }),
+            };
+            match merged.iter_mut().find(|(t, codings)| {
+                !codings.is_empty() && t.mid == incoming_track.mid && t.kind == incoming_track.kind
+            }) {
+                Some((_, codings)) => codings.push(coding),
+                None => merged.push((incoming_track, vec![coding])),
+            }
+        }
+
+        for (incoming_track, ssrc_codings) in merged.into_iter() {
             if let Some(transceiver) = self.rtp_transceivers.iter_mut().find(|transceiver| {
                 transceiver.mid().as_ref() == Some(&incoming_track.mid)
                     && incoming_track.kind == transceiver.kind()
@@ -876,11 +904,18 @@ impl RTCPeerConnection {
                         && current.kind() == incoming_track.kind
                         && bound_rids == offered_rids
                     {
-                        let kept = current
-                            .codings()
-                            .iter()
-                            .map(|c| c.rtp_coding_parameters.clone())
-                            .collect();
+                        // The receive codings also hold the RTX SSRCs learned from packets
+                        // carrying `repaired-rtp-stream-id`; the track's codings do not.
+                        let learned = receiver.get_coding_parameters();
+                        let kept = if learned.len() == offered_rids.len() {
+                            learned.to_vec()
+                        } else {
+                            current
+                                .codings()
+                                .iter()
+                                .map(|c| c.rtp_coding_parameters.clone())
+                                .collect()
+                        };
                         receiver.set_coding_parameters(kept);
                         continue;
                     }
@@ -915,30 +950,22 @@ impl RTCPeerConnection {
                         incoming_track.kind,
                         codings,
                     ));
-                } else if let Some(ssrc) = incoming_track.ssrc {
-                    let rtp_coding_parameters = RTCRtpCodingParameters {
-                        rid: "".to_string(),
-                        ssrc: Some(ssrc),
-                        rtx: incoming_track
-                            .rtx_ssrc
-                            .map(|rtx_ssrc| RTCRtpRtxParameters { ssrc: rtx_ssrc }),
-                        fec: incoming_track
-                            .fec_ssrc
-                            .map(|fec_ssrc| RTCRtpFecParameters { ssrc: fec_ssrc }),
-                    };
-
-                    receive_codings.push(rtp_coding_parameters.clone());
+                } else if !ssrc_codings.is_empty() {
+                    receive_codings.extend(ssrc_codings.iter().cloned());
 
                     receiver.set_track(MediaStreamTrack::new(
                         incoming_track.stream_id,
                         incoming_track.track_id,
                         format!("remote-{}-{}", incoming_track.kind, math_rand_alpha(16)), //TODO:// Label
                         incoming_track.kind,
-                        vec![RTCRtpEncodingParameters {
-                            rtp_coding_parameters,
-                            codec: Default::default(), // Defer receiver's track's codec until received the first RTP packet with payload_type in endpoint handler
-                            ..Default::default()
-                        }],
+                        ssrc_codings
+                            .into_iter()
+                            .map(|rtp_coding_parameters| RTCRtpEncodingParameters {
+                                rtp_coding_parameters,
+                                codec: Default::default(), // Defer receiver's track's codec until received the first RTP packet with payload_type in endpoint handler
+                                ..Default::default()
+                            })
+                            .collect(),
                     ));
 
                     // Deliberately no `interceptor_remote_streams_op` here. It bound nothing: that

@@ -8,8 +8,13 @@ use crate::peer_connection::message::internal::{
     RTCMessageInternal, RTPMessage, TaggedRTCMessageInternal,
 };
 use crate::rtp_transceiver::rtp_receiver::internal::RTCRtpReceiverInternal;
-use crate::rtp_transceiver::rtp_sender::rtp_codec::{find_fec_payload_type, find_rtx_payload_type};
-use crate::rtp_transceiver::rtp_sender::rtp_coding_parameters::RTCRtpCodingParameters;
+use crate::peer_connection::configuration::media_engine::MIME_TYPE_RTX;
+use crate::rtp_transceiver::rtp_sender::rtp_codec::{
+    find_fec_payload_type, find_rtx_payload_type, parse_rtx_apt,
+};
+use crate::rtp_transceiver::rtp_sender::rtp_coding_parameters::{
+    RTCRtpCodingParameters, RTCRtpRtxParameters,
+};
 use crate::rtp_transceiver::rtp_sender::rtp_header_extension_capability::RTCRtpHeaderExtensionCapability;
 use crate::rtp_transceiver::{
     PayloadType, RTCRtpReceiverId, SSRC, internal::RTCRtpTransceiverInternal,
@@ -508,8 +513,7 @@ impl<'a> InterceptorHandler<'a> {
             return false;
         }
         if !rrid.is_empty() {
-            //TODO: Add support of handling repair rtp stream id (rrid) #12
-            return false;
+            return self.bind_repair_by_rrid(ssrc, payload_type, &mid, &rrid);
         }
 
         // If rtp header extension has valid mid, find receiver based on mid, instead of rid,
@@ -636,6 +640,67 @@ impl<'a> InterceptorHandler<'a> {
             .get_or_create_inbound_rtp_streams(ssrc, kind, &track_id, &mid, rtx_ssrc, fec_ssrc, id);
 
         self.emit_on_open(now, id, track_id, stream_id, ssrc, Some(rid));
+        true
+    }
+
+    /// firesfu patch: a simulcast layer's retransmission (RTX) stream, named by the
+    /// `repaired-rtp-stream-id` header extension (RFC 8852) rather than by an
+    /// `a=ssrc-group:FID` the SDP declared. Upstream dropped it (#12), so no simulcast layer
+    /// of a browser was ever repaired. Once the layer it repairs is bound, the RTX SSRC is
+    /// recorded on that layer's coding (the endpoint then de-encapsulates its packets) and
+    /// bound to the interceptors as a stream of its own (receiver reports acknowledge it).
+    fn bind_repair_by_rrid(
+        &mut self,
+        rtx_ssrc: SSRC,
+        payload_type: PayloadType,
+        mid: &str,
+        rrid: &str,
+    ) -> bool {
+        let Some(receiver) = self
+            .rtp_transceivers
+            .iter_mut()
+            .find(|t| t.mid().as_deref() == Some(mid))
+            .and_then(|t| t.receiver_mut().as_mut())
+        else {
+            return false;
+        };
+        let Some(apt) = receiver.get_codec_preferences().iter().find_map(|c| {
+            (c.payload_type == payload_type
+                && c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX))
+            .then(|| parse_rtx_apt(&c.rtp_codec.sdp_fmtp_line))
+            .flatten()
+        }) else {
+            return false;
+        };
+        let Some(primary) = receiver
+            .get_codec_preferences()
+            .iter()
+            .find(|c| c.payload_type == apt)
+            .cloned()
+        else {
+            return false;
+        };
+        match receiver.get_coding_parameter_mut_by_rid(rrid) {
+            // The layer itself has not arrived yet: a later retransmission binds.
+            Some(coding) if coding.ssrc.is_some() => match &coding.rtx {
+                Some(rtx) if rtx.ssrc == rtx_ssrc => return true,
+                _ => coding.rtx = Some(RTCRtpRtxParameters { ssrc: rtx_ssrc }),
+            },
+            _ => return false,
+        }
+        let parameters = receiver.get_parameters(self.media_engine);
+        RTCRtpReceiverInternal::interceptor_remote_stream_op(
+            self.interceptor,
+            true,
+            rtx_ssrc,
+            None,
+            None,
+            payload_type,
+            None,
+            None,
+            &primary.rtp_codec,
+            &parameters.rtp_parameters.header_extensions,
+        );
         true
     }
 
