@@ -47,8 +47,11 @@ for n in 1 2; do
 done
 wait_http "http://127.0.0.1:8070/status" '"instancesAlive":2' 30
 
+# Alice's microphone plays speech (the speaker test); Bob's is Chromium's fake beep.
+python3 tests/scripts/speech-wav.py "$logs/speech.wav" "$logs/silence.wav"
+
 status=0
-"${in_ns[@]}" env FIRESFU_EMULATOR="$emulator" FIRESFU_PROJECT="$project" FIRESFU_BROADCASTS="${pids[*]}" \
+"${in_ns[@]}" env FIRESFU_SPEECH_WAV="$logs/speech.wav" FIRESFU_EMULATOR="$emulator" FIRESFU_PROJECT="$project" FIRESFU_BROADCASTS="${pids[*]}" \
   node web/test/app.mjs "http://$sidecar/" "$artifacts" \
   >"$logs/app.json" 2>"$logs/app.log" || status=$?
 cat "$logs/app.json"

@@ -1,5 +1,6 @@
 // The meeting app as two people use it (Debian's Chromium, fake camera and microphone): Alice
-// on a desktop, Bob on a phone-sized screen. Each step asserts what the user sees. Prints a
+// on a desktop (her microphone plays speech: FIRESFU_SPEECH_WAV), Bob on a phone-sized screen.
+// Each step asserts what the user sees. Prints a
 // JSON summary; exits 1 on the first failure. Screenshots go to the artifacts folder.
 import { mkdirSync } from "node:fs";
 import { launchChromium } from "./browser.mjs";
@@ -81,9 +82,12 @@ async function roomInstance(roomId) {
 }
 
 const browser = await launchChromium();
+const speech = process.env.FIRESFU_SPEECH_WAV;
+const aliceBrowser = speech ? await launchChromium([], [`--use-file-for-fake-audio-capture=${speech}`]) : browser;
+const pages = () => [...new Set([browser, aliceBrowser])].flatMap((br) => br.contexts().map((c) => c.pages()[0]));
 let ok = false;
 try {
-  const a = await open(browser, { width: 1280, height: 800 }, "alice");
+  const a = await open(aliceBrowser, { width: 1280, height: 800 }, "alice");
   const b = await open(browser, { width: 390, height: 844 }, "bob");
 
   step("inline errors on the landing page");
@@ -147,6 +151,18 @@ try {
   step("bob mutes: alice sees the muted icon");
   await b.click("button[name=mic]");
   await tile(a, bob).locator(".muted-icon").waitFor({ state: "visible" });
+
+  step("alice speaks while bob is muted: bob's app marks her tile as the speaker, first");
+  const quietAt = Date.now();
+  await tile(b, alice).and(b.locator('[data-speaking="true"]')).waitFor();
+  summary.speakerMarkedMs = Date.now() - quietAt;
+  const firstTile = await b.locator("article.tile").first().getAttribute("data-participant");
+  if (firstTile !== alice.name) throw new Error(`the speaker's tile is not first for bob: ${firstTile}`);
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    if (await tile(b, alice).getAttribute("data-speaking") !== "true") throw new Error("alice's speaker mark flapped off");
+  }
+  if (await tile(a, bob).getAttribute("data-speaking") === "true") throw new Error("alice's app marks bob, who is muted");
 
   step("bob stops his camera: alice sees his placeholder");
   await b.click("button[name=camera]");
@@ -223,18 +239,19 @@ try {
 } catch (e) {
   summary.failure = String(e?.stack ?? e);
   summary.debug = [];
-  for (const page of browser.contexts().map((c) => c.pages()[0])) {
+  for (const page of pages()) {
     summary.debug.push(await page?.evaluate(async () => ({
       url: location.href, session: window.firesfuDebug?.(), inbound: await window.firesfuInbound?.(),
       stats: await window.firesfuStats?.(),
     })).catch((err) => String(err)));
   }
   summary.serverStats = await fetch("http://127.0.0.1:8080/stats").then((r) => r.json()).catch((err) => String(err));
-  for (const [i, page] of browser.contexts().map((c) => c.pages()[0]).entries()) {
+  for (const [i, page] of pages().entries()) {
     await page?.screenshot({ path: `${artifacts}/app-failure-${i}.png` }).catch(() => {});
   }
 } finally {
   await browser.close();
+  if (aliceBrowser !== browser) await aliceBrowser.close();
 }
 summary.ok = ok;
 summary.totalMs = Date.now() - started;
