@@ -161,7 +161,9 @@ fn vp9_descriptor(p: &[u8]) -> Option<Vp9Descriptor> {
         }
     }
     d.keyframe_start = !inter && b && spatial == 0;
-    Some(d)
+    // Every field named above lies before `at`: a truncated descriptor is none (a 15-bit
+    // picture id or a TL0PICIDX cut off by the payload's end would be read out of bounds).
+    (p.len() >= at).then_some(d)
 }
 
 fn vp9(p: &[u8]) -> FrameInfo {
@@ -345,6 +347,28 @@ mod tests {
             0,
             0,
         ]
+    }
+
+    /// Found by `fuzz/fuzz_targets/rtp_rewrite.rs` (fuzz/regressions/rtp_rewrite/): a VP9
+    /// descriptor whose 15-bit picture id (or TL0PICIDX) runs past the payload's end made the
+    /// media thread index out of bounds when it renumbered the packet.
+    #[test]
+    fn truncated_vp9_descriptors_are_not_read_past_their_end() {
+        // I with a 15-bit id cut after its first byte; L without F, TL0PICIDX cut off (the
+        // fuzzer's input: P, L, Z).
+        for payload in [&[0x80u8, 0x80][..], &[0x20, 0x00], &[0x61, 0x5f]] {
+            let mut numbering = PictureNumbering::default();
+            numbering.rebase();
+            assert!(
+                !numbering.needs_rewrite(VideoCodec::Vp9, payload),
+                "{payload:?}"
+            );
+            let _ = inspect(VideoCodec::Vp9, payload);
+        }
+        // The same descriptor, complete, is read.
+        let mut numbering = PictureNumbering::default();
+        assert!(read_numbering(VideoCodec::Vp9, &[0x80, 0x80, 0x05]).is_some());
+        assert!(!numbering.needs_rewrite(VideoCodec::Vp9, &[0x80, 0x80, 0x05]));
     }
 
     #[test]
