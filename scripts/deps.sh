@@ -44,3 +44,13 @@ if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules ]; 
   (cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
   touch web/node_modules
 fi
+
+# `make fuzz` (and its smoke in `make test`): cargo-fuzz, pinned, built once per machine. It
+# needs a C++ compiler for libFuzzer.
+if [ "${1:-}" = "--fuzz" ]; then
+  command -v c++ >/dev/null || missing_tool "a C++ compiler" "Install g++ (apt-get install g++)."
+  if ! cargo fuzz --version 2>/dev/null | grep -q "0.13.2"; then
+    echo "deps: installing cargo-fuzz 0.13.2"
+    cargo install --quiet --locked cargo-fuzz --version 0.13.2
+  fi
+fi

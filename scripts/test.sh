@@ -8,6 +8,7 @@ bash scripts/deps.sh
 
 echo "== fmt"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== web: type check"
@@ -29,6 +30,9 @@ bash tests/scripts/private_clone.sh
 
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2
+
+echo "== fuzz: a short run of every target (and their past crashes)"
+bash scripts/fuzz.sh --smoke
 
 echo "== deploy: manifests, terraform, indexes (offline)"
 bash tests/deploy/check.sh

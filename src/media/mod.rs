@@ -12,6 +12,8 @@ pub mod codecs;
 pub mod demux;
 mod engine;
 mod forward;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod keyframe;
 mod metrics;
 pub use metrics::{MediaObservers, observe_media};

@@ -345,7 +345,7 @@ fn bind_listeners(
     Ok(out)
 }
 
-fn generate_certificate() -> Result<RTCCertificate, EngineError> {
+pub(crate) fn generate_certificate() -> Result<RTCCertificate, EngineError> {
     let provider =
         rtc::crypto::default_provider().map_err(|e| EngineError::Certificate(e.to_string()))?;
     let params = CertificateParams::new(vec!["firesfu".to_owned()])
