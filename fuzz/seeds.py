@@ -1,5 +1,5 @@
-"""Writes the seed corpora of the fuzz targets (fuzz/corpus/<target>/): offers as Chromium
-(simulcast by rid, and by SSRC group), str0m and aiortc write them, session documents around
+"""Writes the seed corpora of the fuzz targets (fuzz/corpus/<target>/): offers Chromium made
+(captured/), offers in the forms Chromium (simulcast by rid, and by SSRC group) and str0m write, session documents around
 them, RTP packets of each codec as they arrive (VP8, VP9, H.264, Opus with extensions), join
 tokens, load reports and datagrams. Run from fuzz/: python3 seeds.py"""
 import json
@@ -62,6 +62,11 @@ str0m = crlf(["v=0", "o=str0m-1 1 2 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BU
               "a=rtcp-mux", "a=rtpmap:96 VP8/90000", "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96",
               "a=ssrc-group:FID 2 3", "a=ssrc:2 cname:x", "a=ssrc:3 cname:x", "a=end-of-candidates"])
 offers = {"chromium-rid": chromium_rid, "chromium-sim": chromium_sim, "receive-only": receive_only, "str0m": str0m}
+# Offers Chromium 156 made (createOffer with a canvas and an oscillator as camera and microphone:
+# simulcast by rid plus receive slots, plain, receive-only), kept verbatim in captured/.
+for name in sorted(os.listdir(os.path.join(HERE, "captured"))):
+    with open(os.path.join(HERE, "captured", name), newline="") as f:
+        offers[name.removesuffix(".sdp")] = f.read()
 for name, sdp in offers.items():
     put("offer_sdp", name, sdp)
     doc = {"v": 1, "uid": "u1", "displayName": "Ada", "token": None, "state": "offered",
