@@ -204,6 +204,69 @@ async fn kill_9_moves_the_rooms_and_media_flows_again() {
     eprintln!("failover: kill -9 → media flowing again for everyone in {took:?}");
 }
 
+/// Chaos: an instance frozen (SIGSTOP) for longer than the staleness is declared dead and its
+/// room moves; when it thaws (SIGCONT) it must not split the room: the fenced assignment stays
+/// on the new instance, the thawed one ends the sessions it held, nobody moves twice, and
+/// everyone keeps receiving everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_instance_thaws_into_a_moved_room_and_splits_nothing() {
+    let project = Project::new().await;
+    let Call {
+        instances,
+        _monitor,
+        room,
+        first,
+        mut members,
+    } = call_on_two_instances(&project, "frozen").await;
+    let stale = instances
+        .iter()
+        .find(|b| b.instance == first)
+        .expect("the room's instance");
+    let signal = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &stale.pid().to_string()])
+            .status();
+    };
+    signal("-STOP");
+    let frozen_at = Instant::now();
+    let took = recovered(&project, &mut members, frozen_at).await;
+    let (now_on, epoch) = assigned(&project, &room).await;
+    assert_ne!(now_on, first);
+    assert_eq!(epoch, 2);
+    signal("-CONT");
+    let thawed_at = Instant::now();
+    let frozen_for = thawed_at - frozen_at;
+    let released = eventually("the thawed instance holds no peer", T, async || {
+        (stale.stats().await.ok()?.get("peers")?.as_u64()? == 0).then(|| thawed_at.elapsed())
+    })
+    .await
+    .unwrap();
+    // A while with both instances alive: the room stays where the fence put it, nobody is
+    // moved again, media flows.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(assigned(&project, &room).await, (now_on.clone(), 2));
+    for m in members.iter_mut() {
+        m.follow(&project).await;
+    }
+    until_everyone_receives_everyone(&project, &mut members, 20, T)
+        .await
+        .unwrap();
+    for m in &members {
+        assert_eq!(m.moves, 1, "{} moved once", m.name);
+    }
+    let roster = project.roster(&room).await;
+    let names: Vec<String> = roster
+        .iter()
+        .map(|d| d.name.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.ends_with("-1")), "{names:?}");
+    eprintln!(
+        "frozen instance: media flowing on {now_on} {took:?} after SIGSTOP; thawed after \
+         {frozen_for:?}, it held no peer {released:?} later"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_the_instance_and_nobody_is_lost() {
     let project = Project::new().await;
