@@ -138,6 +138,18 @@ struct Call {
     members: Vec<Member>,
 }
 
+/// The room's roster has the two members' second sessions (`-1`) and nothing else.
+async fn roster_lists_only_the_moved_sessions(project: &Project, room: &str) {
+    let names: Vec<String> = project
+        .roster(room)
+        .await
+        .iter()
+        .map(|d| d.name.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.ends_with("-1")), "{names:?}");
+}
+
 async fn call_on_two_instances(project: &Project, room: &str) -> Call {
     let instances = vec![
         fleet_broadcast(project, "bc-a", &[]).await,
@@ -180,13 +192,7 @@ async fn kill_9_moves_the_rooms_and_media_flows_again() {
     assert_ne!(now_on, first);
     assert_eq!(epoch, 2);
     // The dead instance's roster entries are gone; the new sessions are listed.
-    let roster = project.roster(&room).await;
-    let names: Vec<String> = roster
-        .iter()
-        .map(|d| d.name.rsplit('/').next().unwrap().to_owned())
-        .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.iter().all(|n| n.ends_with("-1")), "{names:?}");
+    roster_lists_only_the_moved_sessions(&project, &room).await;
     // ... and so are the member documents of the sessions it served (rules: roster and chat).
     let members: Vec<String> = project
         .db
@@ -254,13 +260,7 @@ async fn a_frozen_instance_thaws_into_a_moved_room_and_splits_nothing() {
     for m in &members {
         assert_eq!(m.moves, 1, "{} moved once", m.name);
     }
-    let roster = project.roster(&room).await;
-    let names: Vec<String> = roster
-        .iter()
-        .map(|d| d.name.rsplit('/').next().unwrap().to_owned())
-        .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.iter().all(|n| n.ends_with("-1")), "{names:?}");
+    roster_lists_only_the_moved_sessions(&project, &room).await;
     eprintln!(
         "frozen instance: media flowing on {now_on} {took:?} after SIGSTOP; thawed after \
          {frozen_for:?}, it held no peer {released:?} later"
