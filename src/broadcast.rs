@@ -248,6 +248,7 @@ async fn start_reporter(
     });
     Ok(tokio::spawn(crate::fleet::reporter::run(
         publisher,
+        (args.gcp.project.clone(), args.pubsub.clone()),
         engine,
         builder,
         draining,

@@ -203,3 +203,42 @@ pub fn is_already_exists(e: &google_cloud_pubsub::Error) -> bool {
     e.status()
         .is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::AlreadyExists)
 }
+
+/// The topic or subscription is gone (an emulator restarted, someone deleted it).
+pub fn is_not_found(e: &google_cloud_pubsub::Error) -> bool {
+    e.status()
+        .is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::NotFound)
+}
+
+/// The same for a publish: the batch's RPC failed because the topic is gone.
+pub fn publish_not_found(e: &google_cloud_pubsub::error::PublishError) -> bool {
+    matches!(e, google_cloud_pubsub::error::PublishError::Rpc(e) if is_not_found(e))
+}
+
+/// Creates a monitor's subscription to the load topic unless it exists. Unconsumed for a day,
+/// it expires: a monitor killed without cleaning up leaves nothing behind for long.
+pub async fn ensure_subscription(
+    project: &str,
+    args: &PubsubArgs,
+    subscription: &str,
+) -> anyhow::Result<()> {
+    let admin = pubsub_subscription_admin(args).await?;
+    let created = admin
+        .create_subscription()
+        .set_name(subscription)
+        .set_topic(args.topic_path(project))
+        .set_ack_deadline_seconds(10)
+        .set_expiration_policy(
+            google_cloud_pubsub::model::ExpirationPolicy::new()
+                .set_ttl(google_cloud_wkt::Duration::clamp(86_400, 0)),
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if is_already_exists(&e) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create the Pub/Sub subscription {subscription}: {e}"
+        )),
+    }
+}

@@ -95,28 +95,17 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         "projects/{project}/subscriptions/{}",
         subscription_id(&args.pubsub.load_topic, &me)
     );
-    let admin = crate::gcp::pubsub_subscription_admin(&args.pubsub).await?;
-    let created = admin
-        .create_subscription()
-        .set_name(&subscription)
-        .set_topic(args.pubsub.topic_path(&project))
-        .set_ack_deadline_seconds(10)
-        // A monitor killed without cleaning up leaves no subscription behind for long.
-        .set_expiration_policy(
-            google_cloud_pubsub::model::ExpirationPolicy::new()
-                .set_ttl(google_cloud_wkt::Duration::clamp(86_400, 0)),
-        )
-        .send()
-        .await;
-    match created {
-        Ok(_) => {}
-        Err(e) if crate::gcp::is_already_exists(&e) => {}
-        Err(e) => return Err(e).context("cannot create the monitor's Pub/Sub subscription"),
-    }
+    crate::gcp::ensure_subscription(&project, &args.pubsub, &subscription).await?;
 
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let subscriber = crate::gcp::pubsub_subscriber(&args.pubsub).await?;
-    let consumer = tokio::spawn(consume(subscriber, subscription.clone(), reports_tx));
+    let consumer = tokio::spawn(consume(
+        subscriber,
+        (args.pubsub.clone(), project.clone()),
+        subscription.clone(),
+        Duration::from_millis(args.stale_after_ms.max(1000)),
+        reports_tx,
+    ));
 
     let (changes_tx, mut room_changes) = mpsc::unbounded_channel();
     let mut rooms_listener = store.watch_rooms(changes_tx).await?;
@@ -206,6 +195,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
     }
     consumer.abort();
     let _ = rooms_listener.shutdown().await;
+    let admin = crate::gcp::pubsub_subscription_admin(&args.pubsub).await?;
     if let Err(e) = admin
         .delete_subscription()
         .set_subscription(&subscription)
@@ -219,15 +209,43 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
 }
 
 /// Decodes reports from the subscription; a malformed one is logged and acknowledged (it
-/// would never decode on redelivery either).
+/// would never decode on redelivery either). A subscription (or topic) that disappeared, as
+/// after a Pub/Sub emulator restart or a mistaken deletion, is created again. A stream silent
+/// for `silence` is opened again (after checking the subscription): the client's own retries
+/// back off for tens of seconds after the service was unreachable.
 async fn consume(
     subscriber: google_cloud_pubsub::client::Subscriber,
+    (pubsub, project): (crate::gcp::PubsubArgs, String),
     subscription: String,
+    silence: Duration,
     tx: mpsc::UnboundedSender<LoadReport>,
 ) {
+    let mut gone = false;
     loop {
+        if std::mem::take(&mut gone) {
+            let recreated = async {
+                crate::gcp::ensure_topic(&project, &pubsub).await?;
+                crate::gcp::ensure_subscription(&project, &pubsub, &subscription).await
+            };
+            // The admin client's own retries back off for long after an outage: try again soon.
+            match tokio::time::timeout(silence, recreated).await {
+                Ok(Ok(())) => tracing::info!(%subscription, "the subscription is there (again)"),
+                Ok(Err(e)) => tracing::warn!("{e:#}"),
+                Err(_) => {
+                    tracing::warn!("cannot check the subscription: no answer from Pub/Sub");
+                    gone = true;
+                    continue;
+                }
+            }
+        }
         let mut stream = subscriber.subscribe(&subscription).build();
-        while let Some(next) = stream.next().await {
+        loop {
+            let Ok(next) = tokio::time::timeout(silence, stream.next()).await else {
+                tracing::warn!(?silence, "no load report for a while; subscribing again");
+                gone = true;
+                break;
+            };
+            let Some(next) = next else { break };
             match next {
                 Ok((message, handler)) => {
                     handler.ack();
@@ -241,6 +259,7 @@ async fn consume(
                     }
                 }
                 Err(e) => {
+                    gone = crate::gcp::is_not_found(&e);
                     tracing::warn!("the load-report stream failed: {e}");
                     break;
                 }

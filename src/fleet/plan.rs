@@ -107,7 +107,12 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Action> {
                     } else {
                         continue;
                     }
-                } else if known || warmed_up {
+                } else if known {
+                    if !fleet.presumed_dead(&a.instance, now_ms) {
+                        continue;
+                    }
+                    Reason::InstanceDead
+                } else if warmed_up && !fleet.just_resumed(now_ms) {
                     Reason::InstanceDead
                 } else {
                     continue;
@@ -221,7 +226,8 @@ mod tests {
         let mut t = fleet(&[("a", false), ("b", false)], 0);
         seen(&mut t, report("b", 2, false, &[]), 4000);
         let rooms = [room("r1", Some(("a", 2))), room("r2", Some(("b", 1)))];
-        // At 5 s "a" is still alive; at 5.001 s it is not.
+        // At 5 s "a" is still alive; at 5.001 s it is not: "b" proves the feed works.
+        seen(&mut t, report("b", 3, false, &[]), 5001);
         assert!(
             plan(&PlanInput {
                 rooms: &rooms,
@@ -240,6 +246,31 @@ mod tests {
         assert_eq!(
             got,
             [("r1".to_string(), "b".to_string(), 3, Reason::InstanceDead)]
+        );
+    }
+
+    #[test]
+    fn a_silence_of_the_feed_kills_nobody_who_reports_again_within_a_staleness() {
+        let mut t = fleet(&[("a", false), ("b", false)], 0);
+        // The feed goes silent at 0: nobody dies of it, even once the feed is stale.
+        assert!(!t.presumed_dead("a", 4_000) && !t.presumed_dead("a", 6_000));
+        // After 10 s `b` is heard first; `a` may report a little later.
+        seen(&mut t, report("b", 2, false, &[]), 10_000);
+        let rooms = [room("r1", Some(("a", 1)))];
+        let at = |t: &FleetTable, now_ms| {
+            targets(&plan(&PlanInput {
+                rooms: &rooms,
+                fleet: t,
+                now_ms,
+                listening_since_ms: 0,
+            }))
+        };
+        assert!(at(&t, 10_100).is_empty(), "{:?}", at(&t, 10_100));
+        // Had `a` died meanwhile, a staleness after the feed resumed says so.
+        seen(&mut t, report("b", 3, false, &[]), 15_000);
+        assert_eq!(
+            at(&t, 15_000),
+            [("r1".to_string(), "b".to_string(), 2, Reason::InstanceDead)]
         );
     }
 
@@ -370,7 +401,8 @@ mod tests {
     fn a_flapping_instance_does_not_get_rooms_back_while_on_probation() {
         let mut t = fleet(&[("a", false), ("b", false)], 0);
         // "a" goes silent; at 6 s its room moves to "b".
-        seen(&mut t, report("b", 2, false, &[]), 5000);
+        seen(&mut t, report("b", 2, false, &[]), 3000);
+        seen(&mut t, report("b", 3, false, &[]), 6000);
         let rooms = [room("r1", Some(("a", 1)))];
         let moved = targets(&plan(&PlanInput {
             rooms: &rooms,
@@ -381,7 +413,7 @@ mod tests {
         assert_eq!(moved[0].1, "b");
         // "a" is back at 7 s: new rooms still go to "b" until "a" has been up for 10 s.
         seen(&mut t, report("a", 2, false, &[]), 7000);
-        seen(&mut t, report("b", 3, false, &[]), 7000);
+        seen(&mut t, report("b", 4, false, &[]), 7000);
         let rooms = [room("r1", Some(("b", 2))), room("r2", None)];
         let got = targets(&plan(&PlanInput {
             rooms: &rooms,

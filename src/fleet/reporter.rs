@@ -96,14 +96,20 @@ pub fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
 }
 
-/// Publishes reports until `draining` closes; a change of `draining` publishes at once.
+/// Publishes reports until `draining` closes; a change of `draining` publishes at once. A topic
+/// that disappeared (a Pub/Sub emulator restart, a mistaken deletion) is created again. A
+/// report is useless once the next one is due: a publish that takes longer is abandoned and
+/// the client made anew (its connection retries back off for tens of seconds after Pub/Sub was
+/// unreachable, and every later report would queue behind them).
 pub async fn run(
-    publisher: google_cloud_pubsub::client::Publisher,
+    mut publisher: google_cloud_pubsub::client::Publisher,
+    (project, pubsub): (String, crate::gcp::PubsubArgs),
     engine: Arc<EngineHandle>,
     mut builder: ReportBuilder,
     mut draining: watch::Receiver<bool>,
     instruments: Arc<crate::telemetry::metrics::SignallingInstruments>,
 ) {
+    let patience = builder.config.interval.max(Duration::from_secs(1));
     let mut tick = tokio::time::interval(builder.config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -120,18 +126,35 @@ pub async fn run(
             Instant::now(),
         );
         let message = google_cloud_pubsub::model::Message::new().set_data(report.encode_to_vec());
-        match publisher.publish(message).await {
-            Ok(_) => {
+        let error = match tokio::time::timeout(patience, publisher.publish(message)).await {
+            Ok(Ok(_)) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("load reports are published again");
                 }
+                continue;
             }
-            Err(e) => {
-                instruments.pubsub_failure();
-                if !std::mem::replace(&mut failing, true) {
-                    tracing::warn!("cannot publish a load report: {e}");
+            Ok(Err(e)) if crate::gcp::publish_not_found(&e) => {
+                let made =
+                    tokio::time::timeout(patience, crate::gcp::ensure_topic(&project, &pubsub));
+                match made.await {
+                    Ok(Ok(())) => tracing::info!("the load topic was gone; created again"),
+                    Ok(Err(e)) => tracing::warn!("{e:#}"),
+                    Err(_) => tracing::warn!("cannot create the load topic: no answer"),
                 }
+                e.to_string()
             }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => {
+                match crate::gcp::pubsub_publisher(&project, &pubsub).await {
+                    Ok(fresh) => publisher = fresh,
+                    Err(e) => tracing::warn!("cannot make a new publisher: {e:#}"),
+                }
+                format!("no answer within {patience:?}")
+            }
+        };
+        instruments.pubsub_failure();
+        if !std::mem::replace(&mut failing, true) {
+            tracing::warn!("cannot publish a load report: {error}");
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct FleetTable {
     instances: HashMap<String, Instance>,
     /// When any report last arrived.
     last_report_ms: Option<i64>,
+    /// When reports arrived again after a silence longer than the staleness: the silence was
+    /// this monitor's (its subscription, Pub/Sub), so no instance is presumed dead for it.
+    resumed_ms: Option<i64>,
     /// An instance is alive while its last report is younger than this.
     pub staleness_ms: i64,
     /// An instance that went stale and came back takes no new rooms for this long (a flapping
@@ -40,6 +43,7 @@ impl FleetTable {
         FleetTable {
             instances: HashMap::new(),
             last_report_ms: None,
+            resumed_ms: None,
             staleness_ms,
             probation_ms: 2 * staleness_ms,
         }
@@ -67,7 +71,15 @@ impl FleetTable {
         if now_ms - report.sent_at_unix_ms > staleness {
             return;
         }
+        if self
+            .last_report_ms
+            .is_some_and(|last| now_ms - last > staleness)
+        {
+            self.resumed_ms = Some(now_ms);
+        }
         self.last_report_ms = Some(now_ms);
+        // Stale only because nothing reached this monitor: no flapping, no probation.
+        let deaf = self.just_resumed(now_ms);
         match self.instances.get_mut(&report.instance_id) {
             Some(i) => {
                 let older = report.sequence <= i.sequence && report.sent_at_unix_ms <= i.sent_at_ms;
@@ -76,7 +88,7 @@ impl FleetTable {
                 }
                 if now_ms - i.last_seen_ms > staleness {
                     i.alive_since_ms = now_ms;
-                    i.returned = true;
+                    i.returned = !deaf;
                 }
                 i.draining = draining;
                 i.limits = limits;
@@ -112,6 +124,26 @@ impl FleetTable {
     pub fn feed_is_fresh(&self, now_ms: i64) -> bool {
         self.last_report_ms
             .is_some_and(|t| now_ms - t <= self.staleness_ms)
+    }
+
+    /// Reports resumed after a silence less than a staleness ago: an instance not heard since
+    /// may simply not have reported yet, and is not presumed dead.
+    pub fn just_resumed(&self, now_ms: i64) -> bool {
+        self.resumed_ms
+            .is_some_and(|t| now_ms - t < self.staleness_ms)
+    }
+
+    /// A known instance is presumed dead once a report from another one arrived more than a
+    /// staleness after its last: the feed worked while it stayed silent. When the feed itself
+    /// goes silent (this monitor's subscription, Pub/Sub down) nobody dies of it, and after
+    /// it resumes everyone gets a staleness to be heard.
+    pub fn presumed_dead(&self, id: &str, now_ms: i64) -> bool {
+        let Some(i) = self.get(id) else { return false };
+        !self.is_alive(id, now_ms)
+            && !self.just_resumed(now_ms)
+            && self
+                .last_report_ms
+                .is_some_and(|t| t - i.last_seen_ms > self.staleness_ms)
     }
 
     pub fn get(&self, id: &str) -> Option<&Instance> {
@@ -236,6 +268,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn after_a_silence_of_the_feed_instances_get_a_staleness_to_be_heard() {
+        let mut t = FleetTable::new(5000);
+        seen(&mut t, report("a", 1, false, &[]), 1000);
+        seen(&mut t, report("b", 1, false, &[]), 1000);
+        assert!(!t.just_resumed(1000));
+        // Nothing for 10 s (the subscription was gone), then `a` is heard first.
+        seen(&mut t, report("a", 2, false, &[]), 11_000);
+        assert!(!t.is_alive("b", 11_000));
+        assert!(t.just_resumed(11_000));
+        assert!(!t.presumed_dead("b", 11_000));
+        assert!(t.just_resumed(15_999));
+        assert!(!t.just_resumed(16_000));
+        // Reports that keep coming are no resumption.
+        seen(&mut t, report("a", 3, false, &[]), 12_000);
+        assert!(!t.just_resumed(17_000));
+        // Heard again after the feed's silence, not theirs: no probation.
+        seen(&mut t, report("b", 2, false, &[]), 12_000);
+        assert!(t.accepts_rooms("a", 12_000) && t.accepts_rooms("b", 12_000));
+    }
+
+    #[test]
     fn late_reports_do_not_replace_newer_ones() {
         let mut t = FleetTable::new(5000);
         t.observe(&report("a", 5, true, &[]), 1000);
@@ -252,7 +305,8 @@ pub(crate) mod tests {
         let mut t = FleetTable::new(5000);
         seen(&mut t, report("a", 1, false, &[]), 0);
         assert!(t.accepts_rooms("a", 0), "a new instance is trusted at once");
-        // Silent for 8 s (dead), then back.
+        // Silent for 8 s (dead) while "b" keeps reporting, then back.
+        seen(&mut t, report("b", 1, false, &[]), 4000);
         seen(&mut t, report("a", 2, false, &[]), 8000);
         assert!(t.is_alive("a", 8000));
         assert!(!t.accepts_rooms("a", 8000), "on probation");

@@ -70,9 +70,19 @@ pub fn pubsub() -> String {
 
 /// Fleet-mode broadcast settings: reports every `report_ms`, placement required.
 pub fn fleet_options(instance: &str, report_ms: u64, extra: &[(&str, &str)]) -> BroadcastOptions {
+    fleet_options_at(&pubsub(), instance, report_ms, extra)
+}
+
+/// [`fleet_options`] with the Pub/Sub emulator at `pubsub`.
+pub fn fleet_options_at(
+    pubsub: &str,
+    instance: &str,
+    report_ms: u64,
+    extra: &[(&str, &str)],
+) -> BroadcastOptions {
     let mut env = vec![
         ("FIRESFU_FLEET".to_string(), "true".to_string()),
-        ("PUBSUB_EMULATOR_HOST".to_string(), pubsub()),
+        ("PUBSUB_EMULATOR_HOST".to_string(), pubsub.to_owned()),
         ("FIRESFU_LOAD_REPORT_MS".to_string(), report_ms.to_string()),
         ("FIRESFU_DRAIN_GRACE_SECS".to_string(), "30".to_string()),
     ];
@@ -102,6 +112,11 @@ pub struct Monitor {
 
 impl Monitor {
     pub async fn start(project: &Project, id: &str, stale_ms: u64) -> Monitor {
+        Monitor::start_at(&pubsub(), project, id, stale_ms).await
+    }
+
+    /// [`Monitor::start`] with the Pub/Sub emulator at `pubsub`.
+    pub async fn start_at(pubsub: &str, project: &Project, id: &str, stale_ms: u64) -> Monitor {
         let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let log = log_dir().join(format!("{}-{id}.log", project.id));
         let file = std::fs::File::create(&log).unwrap();
@@ -115,7 +130,7 @@ impl Monitor {
             )
             .env("GOOGLE_CLOUD_PROJECT", &project.id)
             .env("FIRESTORE_EMULATOR_HOST", &project.host)
-            .env("PUBSUB_EMULATOR_HOST", pubsub())
+            .env("PUBSUB_EMULATOR_HOST", pubsub)
             .env("FIRESFU_MONITOR_ID", id)
             .env("FIRESFU_STALE_AFTER_MS", stale_ms.to_string())
             .env("FIRESFU_LEASE_MS", "3000")

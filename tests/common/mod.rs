@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod emulators;
 pub mod fleet;
 pub mod otlp;
 pub mod sidecar;
@@ -143,7 +144,12 @@ pub struct Project {
 
 impl Project {
     pub async fn new() -> Project {
-        let host = emulator();
+        Project::at(&emulator()).await
+    }
+
+    /// A fresh project on the Firestore emulator at `host`.
+    pub async fn at(host: &str) -> Project {
+        let host = host.to_owned();
         let id = unique("demo-t");
         let db = testpeer::firestore::connect_emulator(&host, &id)
             .await
