@@ -4,45 +4,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::documents::{good_doc, sdp_with};
 use common::{Broadcast, Project};
 use serde_json::{Value, json};
 use testpeer::Leave;
 use testpeer::firestore::SessionDoc;
 
 const T: Duration = Duration::from_secs(20);
-
-fn sdp_with(lines: &[(&str, &str, &str)]) -> String {
-    let mut sdp = String::from("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE");
-    for i in 0..lines.len() {
-        sdp.push_str(&format!(" {i}"));
-    }
-    sdp.push_str(
-        "\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 ",
-    );
-    sdp.push_str(&vec!["AB"; 32].join(":"));
-    sdp.push_str("\r\na=setup:actpass\r\n");
-    for (i, (kind, dir, codec)) in lines.iter().enumerate() {
-        let (pt, rate) = if *kind == "audio" {
-            (111, "48000/2")
-        } else {
-            (96, "90000")
-        };
-        sdp.push_str(&format!(
-            "m={kind} 9 UDP/TLS/RTP/SAVPF {pt}\r\nc=IN IP4 0.0.0.0\r\na=mid:{i}\r\na={dir}\r\na=rtcp-mux\r\na=rtpmap:{pt} {codec}/{rate}\r\n"
-        ));
-    }
-    sdp
-}
-
-fn good_doc(sdp: &str) -> Value {
-    json!({
-        "v": 1,
-        "displayName": "Mallory",
-        "token": null,
-        "offer": {"sdp": sdp, "revision": 1},
-        "state": "offered",
-    })
-}
 
 async fn expect_error(
     project: &Project,

@@ -281,16 +281,6 @@ async fn a_client_that_cannot_connect_is_told_what_was_tried() {
     }
 }
 
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_tcp_clients_do_not_disturb_a_call() {
     use tokio::io::AsyncWriteExt;
@@ -318,7 +308,7 @@ async fn misbehaving_tcp_clients_do_not_disturb_a_call() {
         .await
         .unwrap();
     let tcp: SocketAddr = SocketAddr::new(sfu.udp.ip(), sfu.udp.port());
-    let rss_before = rss_kib(sfu.pid());
+    let rss_before = sfu.rss_kib();
 
     // 1000 idle connections (they never send a frame), garbage framing, a frame larger than
     // any datagram, a valid frame that is no binding request, and a half-open connection.
@@ -356,7 +346,7 @@ async fn misbehaving_tcp_clients_do_not_disturb_a_call() {
     })
     .await
     .unwrap();
-    let rss = rss_kib(sfu.pid());
+    let rss = sfu.rss_kib();
     assert!(
         rss < rss_before + 64 * 1024,
         "1000 idle connections cost {} KiB",

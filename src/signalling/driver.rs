@@ -109,10 +109,30 @@ impl Driver {
                 doc: Some(doc),
             } => self.act(key, &doc),
             Observation::Swept { key, doc: None } | Observation::Deleted { key } => {
+                tracing::debug!(%key, "the session's document is gone");
                 self.seen.remove(&key);
                 self.send(&key, SessionMsg::Leave);
             }
-            Observation::Left { key } => self.send(&key, SessionMsg::Recheck),
+            Observation::Left { key } => {
+                tracing::debug!(%key, "the document left a listener target");
+                self.send(&key, SessionMsg::Recheck)
+            }
+            Observation::Resent { keys } => {
+                // Sessions with a peer (their documents name this instance); offers still
+                // being claimed are in another target.
+                let missing: Vec<SessionKey> = self
+                    .ctx
+                    .engine
+                    .sessions()
+                    .into_iter()
+                    .map(|(key, _)| key)
+                    .filter(|k| self.sessions.contains_key(k) && !keys.contains(k))
+                    .collect();
+                for key in missing {
+                    tracing::debug!(%key, "not in the resent target: checking its document");
+                    self.send(&key, SessionMsg::Recheck);
+                }
+            }
         }
     }
 

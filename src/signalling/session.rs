@@ -443,6 +443,11 @@ impl Session {
                 "answer written"
             );
         }
+        // The client left while we answered (the write found its document gone): no roster
+        // entry for a session that is over.
+        if self.finished {
+            return;
+        }
         if self.roster.as_ref() != Some(&negotiated.roster) {
             self.roster = Some(negotiated.roster);
             self.write_participant().await;

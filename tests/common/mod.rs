@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod documents;
 pub mod emulators;
 pub mod fleet;
 pub mod otlp;
@@ -277,6 +278,10 @@ impl Broadcast {
         self.child.id()
     }
 
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.child.id())
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -344,6 +349,18 @@ impl Drop for Broadcast {
             self.kill();
         }
     }
+}
+
+/// A process's resident memory, KiB (VmRSS; 0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 pub(crate) fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {

@@ -220,14 +220,7 @@ impl Sidecar {
 
     /// The process's resident memory, KiB (VmRSS).
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or(0)
+        super::rss_kib(self.child.id())
     }
 
     /// `(status, body)`; the body is JSON when it parses, else a string.

@@ -24,7 +24,8 @@ use crate::media::SessionKey;
 use crate::signalling::protocol::{ROOMS, SESSIONS, SessionState};
 
 const OFFERED_TARGET: FirestoreListenerTarget = FirestoreListenerTarget::new(1);
-const MINE_TARGET: FirestoreListenerTarget = FirestoreListenerTarget::new(2);
+const MINE_TARGET_ID: i32 = 2;
+const MINE_TARGET: FirestoreListenerTarget = FirestoreListenerTarget::new(MINE_TARGET_ID as u32);
 const UNKNOWN_STATE_TARGET: FirestoreListenerTarget = FirestoreListenerTarget::new(3);
 
 /// Every `state` the protocol knows; anything else is refused.
@@ -59,6 +60,45 @@ pub enum Observation {
     Left {
         key: SessionKey,
     },
+    /// The target of this instance's sessions was reset and sent again in full: these are the
+    /// documents in it. A session held but not among them left it (deleted, or no longer
+    /// ours) without a word from the listener, which reports no removals on a reset.
+    Resent {
+        keys: std::collections::HashSet<SessionKey>,
+    },
+}
+
+/// Collects the documents a reset target sends again, until it is current.
+#[derive(Default)]
+struct Resend {
+    keys: Option<std::collections::HashSet<SessionKey>>,
+}
+
+impl Resend {
+    /// Follows one event of the listener; returns the complete resend once it is over.
+    fn follow(&mut self, event: &FirestoreListenEvent, target: i32) -> Option<Observation> {
+        use firestore::FirestoreListenerTargetChangeType as Change;
+        match event {
+            FirestoreListenEvent::TargetChange(t) if t.target_ids.contains(&target) => {
+                match Change::try_from(t.target_change_type) {
+                    Ok(Change::Reset) => self.keys = Some(Default::default()),
+                    Ok(Change::Current) => {
+                        return self.keys.take().map(|keys| Observation::Resent { keys });
+                    }
+                    _ => {}
+                }
+            }
+            FirestoreListenEvent::DocumentChange(change) if change.target_ids.contains(&target) => {
+                if let (Some(keys), Some(doc)) = (&mut self.keys, &change.document)
+                    && let Some(key) = session_key_of(&doc.name)
+                {
+                    keys.insert(key);
+                }
+            }
+            _ => {}
+        }
+        None
+    }
 }
 
 /// `projects/P/databases/D/documents/rooms/R/sessions/S` → (R, S).
@@ -133,10 +173,19 @@ impl Store {
             .filter(|q| q.for_all([q.field("state").is_not_in(STATES)]))
             .listen()
             .add_target(UNKNOWN_STATE_TARGET, &mut listener)?;
+        let resend = std::sync::Arc::new(std::sync::Mutex::new(Resend::default()));
         listener
             .start(move |event| {
                 let tx = tx.clone();
+                let resent = resend
+                    .lock()
+                    .ok()
+                    .and_then(|mut r| r.follow(&event, MINE_TARGET_ID));
                 async move {
+                    if let Some(resent) = resent {
+                        tx.send(resent)
+                            .map_err(|_| "the signalling driver has stopped")?;
+                    }
                     if let Some(observation) = observe(event) {
                         tx.send(observation)
                             .map_err(|_| "the signalling driver has stopped")?;
@@ -205,5 +254,48 @@ mod tests {
         assert!(
             session_key_of("projects/p/databases/(default)/documents/x/r1/sessions/s").is_none()
         );
+    }
+
+    #[test]
+    fn a_reset_target_names_the_documents_it_sent_again_once_current() {
+        use firestore::FirestoreListenerTargetChangeType as Change;
+        use firestore::gcloud_sdk::google::firestore::v1::{
+            Document, DocumentChange, TargetChange,
+        };
+        let target = |change: Change, ids: Vec<i32>| {
+            FirestoreListenEvent::TargetChange(TargetChange {
+                target_change_type: change as i32,
+                target_ids: ids,
+                ..Default::default()
+            })
+        };
+        let doc = |session: &str, ids: Vec<i32>| {
+            FirestoreListenEvent::DocumentChange(DocumentChange {
+                document: Some(Document {
+                    name: format!(
+                        "projects/p/databases/(default)/documents/rooms/r/sessions/{session}"
+                    ),
+                    ..Default::default()
+                }),
+                target_ids: ids,
+                ..Default::default()
+            })
+        };
+        let mut r = Resend::default();
+        // Documents outside a resend, or of another target, are no resend.
+        assert!(r.follow(&doc("a", vec![2]), 2).is_none());
+        assert!(r.follow(&target(Change::Current, vec![2]), 2).is_none());
+        assert!(r.follow(&target(Change::Reset, vec![2]), 2).is_none());
+        r.follow(&doc("a", vec![2]), 2);
+        r.follow(&doc("b", vec![1]), 2);
+        r.follow(&doc("c", vec![1, 2]), 2);
+        let Some(Observation::Resent { keys }) = r.follow(&target(Change::Current, vec![2]), 2)
+        else {
+            panic!("the resend ends when the target is current")
+        };
+        let mut names: Vec<&str> = keys.iter().map(|k| k.session.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "c"]);
+        assert!(r.follow(&target(Change::Current, vec![2]), 2).is_none());
     }
 }
