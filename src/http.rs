@@ -67,6 +67,13 @@ async fn stats(State(ops): State<Ops>) -> Json<Value> {
             "room": key.room, "session": key.session, "estimateBps": bps,
         })).collect::<Vec<_>>(),
         "firestore": crate::docdb::meter::counts(),
+        "tables": s.tables.iter().map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        "memory": {
+            "residentKib": crate::process::resident_kib(std::process::id()),
+            "heapInUseKib": crate::process::heap_kib().map(|h| h.0),
+            "heapFreeKib": crate::process::heap_kib().map(|h| h.1),
+        },
     }))
 }
 

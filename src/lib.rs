@@ -9,9 +9,10 @@
 //! - [`fleet`]: load reports, room placement and `firesfu monitor`;
 //! - [`telemetry`]: logs, traces and metrics;
 //! - [`docdb`]: Firestore primitives every adapter shares (deadlines, compare-and-set, meter);
-//! - [`process`], [`text`]: host names and signals; what user-visible text may contain;
+//! - [`process`], [`text`]: host names, signals and memory; what user-visible text may contain;
 //! - [`deploy`]: what running on Kubernetes needs (each broadcast pod's own load balancer).
-#![forbid(unsafe_code)]
+// No unsafe code, but for one audited call into the C allocator (`process::release_free_memory`).
+#![deny(unsafe_code)]
 
 pub mod broadcast;
 pub mod cli;

@@ -271,16 +271,7 @@ async fn firestore_outage_and_loss_calls_go_on_rooms_come_back_joins_are_answere
     let restart_took = firestore.restart();
     let restarted = Instant::now();
     let room_back = common::eventually("the room document restored", BOUND, async || {
-        let doc: Option<Value> = project
-            .db
-            .fluent()
-            .select()
-            .by_id_in("rooms")
-            .obj()
-            .one(&room)
-            .await
-            .ok()
-            .flatten();
+        let doc = project.room_doc(&room).await;
         doc.filter(|d| d["name"] == "Weekly")
             .map(|_| restarted.elapsed())
     })

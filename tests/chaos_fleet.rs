@@ -8,20 +8,12 @@ use std::time::{Duration, Instant};
 
 use common::emulators::{Kind, OwnedEmulator};
 use common::fleet::{
-    Member, Monitor, assignment, fleet_options_at, until_everyone_receives_everyone,
+    Member, Monitor, assigned, assignment, fleet_options_at, until_everyone_receives_everyone,
 };
 use common::{Broadcast, Project, eventually};
 use testpeer::{Peer, PeerSpec};
 
 const T: Duration = Duration::from_secs(30);
-
-async fn assigned(project: &Project, room: &str) -> (String, i64) {
-    eventually(&format!("room {room} assigned"), T, async || {
-        assignment(project, room).await.0
-    })
-    .await
-    .unwrap()
-}
 
 /// Video frames every member has received from the others so far.
 fn video_received(members: &[Member]) -> Vec<u64> {

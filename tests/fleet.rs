@@ -7,20 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fleet::{
-    Member, Monitor, assignment, fleet_broadcast, until_everyone_receives_everyone,
+    Member, Monitor, assigned, assignment, fleet_broadcast, until_everyone_receives_everyone,
 };
 use common::{Broadcast, Project, eventually};
 use testpeer::{Peer, PeerSpec};
 
 const T: Duration = Duration::from_secs(30);
-
-async fn assigned(project: &Project, room: &str) -> (String, i64) {
-    eventually(&format!("room {room} assigned"), T, async || {
-        assignment(project, room).await.0
-    })
-    .await
-    .unwrap()
-}
 
 fn on<'a>(instances: &'a mut [Broadcast], id: &str) -> &'a mut Broadcast {
     instances

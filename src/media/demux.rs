@@ -146,6 +146,15 @@ pub enum Route {
 }
 
 impl Demux {
+    /// Entries of its tables (`/stats`: a leak shows as a count that only grows).
+    pub fn sizes(&self) -> [(&'static str, usize); 3] {
+        [
+            ("demuxUfrags", self.by_ufrag.len()),
+            ("demuxAddresses", self.by_addr.len()),
+            ("demuxChecks", self.checks.len()),
+        ]
+    }
+
     pub fn add_peer(&mut self, ufrag: &str, password: &str, peer: PeerId) {
         self.by_ufrag
             .insert(ufrag.to_owned(), (peer, password.to_owned()));

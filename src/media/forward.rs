@@ -14,6 +14,20 @@ pub struct ForwardTable {
 }
 
 impl ForwardTable {
+    /// Publishers with routes, and routes (track → slot).
+    pub fn sizes(&self) -> [(&'static str, usize); 2] {
+        let routes = self
+            .by_publisher
+            .values()
+            .flat_map(|tracks| tracks.values())
+            .map(Vec::len)
+            .sum();
+        [
+            ("forwardPublishers", self.by_publisher.len()),
+            ("forwardRoutes", routes),
+        ]
+    }
+
     pub fn add(&mut self, track: TrackRef, slot: SlotRef) {
         let slots = self
             .by_publisher

@@ -349,6 +349,8 @@ pub struct MediaStats {
     pub sender_reports_translated: u64,
     /// Each connected peer's downlink estimate, bits per second (as of the last second).
     pub downlinks: Vec<(SessionKey, Option<u64>)>,
+    /// Entries of the engine's tables, by name (as of the last second).
+    pub tables: Vec<(&'static str, usize)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

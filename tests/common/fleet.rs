@@ -192,16 +192,7 @@ impl Drop for Monitor {
 
 /// The room's `assignment` (instance, epoch), if any, and its placement error code.
 pub async fn assignment(project: &Project, room: &str) -> (Option<(String, i64)>, Option<String>) {
-    let doc: Option<Value> = project
-        .db
-        .fluent()
-        .select()
-        .by_id_in("rooms")
-        .obj()
-        .one(room)
-        .await
-        .unwrap();
-    let doc = doc.unwrap_or_default();
+    let doc = project.room_doc(room).await.unwrap_or_default();
     let a = doc.get("assignment").and_then(|a| {
         Some((
             a.get("instance")?.as_str()?.to_owned(),
@@ -213,6 +204,17 @@ pub async fn assignment(project: &Project, room: &str) -> (Option<(String, i64)>
         .and_then(Value::as_str)
         .map(str::to_owned);
     (a, error)
+}
+
+/// The room's assignment, once it has one (within 30 s).
+pub async fn assigned(project: &Project, room: &str) -> (String, i64) {
+    super::eventually(
+        &format!("room {room} assigned"),
+        Duration::from_secs(30),
+        async || assignment(project, room).await.0,
+    )
+    .await
+    .unwrap()
 }
 
 /// A person in a room: a str0m peer that joins again (a new session) when the server ends its

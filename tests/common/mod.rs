@@ -172,6 +172,19 @@ impl Project {
             .unwrap()
     }
 
+    /// The room's document, if there is one.
+    pub async fn room_doc(&self, room: &str) -> Option<Value> {
+        self.db
+            .fluent()
+            .select()
+            .by_id_in("rooms")
+            .obj()
+            .one(room)
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The room's `participants` documents (the roster the server writes).
     pub async fn roster(&self, room: &str) -> Vec<firestore::FirestoreDocument> {
         self.db
@@ -279,7 +292,7 @@ impl Broadcast {
     }
 
     pub fn rss_kib(&self) -> u64 {
-        rss_kib(self.child.id())
+        firesfu::process::resident_kib(self.child.id())
     }
 
     pub fn log_text(&self) -> String {
@@ -349,18 +362,6 @@ impl Drop for Broadcast {
             self.kill();
         }
     }
-}
-
-/// A process's resident memory, KiB (VmRSS; 0 once it is gone).
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 pub(crate) fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {

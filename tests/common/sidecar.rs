@@ -220,7 +220,7 @@ impl Sidecar {
 
     /// The process's resident memory, KiB (VmRSS).
     pub fn rss_kib(&self) -> u64 {
-        super::rss_kib(self.child.id())
+        firesfu::process::resident_kib(self.child.id())
     }
 
     /// `(status, body)`; the body is JSON when it parses, else a string.

@@ -54,7 +54,18 @@ impl Engine {
         for (id, rtt_ms, loss) in qualities {
             self.emit(id, SessionEvent::Quality { rtt_ms, loss });
         }
+        let had_peers = self.stats.peers > 0;
         self.publish_stats();
+        // The last peer left: what the peers used goes back to the system, not only to the
+        // allocator (docs/reliability.md, the soak).
+        if had_peers && self.peers.is_empty() {
+            let (before, after) = crate::process::release_free_memory();
+            tracing::info!(
+                before_kib = before,
+                after_kib = after,
+                "idle: free memory released"
+            );
+        }
     }
 
     pub(super) fn publish_stats(&mut self) {
@@ -79,6 +90,16 @@ impl Engine {
             .filter(|p| p.connected && p.transport == TransportProtocol::TCP)
             .count() as u64;
         self.stats.sessions = self.sessions.iter().map(|(k, p)| (k.clone(), *p)).collect();
+        self.stats.tables = [
+            ("peers", self.peers.len()),
+            ("sessions", self.sessions.len()),
+            ("rooms", self.rooms.len()),
+            ("speakers", self.speakers.len()),
+        ]
+        .into_iter()
+        .chain(self.demux.sizes())
+        .chain(self.forwards.sizes())
+        .collect();
         self.stats.downlinks = self
             .peers
             .values()
