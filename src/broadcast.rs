@@ -160,10 +160,6 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let (observations_tx, observations) = mpsc::unbounded_channel();
     let mut listener = store.listen(observations_tx.clone()).await?;
     let sweeper = tokio::spawn(sweep(store.clone(), observations_tx.clone()));
-    // Churn fragments the allocator's arenas: what departed peers freed goes back every minute.
-    let trimmer = tokio::spawn(crate::process::release_free_memory_every(
-        Duration::from_secs(60),
-    ));
     let (driver_tx, driver_rx) = mpsc::unbounded_channel();
     let ctx = SessionContext {
         store: store.clone(),
@@ -214,7 +210,6 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         )),
     };
     sweeper.abort();
-    trimmer.abort();
     if let Some(reporter) = reporter {
         reporter.abort();
     }

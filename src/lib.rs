@@ -11,7 +11,7 @@
 //! - [`docdb`]: Firestore primitives every adapter shares (deadlines, compare-and-set, meter);
 //! - [`process`], [`text`]: host names, signals and memory; what user-visible text may contain;
 //! - [`deploy`]: what running on Kubernetes needs (each broadcast pod's own load balancer).
-// No unsafe code, but for one audited call into the C allocator (`process::release_free_memory`).
+// No unsafe code, but for one audited call into the C allocator (`process::heap_kib`).
 #![deny(unsafe_code)]
 
 pub mod broadcast;

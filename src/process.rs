@@ -1,5 +1,5 @@
 //! What every `firesfu` process shares with the operating system: its host name (instance
-//! ids), the signals that stop it, and the memory it gives back.
+//! ids), the signals that stop it, and what its memory holds.
 
 /// The host name (a Kubernetes pod's name), or `fallback` when it cannot be read.
 pub fn host_name(fallback: &str) -> String {
@@ -37,22 +37,6 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Hands the allocator's free memory back to the operating system. glibc keeps what departed
-/// peers freed in its per-thread arenas (resident, reusable, but counted against the pod's
-/// memory, and fragmented by churn); `malloc_trim` releases it. Returns the resident KiB
-/// before and after.
-#[allow(unsafe_code)]
-pub fn release_free_memory() -> (u64, u64) {
-    let me = std::process::id();
-    let before = resident_kib(me);
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    (before, resident_kib(me))
-}
-
 /// A process's resident memory, KiB (0 once it is gone, or where /proc is not there).
 pub fn resident_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -81,25 +65,4 @@ pub fn heap_kib() -> Option<(u64, u64)> {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     None
-}
-
-/// Every `period`, releases the allocator's free memory when it holds more than 4 MiB
-/// (off the media thread: the allocator locks one arena at a time).
-pub async fn release_free_memory_every(period: std::time::Duration) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if heap_kib().is_some_and(|(_, free)| free > 4 * 1024) {
-            let released = tokio::task::spawn_blocking(release_free_memory).await;
-            if let Ok((before, after)) = released {
-                tracing::debug!(
-                    before_kib = before,
-                    after_kib = after,
-                    "free memory released"
-                );
-            }
-        }
-    }
 }

