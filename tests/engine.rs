@@ -64,6 +64,8 @@ fn session_offer(
         peer,
         sdp,
         receives: true,
+        sources: Default::default(),
+        presenters: 1,
     }
 }
 
@@ -131,5 +133,67 @@ async fn rooms_and_instances_admit_up_to_their_participant_limits() {
         NegotiationError::InstanceFull { max: 3 }
     );
     assert_eq!(peers_after_housekeeping(&engine).await, 3);
+    engine.join();
+}
+
+/// The `a=mid` of the offer's first m-line of `kind`.
+fn mid_of(sdp: &str, kind: &str) -> String {
+    let section = sdp.split("\r\nm=").find(|s| s.starts_with(kind)).unwrap();
+    let mid = section
+        .lines()
+        .find_map(|l| l.strip_prefix("a=mid:"))
+        .unwrap();
+    mid.trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_room_takes_as_many_screen_shares_as_its_presenter_limit() {
+    use firesfu::media::TrackSource;
+    let (engine, _events) = spawn_engine(config(MediaLimits::default())).unwrap();
+    let sharing = |session: &str, sdp: String, kind: &str, presenters: u32| {
+        let mut offer = session_offer(key("r1", session), None, sdp.clone());
+        offer.sources = [(mid_of(&sdp, kind), TrackSource::Screen)].into();
+        offer.presenters = presenters;
+        offer
+    };
+    let a = engine
+        .negotiate(sharing("a", offer("a").await, "video", 1))
+        .await
+        .unwrap();
+    assert!(a.roster.presents(), "{:?}", a.roster);
+    let refused = engine
+        .negotiate(sharing("b", offer("b").await, "video", 1))
+        .await;
+    assert_eq!(
+        refused.unwrap_err(),
+        NegotiationError::PresenterBusy {
+            presenter: "a".into(),
+            max: 1
+        }
+    );
+    // Without a share b joins, its video a camera; with room for two it may share.
+    let b = engine
+        .negotiate(session_offer(key("r1", "b"), None, offer("b").await))
+        .await
+        .unwrap();
+    assert!(!b.roster.presents());
+    assert!(
+        b.roster
+            .sources
+            .values()
+            .all(|s| matches!(s, TrackSource::Camera | TrackSource::Microphone))
+    );
+    engine
+        .negotiate(sharing("c", offer("c").await, "video", 2))
+        .await
+        .unwrap();
+    // The source must fit the m-line's kind.
+    let wrong = engine
+        .negotiate(sharing("d", offer("d").await, "audio", 0))
+        .await;
+    assert!(matches!(
+        wrong.unwrap_err(),
+        NegotiationError::SourceKind { .. }
+    ));
     engine.join();
 }

@@ -223,6 +223,29 @@ async fn accounts_rooms_and_images_behave_and_fail_precisely() {
         doc.is_some(),
         "the room exists in Firestore for broadcast instances"
     );
+    // The presenter limit: 1 by default, changed by the owner, in the room document too.
+    assert_eq!(room_fields(&project, &id).await["maxPresenters"], 1);
+    let limit = s
+        .call(
+            "PATCH",
+            &format!("/v1/rooms/{id}"),
+            Some(&token),
+            Some(json!({"maxPresenters": 0})),
+        )
+        .await;
+    assert_eq!((limit.0, limit.1["maxPresenters"].clone()), (200, json!(0)));
+    assert_eq!(room_fields(&project, &id).await["maxPresenters"], 0);
+    assert_problem(
+        &s.call(
+            "PATCH",
+            &format!("/v1/rooms/{id}"),
+            Some(&token),
+            Some(json!({"maxPresenters": 17})),
+        )
+        .await,
+        400,
+        "validation-failed",
+    );
     let (_, list) = s.call("GET", "/v1/rooms", Some(&token), None).await;
     assert_eq!(list["rooms"][0]["participants"], 0);
     let renamed = s
@@ -347,6 +370,20 @@ fn claims(room: &str, uid: &str, exp_in: i64) -> JoinClaims {
         exp: now + exp_in,
         jti: uuid::Uuid::new_v4().to_string(),
     }
+}
+
+/// A room document as the broadcast instances read it.
+async fn room_fields(project: &Project, id: &str) -> Value {
+    let doc: Option<Value> = project
+        .db
+        .fluent()
+        .select()
+        .by_id_in("rooms")
+        .obj()
+        .one(id)
+        .await
+        .unwrap();
+    doc.expect("the room document exists")
 }
 
 async fn joined(s: &Sidecar, token: &str, room: &str) -> Value {

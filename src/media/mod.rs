@@ -135,11 +135,68 @@ pub struct SlotSource {
     pub mid: String,
 }
 
+/// What a published track carries, as its publisher declares it (the session document's
+/// `sources`); a track it does not name is its camera (video) or microphone (audio).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrackSource {
+    Camera,
+    Microphone,
+    Screen,
+    ScreenAudio,
+}
+
+impl TrackSource {
+    pub const ALL: [TrackSource; 4] = [
+        TrackSource::Camera,
+        TrackSource::Microphone,
+        TrackSource::Screen,
+        TrackSource::ScreenAudio,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackSource::Camera => "camera",
+            TrackSource::Microphone => "microphone",
+            TrackSource::Screen => "screen",
+            TrackSource::ScreenAudio => "screen-audio",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The kind of m-line that can carry it.
+    pub fn kind(self) -> MediaKind {
+        match self {
+            TrackSource::Camera | TrackSource::Screen => MediaKind::Video,
+            TrackSource::Microphone | TrackSource::ScreenAudio => MediaKind::Audio,
+        }
+    }
+
+    /// What a track of `kind` carries when its publisher does not say.
+    pub fn default_for(kind: MediaKind) -> Self {
+        match kind {
+            MediaKind::Video => TrackSource::Camera,
+            MediaKind::Audio => TrackSource::Microphone,
+        }
+    }
+}
+
 /// One entry of the room roster: what a participant publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Roster {
     pub display_name: String,
     pub tracks: Vec<(String, MediaKind)>,
+    /// The source of each published track (every mid of `tracks`).
+    pub sources: std::collections::BTreeMap<String, TrackSource>,
+}
+
+impl Roster {
+    /// The participant shares its screen (publishes a `screen` track).
+    pub fn presents(&self) -> bool {
+        self.sources.values().any(|s| *s == TrackSource::Screen)
+    }
 }
 
 /// An offer signalling hands to the engine.
@@ -154,6 +211,11 @@ pub struct SessionOffer {
     /// The session may receive (its join token grants `subscribe`): otherwise its `wants`
     /// stays zero, so a well-behaved client never offers slots it would be refused.
     pub receives: bool,
+    /// What its published m-lines carry, as the document's `sources` says (checked against
+    /// the kinds; mids that publish nothing are ignored).
+    pub sources: std::collections::BTreeMap<String, TrackSource>,
+    /// How many participants of the room may share a screen at once (0: any number).
+    pub presenters: u32,
 }
 
 /// The result of applying an offer.
@@ -182,6 +244,16 @@ pub enum NegotiationError {
     RoomFull { max: usize },
     #[error("this instance already serves {max} participants, its limit")]
     InstanceFull { max: usize },
+    /// A screen share while the room's presenters are all taken.
+    #[error("{presenter} is presenting; the room allows {max} screen share(s) at a time")]
+    PresenterBusy { presenter: String, max: u32 },
+    /// `sources` names a source that an m-line of that kind cannot carry.
+    #[error("`sources.{mid}` is \"{what}\" but m-line {mid} carries {kind}")]
+    SourceKind {
+        mid: String,
+        what: &'static str,
+        kind: &'static str,
+    },
 }
 
 /// Why the engine closed a peer.

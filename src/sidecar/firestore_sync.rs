@@ -13,41 +13,64 @@ use crate::signalling::protocol::{LIVE, MEMBERS, PARTICIPANTS, ROOMS, SESSIONS};
 /// Chat messages (written by the web app) live in this subcollection of a room.
 pub const MESSAGES: &str = "messages";
 
-pub async fn put_room(db: &FirestoreDb, id: &str, name: &str) -> Result<(), FirestoreError> {
+/// What a room document carries from the rooms table (the fleet's fields are the monitor's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomFields {
+    pub name: String,
+    /// How many may share a screen at once (0: any number).
+    pub max_presenters: i32,
+}
+
+impl RoomFields {
+    fn from_doc(doc: &serde_json::Value) -> RoomFields {
+        RoomFields {
+            name: doc["name"].as_str().unwrap_or_default().to_owned(),
+            max_presenters: doc["maxPresenters"].as_i64().map_or(-1, |n| n as i32),
+        }
+    }
+}
+
+pub async fn put_room(db: &FirestoreDb, id: &str, room: &RoomFields) -> Result<(), FirestoreError> {
     db.fluent()
         .update()
-        .fields(["name"])
+        .fields(["name", "maxPresenters"])
         .in_col(ROOMS)
         .document_id(id)
-        .object(&json!({ "name": name }))
+        .object(&json!({ "name": room.name, "maxPresenters": room.max_presenters }))
         .execute::<()>()
         .await
 }
 
 /// Writes the room document unless it exists (one read when it does).
-pub async fn ensure_room(db: &FirestoreDb, id: &str, name: &str) -> Result<bool, FirestoreError> {
+pub async fn ensure_room(
+    db: &FirestoreDb,
+    id: &str,
+    room: &RoomFields,
+) -> Result<bool, FirestoreError> {
     let existing: Option<serde_json::Value> =
         db.fluent().select().by_id_in(ROOMS).obj().one(id).await?;
     crate::docdb::meter::read(1);
     if existing.is_some() {
         return Ok(false);
     }
-    put_room(db, id, name).await?;
+    put_room(db, id, room).await?;
     Ok(true)
 }
 
-/// The ids and names of every room document.
-pub async fn room_documents(db: &FirestoreDb) -> Result<HashMap<String, String>, FirestoreError> {
+/// Every room document's id and the fields the rooms table owns.
+pub async fn room_documents(
+    db: &FirestoreDb,
+) -> Result<HashMap<String, RoomFields>, FirestoreError> {
     let docs = db.fluent().select().from(ROOMS).query().await?;
     crate::docdb::meter::read(docs.len().max(1));
     Ok(docs
         .iter()
         .map(|d| {
-            let name = FirestoreDb::deserialize_doc_to::<serde_json::Value>(d)
-                .ok()
-                .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-                .unwrap_or_default();
-            (crate::docdb::doc_id(&d.name).to_owned(), name)
+            let doc = FirestoreDb::deserialize_doc_to::<serde_json::Value>(d).unwrap_or_default();
+            (
+                crate::docdb::doc_id(&d.name).to_owned(),
+                RoomFields::from_doc(&doc),
+            )
         })
         .collect())
 }

@@ -70,9 +70,10 @@ const SEEDS: [(&str, &str, &str, &str); 6] = [
     ),
 ];
 
+/// A 4:3 picture whose label sits inside the middle 16:9 band (room cards show that band).
 fn seed_svg(name: &str, a: &str, b: &str, shape: &str) -> String {
     format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 400 300" width="400" height="300"><defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="{a}"/><stop offset="1" stop-color="{b}"/></linearGradient></defs><rect width="400" height="300" fill="url(#g)"/>{shape}<text x="20" y="40" font-family="sans-serif" font-size="22" fill="#fff" opacity=".85">{name}</text></svg>"##
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 400 300" width="400" height="300"><defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="{a}"/><stop offset="1" stop-color="{b}"/></linearGradient></defs><rect width="400" height="300" fill="url(#g)"/>{shape}<text x="24" y="76" font-family="sans-serif" font-size="22" fill="#fff" opacity=".85">{name}</text></svg>"##
     )
 }
 

@@ -117,11 +117,12 @@ pub async fn join(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Join>> {
     let room = parse_id(&id)?;
-    let (room_name,): (String,) = sqlx::query_as("SELECT name FROM rooms WHERE id = $1")
-        .bind(room)
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or_else(|| Problem::not_found("room"))?;
+    let (room_name, max_presenters): (String, i32) =
+        sqlx::query_as("SELECT name, max_presenters FROM rooms WHERE id = $1")
+            .bind(room)
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or_else(|| Problem::not_found("room"))?;
     let id = room.to_string();
     // The body is optional: no body means the defaults.
     let req: JoinRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -138,7 +139,11 @@ pub async fn join(
         .map_err(|e| Problem::validation(e.to_string()))?;
     // PostgreSQL is the source of truth for rooms: a room whose Firestore document was lost
     // (a mistaken deletion, a restore) gets it back before anyone is sent to join it.
-    firestore_sync::ensure_room(&state.firestore, &id, &room_name).await?;
+    let fields = firestore_sync::RoomFields {
+        name: room_name,
+        max_presenters,
+    };
+    firestore_sync::ensure_room(&state.firestore, &id, &fields).await?;
     let grants = Grants {
         publish: req.publish.unwrap_or(true),
         subscribe: req.subscribe.unwrap_or(true),

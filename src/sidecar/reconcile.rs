@@ -1,25 +1,30 @@
 //! PostgreSQL is the source of truth for rooms; Firestore's room documents follow it. At start
 //! and every `FIRESFU_ROOM_RECONCILE_SECS`, every room of the database whose document is missing
 //! in Firestore (lost to a mistaken deletion, a restore, an emulator restart) or carries another
-//! name is written again. Room documents the database does not know are left alone: other
+//! name or presenter limit is written again. Room documents the database does not know are left alone: other
 //! applications may create rooms (docs/signalling.md).
 
 use std::time::Duration;
 
 use super::AppState;
-use super::firestore_sync::{put_room, room_documents};
+use super::firestore_sync::{RoomFields, put_room, room_documents};
 
 /// One pass; returns how many room documents it wrote.
 pub async fn rooms_once(state: &AppState) -> anyhow::Result<usize> {
-    let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as("SELECT id, name FROM rooms")
-        .fetch_all(&state.db)
-        .await?;
+    let rows: Vec<(uuid::Uuid, String, i32)> =
+        sqlx::query_as("SELECT id, name, max_presenters FROM rooms")
+            .fetch_all(&state.db)
+            .await?;
     let documents = room_documents(&state.firestore).await?;
     let mut written = 0;
-    for (id, name) in rows {
+    for (id, name, max_presenters) in rows {
         let id = id.to_string();
-        if documents.get(&id) != Some(&name) {
-            put_room(&state.firestore, &id, &name).await?;
+        let fields = RoomFields {
+            name,
+            max_presenters,
+        };
+        if documents.get(&id) != Some(&fields) {
+            put_room(&state.firestore, &id, &fields).await?;
             written += 1;
         }
     }

@@ -14,9 +14,12 @@ use super::auth::{ApiJson, CurrentUser};
 use super::firestore_sync;
 use super::problem::{ApiResult, Problem};
 
-type RoomRow = (Uuid, String, Option<Uuid>, Uuid, String, DateTime<Utc>);
+type RoomRow = (Uuid, String, Option<Uuid>, Uuid, String, DateTime<Utc>, i32);
 
-const SELECT: &str = "SELECT r.id, r.name, r.image_id, u.id, u.username, r.created_at FROM rooms r JOIN users u ON u.id = r.owner_id";
+const SELECT: &str = "SELECT r.id, r.name, r.image_id, u.id, u.username, r.created_at, r.max_presenters FROM rooms r JOIN users u ON u.id = r.owner_id";
+
+/// The most screen shares a room may allow at once (`maxPresenters`; 0 means any number).
+const MAX_PRESENTERS: i32 = 16;
 
 #[derive(Serialize, ToSchema)]
 pub struct RoomOwner {
@@ -34,6 +37,8 @@ pub struct Room {
     pub owner: RoomOwner,
     /// People in the room now (its roster).
     pub participants: usize,
+    /// How many may share a screen at once (0: any number).
+    pub max_presenters: i32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -43,7 +48,7 @@ pub struct RoomList {
 }
 
 fn room_json(row: &RoomRow, participants: usize) -> Room {
-    let (id, name, image, owner, owner_name, created) = row;
+    let (id, name, image, owner, owner_name, created, max_presenters) = row;
     Room {
         id: *id,
         name: name.clone(),
@@ -54,6 +59,7 @@ fn room_json(row: &RoomRow, participants: usize) -> Room {
             username: owner_name.clone(),
         },
         participants,
+        max_presenters: *max_presenters,
         created_at: *created,
     }
 }
@@ -67,6 +73,16 @@ pub fn parse_id(id: &str) -> Result<Uuid, Problem> {
 
 pub fn valid_name(name: &str) -> Result<String, Problem> {
     crate::text::label("name", name, 64).map_err(|e| Problem::validation(e.to_string()))
+}
+
+fn valid_presenters(n: i32) -> Result<i32, Problem> {
+    if (0..=MAX_PRESENTERS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(Problem::validation(format!(
+            "`maxPresenters` must be 0 (any number) to {MAX_PRESENTERS}"
+        )))
+    }
 }
 
 /// The image must exist and be usable by this user (seeded, or their own upload).
@@ -145,6 +161,9 @@ pub struct NewRoom {
     name: String,
     /// A seeded image or one of yours.
     image_id: Option<Uuid>,
+    /// How many may share a screen at once: 1 (the default) to 16, or 0 for any number.
+    #[schema(minimum = 0, maximum = 16)]
+    max_presenters: Option<i32>,
 }
 
 /// Creates the row and the Firestore room document together: if Firestore fails, the row is
@@ -154,17 +173,23 @@ pub async fn create_room(
     owner: Uuid,
     name: &str,
     image: Option<Uuid>,
+    max_presenters: i32,
 ) -> Result<Uuid, Problem> {
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    sqlx::query("INSERT INTO rooms (id, owner_id, name, image_id) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO rooms (id, owner_id, name, image_id, max_presenters) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(owner)
         .bind(name)
         .bind(image)
+        .bind(max_presenters)
         .execute(&mut *tx)
         .await?;
-    firestore_sync::put_room(&state.firestore, &id.to_string(), name).await?;
+    let fields = firestore_sync::RoomFields {
+        name: name.to_owned(),
+        max_presenters,
+    };
+    firestore_sync::put_room(&state.firestore, &id.to_string(), &fields).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -178,8 +203,9 @@ pub async fn create(
     ApiJson(new): ApiJson<NewRoom>,
 ) -> ApiResult<(StatusCode, Json<Room>)> {
     let name = valid_name(&new.name)?;
+    let presenters = valid_presenters(new.max_presenters.unwrap_or(1))?;
     check_image(&state, &user, new.image_id).await?;
-    let id = create_room(&state, user.id, &name, new.image_id).await?;
+    let id = create_room(&state, user.id, &name, new.image_id, presenters).await?;
     let row = load(&state, id).await?;
     Ok((StatusCode::CREATED, Json(room_json(&row, 0))))
 }
@@ -195,6 +221,9 @@ pub struct RoomChange {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<Uuid>)]
     image_id: Option<Option<Uuid>>,
+    /// How many may share a screen at once: 0 (any number) to 16.
+    #[schema(minimum = 0, maximum = 16)]
+    max_presenters: Option<i32>,
 }
 
 /// Tells "absent" from "null" for a PATCH field.
@@ -207,7 +236,7 @@ mod double_option {
     }
 }
 
-/// Rename a room or change its image (owner only).
+/// Rename a room, change its image or its presenter limit (owner only).
 ///
 /// Every field is validated first, then all are applied in one transaction (with the Firestore
 /// room document, whose failure rolls the change back).
@@ -223,9 +252,12 @@ pub async fn update(
 ) -> ApiResult<Json<Room>> {
     let row = owned(&state, &user, &id).await?;
     let id = row.0.to_string();
-    if change.name.is_none() && change.image_id.is_none() {
-        return Err(Problem::validation("send `name` and/or `imageId`"));
+    if change.name.is_none() && change.image_id.is_none() && change.max_presenters.is_none() {
+        return Err(Problem::validation(
+            "send `name`, `imageId` and/or `maxPresenters`",
+        ));
     }
+    let presenters = change.max_presenters.map(valid_presenters).transpose()?;
     let name = match &change.name {
         Some(Some(name)) => Some(valid_name(name)?),
         Some(None) => return Err(Problem::validation("`name` cannot be null")),
@@ -249,8 +281,19 @@ pub async fn update(
             .execute(&mut *tx)
             .await?;
     }
-    if let Some(name) = &name {
-        firestore_sync::put_room(&state.firestore, &id, name).await?;
+    if let Some(presenters) = presenters {
+        sqlx::query("UPDATE rooms SET max_presenters = $2, updated_at = now() WHERE id = $1")
+            .bind(row.0)
+            .bind(presenters)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if name.is_some() || presenters.is_some() {
+        let fields = firestore_sync::RoomFields {
+            name: name.unwrap_or_else(|| row.1.clone()),
+            max_presenters: presenters.unwrap_or(row.6),
+        };
+        firestore_sync::put_room(&state.firestore, &id, &fields).await?;
     }
     tx.commit().await?;
     let row = load(&state, row.0).await?;

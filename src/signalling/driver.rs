@@ -158,6 +158,8 @@ impl Driver {
         if let Some(media) = media {
             self.send(&key, SessionMsg::Media(media));
         }
+        let hand = doc.get("hand").and_then(Value::as_bool).unwrap_or(false);
+        self.send(&key, SessionMsg::Hand(hand));
         self.send(&key, SessionMsg::Receive(receive));
     }
 

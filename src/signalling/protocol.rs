@@ -121,6 +121,8 @@ pub enum ErrorCode {
     TooManyTracks,
     /// The room has as many participants as it may.
     RoomFull,
+    /// A screen share while the room's presenter places are taken (someone else presents).
+    PresenterBusy,
 }
 
 impl ErrorCode {
@@ -149,10 +151,11 @@ impl ErrorCode {
             ErrorCode::TooManyMediaLines => "too-many-m-lines",
             ErrorCode::TooManyTracks => "too-many-tracks",
             ErrorCode::RoomFull => "room-full",
+            ErrorCode::PresenterBusy => "presenter-busy",
         }
     }
 
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidDocument,
         ErrorCode::UnsupportedVersion,
         ErrorCode::SdpTooLarge,
@@ -176,6 +179,7 @@ impl ErrorCode {
         ErrorCode::TooManyMediaLines,
         ErrorCode::TooManyTracks,
         ErrorCode::RoomFull,
+        ErrorCode::PresenterBusy,
     ];
 }
 

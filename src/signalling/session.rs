@@ -42,6 +42,8 @@ pub enum SessionMsg {
     Media(serde_json::Value),
     /// The client's `receive` field (what it wants on its slots), for the engine.
     Receive(serde_json::Value),
+    /// The client's `hand` field (a raised hand), mirrored into the roster's `handRaisedAt`.
+    Hand(bool),
     /// Which simulcast layers the publisher should encode, for its document.
     Layers(std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>),
     /// The room's dominant speaker changed: this session writes it for the room.
@@ -118,6 +120,8 @@ struct Session {
     join_span: Option<tracing::Span>,
     /// The client's `media` field, if it wrote one.
     media: Option<serde_json::Value>,
+    /// Since when the client's `hand` is raised.
+    hand: Option<SystemTime>,
     /// The client's `receive` field as last applied (null: none), and the wishes read from it.
     receive: serde_json::Value,
     /// A bad `receive` was reported in `error` (cleared when a good one follows).
@@ -153,6 +157,7 @@ pub async fn run_session(
         view_version: 0,
         join_span: None,
         media: None,
+        hand: None,
         receive: serde_json::Value::Null,
         receive_refused: false,
         wishes: None,
@@ -197,6 +202,7 @@ pub async fn run_session(
             }
             SessionMsg::Media(media) => session.media_changed(media).await,
             SessionMsg::Receive(receive) => session.receive_changed(receive).await,
+            SessionMsg::Hand(raised) => session.hand_changed(raised).await,
             SessionMsg::Layers(layers) => session.write_layers(layers).await,
             SessionMsg::Speaker(speaker) => {
                 let speaker = speaker.as_ref().map(|(s, n)| (s.as_str(), n.as_str()));
@@ -236,6 +242,8 @@ fn negotiation_error(e: &NegotiationError) -> SessionError {
         NegotiationError::Offer(OfferError::Malformed(_)) => ErrorCode::SdpMalformed,
         NegotiationError::Offer(OfferError::NoUsableMedia(_)) => ErrorCode::NoUsableMedia,
         NegotiationError::RoomFull { .. } => ErrorCode::RoomFull,
+        NegotiationError::PresenterBusy { .. } => ErrorCode::PresenterBusy,
+        NegotiationError::SourceKind { .. } => ErrorCode::InvalidDocument,
         NegotiationError::InstanceFull { .. } => ErrorCode::FleetFull,
         NegotiationError::Rejected(_) => ErrorCode::NegotiationFailed,
         NegotiationError::Closed | NegotiationError::EngineGone => ErrorCode::ServerShutdown,
@@ -392,6 +400,8 @@ impl Session {
                 display_name: request.display_name.clone(),
                 sdp: request.sdp.clone(),
                 receives: self.grants.subscribe,
+                sources: request.sources.clone(),
+                presenters: admitted.presenters,
             })
             .instrument(tracing::info_span!(parent: span, "media.negotiate"))
             .await;
@@ -532,10 +542,26 @@ impl Session {
             && let Err(e) = self
                 .ctx
                 .store
-                .update_participant(&self.key, serde_json::json!({ "media": media }), &["media"])
+                .update_participant(
+                    &self.key,
+                    &serde_json::json!({ "media": media }),
+                    &["media"],
+                )
                 .await
         {
             tracing::warn!(key = %self.key, "cannot update the roster's media state: {e}");
+        }
+    }
+
+    async fn hand_changed(&mut self, raised: bool) {
+        if raised == self.hand.is_some() {
+            return;
+        }
+        self.hand = raised.then(now);
+        if self.roster.is_some()
+            && let Err(e) = self.ctx.store.set_hand(&self.key, self.hand).await
+        {
+            tracing::warn!(key = %self.key, "cannot update the roster's raised hand: {e}");
         }
     }
 
@@ -596,7 +622,7 @@ impl Session {
         match self
             .ctx
             .store
-            .update_participant(&self.key, quality, &["quality"])
+            .update_participant(&self.key, &quality, &["quality"])
             .await
         {
             Ok(()) => self.quality = Some(sample),
@@ -618,6 +644,7 @@ impl Session {
         let entry = ParticipantEntry {
             roster,
             media: &media,
+            hand: self.hand,
             uid: self.uid.clone(),
             joined: self.joined.unwrap_or(t),
             expires: t + self.ctx.live_ttl,

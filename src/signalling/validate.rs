@@ -1,11 +1,14 @@
 //! Checking a session document written by a client, field by field, so that every mistake
 //! comes back as a specific `error.code` with a message naming the field.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::protocol::{
     ErrorCode, MAX_DISPLAY_NAME_CHARS, MAX_TOKEN_BYTES, PROTOCOL_VERSION, SessionError,
 };
+use crate::media::TrackSource;
 use crate::media::offer::MAX_SDP_BYTES;
 
 /// A client's offer, once its document passed every check.
@@ -16,7 +19,12 @@ pub struct OfferRequest {
     pub token: Option<String>,
     pub sdp: String,
     pub revision: i64,
+    /// `sources`: what the offer's published m-lines carry (screen shares), by mid.
+    pub sources: BTreeMap<String, TrackSource>,
 }
+
+/// Entries `sources` may have (one per m-line at most; the m-line limit is lower).
+pub const MAX_SOURCES: usize = 64;
 
 fn invalid(message: impl Into<String>) -> SessionError {
     SessionError::new(ErrorCode::InvalidDocument, message)
@@ -110,7 +118,45 @@ pub fn validate_offer(doc: &Value, require_token: bool) -> Result<OfferRequest, 
         token,
         sdp: sdp.clone(),
         revision,
+        sources: sources(doc.get("sources"))?,
     })
+}
+
+/// `sources`: a map from mid to one of `camera`, `microphone`, `screen`, `screen-audio`.
+fn sources(value: Option<&Value>) -> Result<BTreeMap<String, TrackSource>, SessionError> {
+    let map = match value {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(invalid("field `sources` must be a map from mid to source")),
+    };
+    if map.len() > MAX_SOURCES {
+        return Err(invalid(format!(
+            "field `sources` has {} entries; the limit is {MAX_SOURCES}",
+            map.len()
+        )));
+    }
+    let names = || {
+        TrackSource::ALL
+            .iter()
+            .map(|s| format!("\"{}\"", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    map.iter()
+        .map(|(mid, source)| {
+            let parsed = source
+                .as_str()
+                .and_then(TrackSource::parse)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "`sources[{:?}]` must be one of {}",
+                        mid.chars().take(32).collect::<String>(),
+                        names()
+                    ))
+                })?;
+            Ok((mid.clone(), parsed))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -131,6 +177,24 @@ mod tests {
 
     fn code(doc: Value) -> ErrorCode {
         validate_offer(&doc, false).unwrap_err().code
+    }
+
+    #[test]
+    fn reads_the_sources_of_published_tracks() {
+        let mut doc = good();
+        doc["sources"] = json!({"2": "screen", "3": "screen-audio"});
+        let req = validate_offer(&doc, false).unwrap();
+        assert_eq!(req.sources.get("2"), Some(&TrackSource::Screen));
+        assert_eq!(req.sources.get("3"), Some(&TrackSource::ScreenAudio));
+        assert!(validate_offer(&good(), false).unwrap().sources.is_empty());
+        for bad in [json!("screen"), json!({"2": "window"}), json!({"2": 1})] {
+            let mut doc = good();
+            doc["sources"] = bad;
+            assert_eq!(code(doc), ErrorCode::InvalidDocument);
+        }
+        let mut doc = good();
+        doc["sources"] = Value::Object((0..65).map(|i| (i.to_string(), json!("camera"))).collect());
+        assert_eq!(code(doc), ErrorCode::InvalidDocument);
     }
 
     #[test]

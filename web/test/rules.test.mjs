@@ -101,6 +101,23 @@ describe("sessions", () => {
     await assertSucceeds(updateDoc(mine(db), { media: { audio: false, video: true } }));
     await assertFails(updateDoc(mine(db), { media: { audio: "off" } }));
   });
+  it("sources change with an offer only, as a bounded map", async () => {
+    const db = as("ada");
+    await assertSucceeds(setDoc(mine(db), session("ada", { sources: { "1": "screen" } })));
+    await assertSucceeds(updateDoc(mine(db), { offer: offer(2), state: "offered", sources: { "1": "screen", "2": "screen-audio" } }));
+    await assertFails(updateDoc(mine(db), { sources: {} }));
+    await assertFails(updateDoc(mine(db), { offer: offer(3), state: "offered", sources: "screen" }));
+    const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [String(i), "screen"]));
+    await assertFails(updateDoc(mine(db), { offer: offer(3), state: "offered", sources: many }));
+  });
+  it("a raised hand is a boolean, writable without a re-offer", async () => {
+    const db = as("ada");
+    await setDoc(mine(db), session("ada"));
+    await assertSucceeds(updateDoc(mine(db), { hand: true }));
+    await assertSucceeds(updateDoc(mine(db), { hand: false, media: { audio: false, video: false } }));
+    await assertFails(updateDoc(mine(db), { hand: "up" }));
+    await assertFails(updateDoc(mine(as("bob")), { hand: true }));
+  });
   it("a session may be created with receive", () =>
     assertSucceeds(setDoc(mine(as("ada")), session("ada", { receive: { "2": { maxHeight: 360 } } }))));
   it("receive alone is writable without a re-offer", async () => {

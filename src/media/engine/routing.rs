@@ -1,18 +1,41 @@
 //! The engine's session side: applying offers, keeping the rooms' routing and the forwarding
 //! table in step, and telling signalling what each participant now receives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use super::Engine;
-use crate::media::offer::inspect_offer;
+use crate::media::offer::{OfferSummary, inspect_offer};
 use crate::media::peer::Peer;
 use crate::media::rewrite::Translation;
 use crate::media::room::{Changes, Room, TrackRef};
 use crate::media::{
     MediaEvent, Negotiated, NegotiationError, PeerId, Roster, SessionEvent, SessionKey,
-    SessionOffer, SessionView, SlotSource, SlotView,
+    SessionOffer, SessionView, SlotSource, SlotView, TrackSource,
 };
+
+/// The declared sources of the m-lines that publish (others are ignored: a share that stopped
+/// needs only its re-offer), each checked against its m-line's kind.
+fn published_sources(
+    summary: &OfferSummary,
+    declared: BTreeMap<String, TrackSource>,
+) -> Result<BTreeMap<String, TrackSource>, NegotiationError> {
+    let mut out = BTreeMap::new();
+    for (mid, source) in declared {
+        let Some(m) = summary.published().find(|m| m.mid == mid) else {
+            continue;
+        };
+        if source.kind() != m.kind {
+            return Err(NegotiationError::SourceKind {
+                mid,
+                what: source.as_str(),
+                kind: m.kind.as_str(),
+            });
+        }
+        out.insert(mid, source);
+    }
+    Ok(out)
+}
 
 impl Engine {
     pub(super) fn negotiate(
@@ -26,9 +49,13 @@ impl Engine {
             display_name,
             sdp,
             receives,
+            sources,
+            presenters,
         } = offer;
         let sdp = sdp.as_str();
         let summary = inspect_offer(sdp, &self.config.codecs)?;
+        let sources = published_sources(&summary, sources)?;
+        self.check_presenters(&key, &sources, presenters)?;
         let (id, created) = match (self.sessions.get(&key).copied(), expected) {
             (Some(id), Some(expected)) if id == expected => (id, false),
             // A re-offer for a peer that closed meanwhile must not create a new one that its
@@ -73,6 +100,7 @@ impl Engine {
             .collect();
 
         let peer = self.peers.get_mut(&id).ok_or(NegotiationError::Closed)?;
+        let previous_sources = std::mem::replace(&mut peer.sources, sources);
         let answer = peer.negotiate(now, sdp, &summary, |mid| {
             streams
                 .get(mid)
@@ -84,6 +112,8 @@ impl Engine {
             Err(reason) => {
                 if created && let Some(mut peer) = self.peers.remove(&id) {
                     peer.close();
+                } else if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.sources = previous_sources;
                 }
                 return Err(NegotiationError::Rejected(reason));
             }
@@ -105,6 +135,37 @@ impl Engine {
             view: self.view_of(id),
             roster: self.roster_of(id),
         })
+    }
+
+    /// A screen share fits the room's presenter limit (`presenters`, 0: none): somebody else
+    /// of the room who shares a screen already takes a place.
+    fn check_presenters(
+        &self,
+        key: &SessionKey,
+        sources: &BTreeMap<String, TrackSource>,
+        presenters: u32,
+    ) -> Result<(), NegotiationError> {
+        if presenters == 0 || !sources.values().any(|s| *s == TrackSource::Screen) {
+            return Ok(());
+        }
+        let Some(room) = self.rooms.get(&key.room) else {
+            return Ok(());
+        };
+        let others: Vec<&str> = room
+            .peers()
+            .filter_map(|id| self.peers.get(&id))
+            .filter(|p| p.key != *key && p.presents())
+            .map(|p| p.display_name.as_str())
+            .collect();
+        match others.first() {
+            Some(first) if others.len() >= presenters as usize => {
+                Err(NegotiationError::PresenterBusy {
+                    presenter: (*first).to_owned(),
+                    max: presenters,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A new participant fits the room's and the instance's participant limits.
@@ -212,12 +273,24 @@ impl Engine {
 
     pub(super) fn roster_of(&self, id: PeerId) -> Roster {
         let peer = self.peers.get(&id);
+        let tracks: Vec<(String, crate::media::MediaKind)> = peer
+            .and_then(|p| self.rooms.get(&p.key.room))
+            .map(|r| r.published(id).to_vec())
+            .unwrap_or_default();
+        let sources = tracks
+            .iter()
+            .map(|(mid, kind)| {
+                let declared = peer.and_then(|p| p.sources.get(mid)).copied();
+                (
+                    mid.clone(),
+                    declared.unwrap_or(TrackSource::default_for(*kind)),
+                )
+            })
+            .collect();
         Roster {
             display_name: peer.map(|p| p.display_name.clone()).unwrap_or_default(),
-            tracks: peer
-                .and_then(|p| self.rooms.get(&p.key.room))
-                .map(|r| r.published(id).to_vec())
-                .unwrap_or_default(),
+            tracks,
+            sources,
         }
     }
 

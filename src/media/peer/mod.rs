@@ -119,6 +119,8 @@ pub struct Peer {
     /// rtc's track id of each published (received) track → its m-line.
     published_tracks: HashMap<String, String>,
     publishes: HashMap<String, Publish>,
+    /// What each published m-line carries, as the offer's document declared it.
+    pub sources: std::collections::BTreeMap<String, crate::media::TrackSource>,
     slots: HashMap<String, Slot>,
     /// What the subscriber asked to receive per slot mid (kept across re-offers).
     wishes: HashMap<String, SlotWish>,

@@ -64,6 +64,7 @@ impl Peer {
             has_candidates: false,
             published_tracks: HashMap::new(),
             publishes: HashMap::new(),
+            sources: Default::default(),
             slots: HashMap::new(),
             wishes: HashMap::new(),
             downlink,
@@ -283,6 +284,13 @@ impl Peer {
         }
         self.publishes = publishes;
         self.slots = slots;
+    }
+
+    /// The peer shares a screen (publishes a track declared `screen`).
+    pub fn presents(&self) -> bool {
+        self.sources.iter().any(|(mid, s)| {
+            *s == crate::media::TrackSource::Screen && self.publishes.contains_key(mid)
+        })
     }
 
     pub fn publish_params(&self, mid: &str) -> Option<(&[CodecDesc], &[ExtDesc])> {

@@ -49,6 +49,19 @@ pub struct ClaimContext {
 pub struct Admitted {
     pub request: OfferRequest,
     pub grants: Grants,
+    /// The room's presenter limit (its document's `maxPresenters`; 0: any number).
+    pub presenters: u32,
+}
+
+/// Screen shares a room allows at once when its document does not say (`maxPresenters`).
+pub const DEFAULT_PRESENTERS: u32 = 1;
+
+/// The room document's `maxPresenters`: how many may share a screen at once (0: any number).
+pub fn presenters_of(room: &Value) -> u32 {
+    room.get("maxPresenters")
+        .and_then(crate::signalling::validate::as_integer)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(DEFAULT_PRESENTERS)
 }
 
 /// The outcome of trying to claim an offer.
@@ -112,7 +125,11 @@ async fn check(doc: &Value, room: &str, ctx: &ClaimContext) -> Result<Checked, S
         request.display_name = claims.name.clone();
     }
     Ok(Checked {
-        admitted: Admitted { request, grants },
+        admitted: Admitted {
+            request,
+            grants,
+            presenters: DEFAULT_PRESENTERS,
+        },
         claims,
     })
 }
@@ -211,6 +228,9 @@ async fn claim_in(
                 match refusal {
                     Some(e) => e,
                     None => {
+                        let mut admitted = checked.admitted;
+                        admitted.presenters =
+                            room.as_ref().map_or(DEFAULT_PRESENTERS, presenters_of);
                         let write = SessionWrite {
                             state: Some(SessionState::Answering.as_str().to_owned()),
                             instance: Some(me.to_owned()),
@@ -218,7 +238,7 @@ async fn claim_in(
                             ..Default::default()
                         };
                         add_session_write(db, tx, parent.as_ref(), &key.session, &write)?;
-                        return Ok(Claim::Answer(checked.admitted));
+                        return Ok(Claim::Answer(admitted));
                     }
                 }
             }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Store;
 use crate::docdb::{self, DbError, DocRef, doc_id, meter, timestamp};
-use crate::media::{Roster, SessionKey};
+use crate::media::{Roster, SessionKey, TrackSource};
 use crate::signalling::protocol::{LIVE, MEMBERS, PARTICIPANTS, SPEAKER_DOC};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -21,6 +21,8 @@ struct ParticipantDoc {
     tracks: Vec<Value>,
     /// Which of its tracks the participant has on (the session document's `media`).
     media: Value,
+    /// Since when the participant's hand is raised (null: it is not).
+    hand_raised_at: Option<FirestoreTimestamp>,
     instance: String,
     joined_at: FirestoreTimestamp,
     updated_at: FirestoreTimestamp,
@@ -31,6 +33,7 @@ struct ParticipantDoc {
 pub struct ParticipantEntry<'a> {
     pub roster: &'a Roster,
     pub media: &'a Value,
+    pub hand: Option<SystemTime>,
     pub uid: Option<String>,
     pub joined: SystemTime,
     pub expires: SystemTime,
@@ -97,9 +100,14 @@ impl Store {
                 .roster
                 .tracks
                 .iter()
-                .map(|(mid, kind)| json!({"mid": mid, "kind": kind.as_str()}))
+                .map(|(mid, kind)| {
+                    let source = entry.roster.sources.get(mid).copied();
+                    let source = source.unwrap_or(TrackSource::default_for(*kind));
+                    json!({"mid": mid, "kind": kind.as_str(), "source": source.as_str()})
+                })
                 .collect(),
             media: entry.media.clone(),
+            hand_raised_at: entry.hand.map(timestamp),
             instance: self.instance.clone(),
             joined_at: timestamp(entry.joined),
             updated_at: timestamp(now),
@@ -109,13 +117,33 @@ impl Store {
             .await
     }
 
-    /// Updates some fields of the session's roster entry (media state, quality).
-    pub async fn update_participant(
+    /// Sets or clears the roster entry's `handRaisedAt` (a Firestore timestamp).
+    pub async fn set_hand(
         &self,
         key: &SessionKey,
-        fields: Value,
-        mask: &[&str],
+        raised: Option<SystemTime>,
     ) -> Result<(), DbError> {
+        #[derive(Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Hand {
+            hand_raised_at: Option<FirestoreTimestamp>,
+        }
+        let hand = Hand {
+            hand_raised_at: raised.map(timestamp),
+        };
+        self.update_participant(key, &hand, &["handRaisedAt"]).await
+    }
+
+    /// Updates some fields of the session's roster entry (media state, quality).
+    pub async fn update_participant<T>(
+        &self,
+        key: &SessionKey,
+        fields: &T,
+        mask: &[&str],
+    ) -> Result<(), DbError>
+    where
+        T: Serialize + for<'de> Deserialize<'de> + Sync + Send,
+    {
         let parent = self.parent(&key.room)?;
         let result = docdb::timed(
             self.db
@@ -126,7 +154,7 @@ impl Store {
                 .precondition(FirestoreWritePrecondition::Exists(true))
                 .document_id(&key.session)
                 .parent(&parent)
-                .object(&fields)
+                .object(fields)
                 .execute::<()>(),
         )
         .await;
