@@ -9,16 +9,7 @@ cd "$FIRESFU_ROOT"
 
 browser_setup app demo-app
 
-start_postgres test-app
-"${in_ns[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "DROP DATABASE IF EXISTS firesfu_app" >/dev/null
-"${in_ns[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "CREATE DATABASE firesfu_app" >/dev/null
-
-sidecar="127.0.0.1:8090"
-start_group SIDECAR "$logs/sidecar.log" "${in_ns[@]}" env \
-  GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
-  DATABASE_URL="$FIRESFU_TEST_PG/firesfu_app" APP_PORT=8090 FIRESFU_WEB_ROOT=web/dist \
-  RUST_LOG=info "$BIN"/firesfu sidecar
-wait_http "http://$sidecar/readyz" ready 60
+start_app_sidecar app
 
 # A fleet of two broadcast instances and a monitor: the test drains the room's instance and
 # checks that both browsers reconnect by themselves.

@@ -38,6 +38,21 @@ start_rules_emulator() {
     "http://$emulator/emulator/v1/projects/$project:securityRules" -d "$rules" >/dev/null
 }
 
+# start_app_sidecar NAME: PostgreSQL (started for NAME, with a fresh database firesfu_NAME) and
+# the sidecar serving the web app at $sidecar (127.0.0.1:8090 in the namespace $ns).
+start_app_sidecar() {
+  local db="firesfu_$1"
+  start_postgres "test-$1"
+  "${in_ns[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null
+  "${in_ns[@]}" psql "$FIRESFU_TEST_PG/postgres" -qc "CREATE DATABASE $db" >/dev/null
+  sidecar="127.0.0.1:8090"
+  start_group SIDECAR "$logs/sidecar.log" "${in_ns[@]}" env \
+    GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
+    DATABASE_URL="$FIRESFU_TEST_PG/$db" APP_PORT=8090 FIRESFU_WEB_ROOT=web/dist \
+    RUST_LOG=info "$BIN"/firesfu sidecar
+  wait_http "http://$sidecar/readyz" ready 60
+}
+
 # show_failure LOG...: the tail of each log, on stderr.
 show_failure() {
   echo "browser test FAILED; logs in $logs" >&2

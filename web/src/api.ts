@@ -11,6 +11,8 @@ export interface User { id: string; username: string; firebaseUid: string }
 export interface Room {
   id: string; name: string; imageId: string | null; imageUrl: string | null;
   owner: { id: string; username: string }; participants: number;
+  /** How many may share a screen at once (0: any number). */
+  maxPresenters?: number;
 }
 export interface Image { id: string; name: string; url: string; seeded: boolean }
 export interface Join {
@@ -79,8 +81,8 @@ export class Api {
   }
   async rooms() { return (await this.call<{ rooms: Room[] }>("GET", "/v1/rooms")).rooms; }
   room(id: string) { return this.call<Room>("GET", `/v1/rooms/${id}`); }
-  createRoom(name: string, imageId: string | null) { return this.call<Room>("POST", "/v1/rooms", { name, imageId }); }
-  updateRoom(id: string, change: { name?: string; imageId?: string | null }) { return this.call<Room>("PATCH", `/v1/rooms/${id}`, change); }
+  createRoom(name: string, imageId: string | null, maxPresenters = 1) { return this.call<Room>("POST", "/v1/rooms", { name, imageId, maxPresenters }); }
+  updateRoom(id: string, change: { name?: string; imageId?: string | null; maxPresenters?: number }) { return this.call<Room>("PATCH", `/v1/rooms/${id}`, change); }
   async images() { return (await this.call<{ images: Image[] }>("GET", "/v1/images")).images; }
   upload(file: File) {
     return this.call<Image>("POST", `/v1/images?name=${encodeURIComponent(file.name.slice(0, 64))}`, undefined, { type: file.type, data: file });

@@ -38,6 +38,12 @@ export interface ReceivePref {
   pinned?: boolean;
 }
 
+/** What a published track carries (the session document's `sources`). */
+export type TrackSource = "camera" | "microphone" | "screen" | "screen-audio";
+
+/** A screen share's one encoding: sharp text first (see `share`). */
+const SCREEN_MAX_BITRATE = 2_500_000;
+
 /** The camera's simulcast layers, low to high (`rid` q, h, f: quarter, half, full size). */
 export const SIMULCAST_ENCODINGS: readonly Readonly<RTCRtpEncodingParameters>[] = [
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
@@ -68,6 +74,8 @@ export interface JoinOptions {
   transformOffer?: (sdp: string) => string;
   /** Which published tracks are on; mirrored into the roster for the other participants. */
   media?: { audio: boolean; video: boolean };
+  /** A raised hand (the roster's `handRaisedAt`). */
+  hand?: boolean;
   /** Receive slots to offer up front (more are added when the server asks). */
   initialSlots?: { audio: number; video: number };
   /** The join response's `iceServers` (STUN, and TURN with short-lived credentials). */
@@ -167,6 +175,10 @@ export class RoomSession {
   private restartWanted = false;
   private iceTimer: ReturnType<typeof setTimeout> | undefined;
   private pending = false;
+  /** The screen share's transceivers (kept `inactive` between shares, reused by the next). */
+  private screen: { video?: RTCRtpTransceiver; audio?: RTCRtpTransceiver } = {};
+  /** Settles the current offer: its answer, or the server's refusal. */
+  private settle: { revision: number; resolve: () => void; reject: (e: SessionError) => void } | null = null;
   private unsubscribe: Unsubscribe | null = null;
   private readonly ref;
 
@@ -283,8 +295,92 @@ export class RoomSession {
 
   /** The sender of this session's published track of `kind`, if it publishes one. */
   sender(kind: "audio" | "video"): RTCRtpSender | null {
-    const t = this.pc.getTransceivers().find((t) => t.direction === "sendonly" && t.receiver.track.kind === kind);
+    const screen = [this.screen.video, this.screen.audio];
+    const t = this.pc.getTransceivers().find((t) => t.direction === "sendonly" && t.receiver.track.kind === kind && !screen.includes(t));
     return t?.sender ?? null;
+  }
+
+  /** True while this session publishes a screen share. */
+  get sharing(): boolean {
+    return this.screen.video?.direction === "sendonly";
+  }
+
+  /** `sources` for the next offer: the screen share's mids (the rest are camera/microphone). */
+  private sources(): Record<string, TrackSource> {
+    const out: Record<string, TrackSource> = {};
+    const { video, audio } = this.screen;
+    if (video?.mid && video.direction === "sendonly") out[video.mid] = "screen";
+    if (audio?.mid && audio.direction === "sendonly") out[audio.mid] = "screen-audio";
+    return out;
+  }
+
+  /**
+   * Publishes a screen share (`getDisplayMedia`'s stream: its video, and its audio if the
+   * browser captured some) in this session with a re-offer. Resolves once the server answers;
+   * rejects with the server's error (e.g. `presenter-busy`: someone else presents), the share
+   * then withdrawn. Text stays sharp: `contentHint = "detail"`, one full-size encoding, and
+   * resolution kept over frame rate when bandwidth is short.
+   */
+  async share(stream: MediaStream): Promise<void> {
+    const video = stream.getVideoTracks()[0];
+    if (!video) throw new Error("the shared stream has no video");
+    const audio = stream.getAudioTracks()[0] ?? null;
+    video.contentHint = "detail";
+    if (audio) audio.contentHint = "music";
+    this.screen.video = await this.publishOn(this.screen.video, video, stream, [{ maxBitrate: SCREEN_MAX_BITRATE }]);
+    try {
+      const params = this.screen.video.sender.getParameters();
+      params.degradationPreference = "maintain-resolution";
+      await this.screen.video.sender.setParameters(params);
+    } catch (e) {
+      console.info("firesfu: the browser keeps its own degradation preference for the share", e);
+    }
+    if (audio) this.screen.audio = await this.publishOn(this.screen.audio, audio, stream);
+    try {
+      await this.offerAndWait();
+    } catch (e) {
+      await this.withdrawShare();
+      throw e;
+    }
+  }
+
+  /** Stops publishing the screen share (a re-offer; the transceivers wait for the next). */
+  async unshare(): Promise<void> {
+    if (!this.sharing) return;
+    await this.withdrawShare();
+    if (!this.ended && this.pc.signalingState !== "closed") await this.offerAndWait().catch((e) => console.warn("firesfu: stopping the share", e));
+  }
+
+  private async withdrawShare(): Promise<void> {
+    for (const t of [this.screen.video, this.screen.audio]) {
+      if (!t || t.direction === "inactive") continue;
+      t.direction = "inactive";
+      await t.sender.replaceTrack(null);
+    }
+  }
+
+  private async publishOn(t: RTCRtpTransceiver | undefined, track: MediaStreamTrack, stream: MediaStream, sendEncodings?: RTCRtpEncodingParameters[]): Promise<RTCRtpTransceiver> {
+    if (!t) return this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream], sendEncodings });
+    t.direction = "sendonly";
+    await t.sender.replaceTrack(track);
+    t.sender.setStreams?.(stream);
+    return t;
+  }
+
+  /** A re-offer that resolves on its answer and rejects with the server's refusal. */
+  private offerAndWait(): Promise<void> {
+    if (this.pending) return Promise.reject(new Error("another offer is waiting for its answer; try again"));
+    const done = new Promise<void>((resolve, reject) => {
+      this.settle = { revision: this.revision + 1, resolve, reject };
+    });
+    void this.offer().catch((e) => this.settle?.reject({ code: "write-failed", message: (e as Error).message, revision: null }));
+    return done;
+  }
+
+  /** Raises or lowers this participant's hand (the roster's `handRaisedAt`). */
+  async setHand(raised: boolean): Promise<void> {
+    this.opts.hand = raised;
+    await updateDoc(this.ref, { hand: raised });
   }
 
   /** The participant whose media arrives on a transceiver, from `slots`. */
@@ -309,13 +405,15 @@ export class RoomSession {
         token: this.opts.token,
         ...(this.opts.traceparent ? { traceparent: this.opts.traceparent } : {}),
         ...(this.opts.media ? { media: this.opts.media } : {}),
+        sources: this.sources(),
+        ...(this.opts.hand ? { hand: true } : {}),
         offer: { sdp, revision: 1 },
         state: "offered",
         createdAt: serverTimestamp(),
         expiresAt: Timestamp.fromMillis(Date.now() + ONE_HOUR_MS),
       });
     } else {
-      await updateDoc(this.ref, { offer: { sdp, revision: this.revision }, state: "offered" });
+      await updateDoc(this.ref, { offer: { sdp, revision: this.revision }, state: "offered", sources: this.sources() });
     }
     this.watchPending(this.revision);
   }
@@ -354,6 +452,7 @@ export class RoomSession {
       if (answer.revision === 1) this.answeredAt = performance.now();
       await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
       await this.unlessSimulcastRefused();
+      this.settled(answer.revision, null);
       if (this.restartWanted) {
         this.restartWanted = false;
         void this.restartIce();
@@ -364,6 +463,7 @@ export class RoomSession {
       if (this.pc.signalingState === "have-local-offer") {
         await this.pc.setLocalDescription({ type: "rollback" });
       }
+      this.settled(this.revision, this.error);
     }
     this.layers = d.layers && typeof d.layers === "object" ? d.layers : {};
     await this.applyLayers();
@@ -377,6 +477,14 @@ export class RoomSession {
       }
     }
     this.opts.onChange?.(this);
+  }
+
+  private settled(revision: number, error: SessionError | null): void {
+    const s = this.settle;
+    if (!s || s.revision !== revision) return;
+    this.settle = null;
+    if (error) s.reject(error);
+    else s.resolve();
   }
 
   /** The transceivers publishing video in simulcast (several encodings). */
@@ -493,6 +601,8 @@ export class RoomSession {
   }
 
   async leave(): Promise<void> {
+    this.settle?.reject({ code: "closed", message: "the session ended", revision: null });
+    this.settle = null;
     clearTimeout(this.iceTimer);
     clearTimeout(this.receiveTimer);
     this.unsubscribe?.();

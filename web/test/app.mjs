@@ -4,69 +4,17 @@
 // JSON summary; exits 1 on the first failure. Screenshots go to the artifacts folder.
 import { mkdirSync } from "node:fs";
 import { launchChromium } from "./browser.mjs";
+import { failureReport, open as openPage, receives, register, roomCount, stepper, tile, TIMEOUT, until } from "./meeting-kit.mjs";
 
 const [url, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
-const TIMEOUT = 30_000;
 const suffix = Math.random().toString(36).slice(2, 8);
 const alice = { name: `alice-${suffix}`, password: "correct horse battery" };
 const bob = { name: `bob-${suffix}`, password: "staple battery horse" };
 const summary = { steps: [] };
 const started = Date.now();
-
-function step(name) {
-  summary.steps.push({ name, atMs: Date.now() - started });
-  console.error(`[step] ${name}`);
-}
-
-async function open(browser, viewport, who) {
-  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("console", (m) => console.error(`[${who}] ${m.text()}`));
-  page.on("pageerror", (e) => console.error(`[${who}] page error: ${e.message}`));
-  await page.goto(url);
-  return page;
-}
-
-async function register(page, user) {
-  await page.getByRole("heading", { name: "firesfu — realtime meetings" }).waitFor();
-  await page.fill("input[name=username]", user.name);
-  await page.fill("input[name=password]", user.password);
-  await page.click("button[name=register]");
-  await page.getByRole("heading", { name: "Rooms" }).waitFor();
-}
-
-/** The other participant's tile in `page`, by display name. */
-const tile = (page, user) => page.locator(`article.tile[data-participant="${user.name}"]`);
-
-/** Polls `fn(arg)` in the page (it may be async) until it returns something truthy. */
-async function until(page, what, fn, arg) {
-  const deadline = Date.now() + TIMEOUT;
-  for (;;) {
-    const value = await page.evaluate(fn, arg);
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** What `page` receives from `from`, once it decodes their video and gets their audio. */
-async function receives(page, from) {
-  return until(page, `media from ${from.name}`, async (name) => {
-    const inbound = (await window.firesfuInbound?.()) ?? [];
-    const mine = inbound.filter((r) => r.participant === name);
-    const video = mine.some((r) => r.kind === "video" && r.framesDecoded > 0);
-    const audio = mine.some((r) => r.kind === "audio" && r.packets > 0);
-    return video && audio && mine;
-  }, from.name);
-}
-
-async function roomCount(page, roomName, count) {
-  await page.waitForFunction(([name, n]) => [...document.querySelectorAll("article.room-card")].some((c) =>
-    c.querySelector("h3")?.textContent === name && c.querySelector(".count")?.dataset.count === String(n)),
-  [roomName, count], { timeout: TIMEOUT, polling: 200 });
-}
+const step = stepper(summary, started);
+const open = (browser, viewport, who) => openPage(browser, url, viewport, who);
 
 /** `FIRESFU_BROADCASTS="bc-1:pgid bc-2:pgid"`: the fleet's broadcast process groups. */
 const broadcasts = new Map((process.env.FIRESFU_BROADCASTS ?? "").split(" ").filter(Boolean).map((e) => {
@@ -238,17 +186,8 @@ try {
   ok = true;
 } catch (e) {
   summary.failure = String(e?.stack ?? e);
-  summary.debug = [];
-  for (const page of pages()) {
-    summary.debug.push(await page?.evaluate(async () => ({
-      url: location.href, session: window.firesfuDebug?.(), inbound: await window.firesfuInbound?.(),
-      stats: await window.firesfuStats?.(),
-    })).catch((err) => String(err)));
-  }
   summary.serverStats = await fetch("http://127.0.0.1:8080/stats").then((r) => r.json()).catch((err) => String(err));
-  for (const [i, page] of pages().entries()) {
-    await page?.screenshot({ path: `${artifacts}/app-failure-${i}.png` }).catch(() => {});
-  }
+  await failureReport(pages(), summary, artifacts, "app");
 } finally {
   await browser.close();
   if (aliceBrowser !== browser) await aliceBrowser.close();

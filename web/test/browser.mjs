@@ -18,12 +18,19 @@ export async function servePage() {
 }
 
 /** `secureOrigins`: http origins to treat as secure (cameras need a secure context; loopback
- * is one, a namespace's address is not). */
-export function launchChromium(secureOrigins = [], extraArgs = []) {
+ * is one, a namespace's address is not). `shareTab`: instead of the fake permission prompt
+ * (whose screen share is Chromium's built-in test card), accept camera and microphone and
+ * share the tab with this title (a page the test controls); `fakeDevices`: options of the fake
+ * devices (e.g. "device-count=2"). */
+export function launchChromium(secureOrigins = [], extraArgs = [], { shareTab = null, fakeDevices = null } = {}) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+      "--disable-component-update", "--disable-sync",
+      fakeDevices ? `--use-fake-device-for-media-stream=${fakeDevices}` : "--use-fake-device-for-media-stream",
+      ...(shareTab
+        ? ["--auto-accept-camera-and-microphone-capture", `--auto-select-tab-capture-source-by-title=${shareTab}`]
+        : ["--use-fake-ui-for-media-stream"]),
       "--autoplay-policy=no-user-gesture-required",
       ...(secureOrigins.length ? [`--unsafely-treat-insecure-origin-as-secure=${secureOrigins.join(",")}`] : []),
       ...extraArgs],

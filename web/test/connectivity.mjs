@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { launchChromium } from "./browser.mjs";
+import { open as openPage, register, stepper, TIMEOUT } from "./meeting-kit.mjs";
 
 const [url, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
@@ -15,7 +16,6 @@ const SERVER_NS = process.env.FIRESFU_SERVER_NS;
 const EMULATOR = process.env.FIRESFU_EMULATOR;
 const PROJECT = process.env.FIRESFU_PROJECT;
 const TURN_SECRET = process.env.FIRESFU_TURN_SECRET;
-const TIMEOUT = 30_000;
 const suffix = Math.random().toString(36).slice(2, 8);
 const users = {
   alice: { name: `alice-${suffix}`, password: "correct horse battery" },
@@ -24,11 +24,7 @@ const users = {
 };
 const summary = { steps: [], paths: {} };
 const started = Date.now();
-
-function step(name) {
-  summary.steps.push({ name, atMs: Date.now() - started });
-  console.error(`[step] ${name}`);
-}
+const step = stepper(summary, started);
 
 /** Drops what the browser's addresses send to these ports of the server namespace. */
 function network(name, drops) {
@@ -45,23 +41,7 @@ function network(name, drops) {
 }
 const both = (rules) => ({ ip: rules, ip6: rules });
 
-async function open(browser, who) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("console", (m) => console.error(`[${who}] ${m.text()}`));
-  page.on("pageerror", (e) => console.error(`[${who}] page error: ${e.message}`));
-  await page.goto(url);
-  return page;
-}
-
-async function register(page, user) {
-  await page.getByRole("heading", { name: "firesfu — realtime meetings" }).waitFor();
-  await page.fill("input[name=username]", user.name);
-  await page.fill("input[name=password]", user.password);
-  await page.click("button[name=register]");
-  await page.getByRole("heading", { name: "Rooms" }).waitFor();
-}
+const open = (browser, who) => openPage(browser, url, { width: 960, height: 640 }, who);
 
 async function until(what, fn, timeout = TIMEOUT) {
   const deadline = Date.now() + timeout;

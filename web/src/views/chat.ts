@@ -13,10 +13,13 @@ export interface Chat {
   detach: () => void;
 }
 
-export function chatPanel(): Chat {
-  const list = h("ol.messages", { "aria-live": "polite" });
+/** `onIncoming(name)`: a message from someone else arrived (not the history at start). */
+export function chatPanel(onIncoming: (from: string) => void = () => {}): Chat {
+  const list = h("ol.messages", { role: "log", "aria-live": "polite", "aria-label": "Messages" });
+  const seen = new Set<string>();
+  let loaded = false;
   const error = h("p.error", { role: "alert" });
-  const input = h("input", { name: "chat", maxLength: MAX_CHARS, placeholder: "Message everyone", autocomplete: "off", disabled: true });
+  const input = h("input", { name: "chat", maxLength: MAX_CHARS, placeholder: "Message everyone", "aria-label": "Message everyone", autocomplete: "off", disabled: true });
   let target: { db: Firestore; roomId: string; me: { uid: string; displayName: string } } | null = null;
   let stop: (() => void) | null = null;
   const form = h("form.send", {
@@ -45,13 +48,20 @@ export function chatPanel(): Chat {
   };
 
   return {
-    element: h("aside.chat", { "aria-label": "Chat" }, h("h2", {}, "Chat"), list, error, form),
+    element: h("aside.panel.chat", { "aria-label": "Chat" }, h("h2", {}, "Chat"), list, error, form),
     attach(db, roomId, me) {
       target = { db, roomId, me };
       if (stop) return;
       const q = query(collection(db, "rooms", roomId, "messages"), orderBy("createdAt"), limitToLast(HISTORY));
       stop = watch((onError) => onSnapshot(q, (snap) => {
         input.disabled = false;
+        for (const d of snap.docs) {
+          if (seen.has(d.id)) continue;
+          seen.add(d.id);
+          const m = d.data();
+          if (loaded && m.uid !== target?.me.uid) onIncoming(String(m.displayName));
+        }
+        loaded = true;
         draw(snap.docs.map((d) => d.data({ serverTimestamps: "estimate" }) as never));
       }, onError), "chat");
     },

@@ -6,7 +6,7 @@ export function openDialog(title: string, body: Node[], actions: { label: string
   const dialog = h("dialog.modal", { "aria-label": title },
     h("h2", {}, title), ...body, error,
     h("div.row.actions", {},
-      h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
+      h("button", { type: "button", onclick: () => dialog.close() }, actions.length ? "Cancel" : "Close"),
       ...actions.map((a) => h(`button${a.primary ? ".primary" : ""}${a.danger ? ".danger" : ""}` as "button", {
         type: "button",
         onclick: async () => {

@@ -1,34 +1,47 @@
 // In the room: joins through the sidecar (join token) and Firestore (the session document),
-// shows everyone's tiles, the chat and the controls, and re-joins by itself when the server
-// ends the session for a reason a new session can fix (the room moved, the server drains).
-import { collection, doc, onSnapshot, type Firestore } from "firebase/firestore";
+// shows everyone's tiles (grid, presenter or speaker layout; any tile can be pinned), the chat
+// and people panels and the controls, shares the screen, and re-joins by itself when the
+// server ends the session for a reason a new session can fix (the room moved, the server
+// drains).
+import { collection, doc, onSnapshot, type Firestore, type Timestamp } from "firebase/firestore";
 import type { AppContext } from "../app";
 import { ApiError } from "../api";
 import { h, mount } from "../dom";
 import { firestoreFor } from "../firebase";
-import { RoomSession, selectedPath } from "../firesfu";
+import { RoomSession, selectedPath, type SessionError, type TrackSource } from "../firesfu";
 import { ownLink, received, type Measured } from "../quality";
 import { watch } from "../watch";
+import { Announcer } from "./announcer";
 import { chatPanel } from "./chat";
+import { control, shortcuts, showShortcuts, type ControlSpec } from "./controls";
+import { deviceOf, devicePicker } from "./devices";
+import { openDialog } from "./dialog";
+import { afterShares, LAYOUTS, stageOf, type Layout } from "./layout";
+import { LocalMedia } from "./localmedia";
+import { MutedHint } from "./mutedhint";
+import { PeoplePanel } from "./people";
 import type { JoinChoice } from "./prejoin";
 import { TileGrid, type TileState } from "./tiles";
 
 /** Session end codes after which joining again (a new session) is the cure. */
 const REJOIN_CODES = new Set(["connect-failed", "peer-timeout", "session-lost", "server-shutdown", "room-moved", "instance-gone"]);
 const STATS_EVERY_MS = 2000;
+const LAYOUT_NAMES: Record<Layout, string> = { grid: "Grid", presenter: "Presenter", speaker: "Speaker" };
 
 interface Participant {
   id: string;
   displayName: string;
   uid?: string;
+  tracks?: { mid: string; kind: string; source?: TrackSource }[];
   media?: { audio?: boolean; video?: boolean };
   quality?: { rttMs: number | null; loss: number | null };
+  handRaisedAt?: Timestamp | null;
 }
 
 declare global {
   interface Window {
     /** For tests and the curious: what this tab receives, per participant. */
-    firesfuInbound?: () => Promise<{ participant: string; kind: string; packets: number; framesDecoded: number | null }[]>;
+    firesfuInbound?: () => Promise<{ participant: string; kind: string; source: string; packets: number; framesDecoded: number | null; frameWidth: number | null }[]>;
     /** The session's state, slots and transceivers (for bug reports). */
     firesfuDebug?: () => unknown;
     firesfuPath?: () => Promise<unknown>;
@@ -50,36 +63,71 @@ class Meeting {
   private stopRoster: (() => void) | null = null;
   /** The dominant speaker's session id, as the server last wrote it (null: nobody yet). */
   private speaker: string | null = null;
+  /** The last other person the server named the speaker (the speaker layout's fallback). */
+  private lastSpeaker: string | null = null;
   private stopSpeaker: (() => void) | null = null;
   private stopped = false;
   private reconnecting = false;
-  private audio: boolean;
-  private video: boolean;
-  private readonly stream: MediaStream;
+  private hand = false;
+  private layout: Layout = "grid";
+  private layoutBefore: Layout = "grid";
+  private pinned: string | null = null;
+  private shares = new Set<string>();
+  /** Who was in the room at the last roster snapshot (joins and leaves are announced). */
+  private present: Map<string, string> | null = null;
+  private unread = 0;
+  private readonly media: LocalMedia;
   private readonly tiles = new TileGrid(() => this.syncReceive());
-  private readonly chat = chatPanel();
+  private readonly chat = chatPanel((from) => this.onChatMessage(from));
+  private readonly people = new PeoplePanel();
+  private readonly announcer = new Announcer();
   private readonly banner = h("p.banner", { role: "status", hidden: true });
+  private readonly alert = h("p.alert", { role: "alert", hidden: true });
+  private readonly mutedHint = h("p.muted-hint", { role: "status", hidden: true }, "You are muted. Press Alt+A to unmute.");
+  private readonly levels = new MutedHint(this.mutedHint);
+  private readonly unreadBadge = h("span.unread", { hidden: true });
+  private readonly layoutSelect = h("select", { name: "layout", "aria-label": "Layout", onchange: (e: Event) => this.setLayout((e.target as HTMLSelectElement).value as Layout) },
+    ...LAYOUTS.map((l) => h("option", { value: l }, LAYOUT_NAMES[l])));
   /** Device toggles run one at a time (a double click must not open a camera twice). */
   private toggles: Promise<void> = Promise.resolve();
-  private readonly micButton = h("button.toggle", { type: "button", name: "mic", onclick: () => this.serially(() => this.toggleMic()) });
-  private readonly camButton = h("button.toggle", { type: "button", name: "camera", onclick: () => this.serially(() => this.toggleCamera()) });
+  private readonly specs: ControlSpec[];
+  private readonly controls;
+  private readonly root: HTMLElement;
+  private readonly stopShortcuts: () => void;
   private readonly statsTimer: ReturnType<typeof setInterval>;
 
-  constructor(private readonly root: HTMLElement, private readonly ctx: AppContext, private readonly choice: JoinChoice) {
-    this.stream = choice.stream;
-    this.audio = choice.audio;
-    this.video = choice.video;
-    // A camera that starts off is not held open (its light stays off); turning it on opens it.
-    if (!this.video) this.dropTracks("video");
-    this.stream.getAudioTracks().forEach((t) => (t.enabled = this.audio));
-    const chatToggle = h("button.chat-toggle", { type: "button", name: "chat-toggle", onclick: () => this.root.querySelector(".meeting")?.classList.toggle("chat-open") }, "Chat");
-    mount(root, h("div.meeting", {},
-      h("header.topbar", {}, h("h1", {}, choice.room.name), this.banner),
-      h("div.body", {}, this.tiles.element, this.chat.element),
-      h("footer.controls", {}, this.micButton, this.camButton, chatToggle,
-        h("button.danger", { type: "button", name: "leave", onclick: () => ctx.go("/rooms") }, "Leave"))));
+  constructor(root: HTMLElement, private readonly ctx: AppContext, private readonly choice: JoinChoice) {
+    this.root = root;
+    this.media = new LocalMedia(choice.stream, choice.audio, choice.video, choice.devices, () => this.session, (m, e) => this.tell(m, e));
+    this.media.changed = () => void this.publishMedia();
+    this.specs = [
+      { name: "mic", label: "Mute", icon: "mic", key: "KeyA", run: () => this.serially(() => this.media.toggleMic().then(() => this.publishMedia())) },
+      { name: "camera", label: "Stop camera", icon: "camera", key: "KeyV", run: () => this.serially(() => this.media.toggleCamera().then(() => this.publishMedia())) },
+      { name: "share", label: "Present", icon: "screen", key: "KeyS", run: () => this.serially(() => this.toggleShare()) },
+      { name: "hand", label: "Raise hand", icon: "hand", key: "KeyH", run: () => void this.toggleHand() },
+      { name: "chat-toggle", label: "Chat", icon: "chat", key: "KeyC", run: () => this.togglePanel("chat") },
+      { name: "people", label: "People", icon: "people", key: "KeyP", run: () => this.togglePanel("people") },
+      { name: "devices", label: "Devices", icon: "settings", run: () => this.openDevices() },
+      { name: "invite", label: "Invite", icon: "link", run: () => void this.copyInvite() },
+      { name: "shortcuts", label: "Shortcuts", icon: "keyboard", key: "Slash", run: () => showShortcuts(this.specs) },
+      { name: "leave", label: "Leave", icon: "leave", danger: true, run: () => this.leave() },
+    ];
+    this.controls = Object.fromEntries(this.specs.map((s) => [s.name, control(s)]));
+    this.controls["chat-toggle"].button.append(this.unreadBadge);
+    this.tiles.onPin = (key) => this.pin(key);
+    const wide = matchMedia("(min-width: 900px)").matches;
+    mount(root, h("div.meeting", { dataset: { panel: wide ? "chat" : "" } },
+      h("header.topbar", {}, h("h1", {}, choice.room.name), this.banner, h("label.layout-pick", {}, h("span.visually-hidden", {}, "Layout"), this.layoutSelect)),
+      h("main.body", {}, this.tiles.element, h("div.side", {}, this.chat.element, this.people.element)),
+      this.alert, this.mutedHint, this.announcer.element,
+      h("footer.controls", { "aria-label": "Meeting controls" }, ...this.specs.map((s) => this.controls[s.name].button))));
     this.drawControls();
+    this.stopShortcuts = shortcuts(this.specs, () => !document.querySelector("dialog[open]"));
     this.statsTimer = setInterval(() => void this.measure(), STATS_EVERY_MS);
+    this.installHooks();
+  }
+
+  private installHooks(): void {
     window.firesfuInbound = () => this.inbound();
     window.firesfuStats = async () => {
       const pc = this.session?.pc;
@@ -95,6 +143,8 @@ class Meeting {
       state: this.session?.state, revision: this.session?.revision, answered: this.session?.answeredRevision,
       error: this.session?.error, slots: this.session?.slots, roster: [...this.roster.values()],
       receive: this.session?.receive, layers: this.session?.layers, speaker: this.speaker,
+      layout: this.layout, pinned: this.pinned, sharing: this.session?.sharing ?? false,
+      devices: { audio: deviceOf(this.media.track("audio")), video: deviceOf(this.media.track("video")) },
       transceivers: this.session?.pc.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, current: t.currentDirection, kind: t.receiver.track.kind })),
     });
   }
@@ -110,13 +160,14 @@ class Meeting {
     const join = await this.ctx.api.join(this.choice.room.id, name, true);
     const db = await firestoreFor(config, join);
     if (this.stopped) return;
-    this.listen(db, join.firebase.uid, join.displayName);
+    this.listen(db);
+    this.chat.attach(db, this.choice.room.id, { uid: join.firebase.uid, displayName: join.displayName });
     // One receive slot per person already there saves a re-offer (the server asks for more).
     const others = Math.max(this.choice.room.participants, [...this.roster.keys()].filter((id) => !this.mySessions.has(id)).length);
     const session = await RoomSession.join({
       db, roomId: this.choice.room.id, uid: join.firebase.uid, displayName: join.displayName, token: join.token,
-      traceparent: join.traceparent ?? undefined, stream: this.stream, sendSlots: ["audio", "video"],
-      media: { audio: this.audio, video: this.video },
+      traceparent: join.traceparent ?? undefined, stream: this.media.stream, sendSlots: ["audio", "video"],
+      media: { audio: this.media.audio, video: this.media.video }, hand: this.hand,
       initialSlots: { audio: others, video: others },
       iceServers: join.iceServers ?? [],
       onChange: (s) => this.onSession(s),
@@ -130,20 +181,22 @@ class Meeting {
     // The devices may have changed while this session was being made (a toggle during a
     // re-join): send what the stream holds now.
     for (const kind of ["audio", "video"] as const) {
-      const track = (kind === "audio" ? this.stream.getAudioTracks() : this.stream.getVideoTracks())[0] ?? null;
+      const track = this.media.track(kind);
       const sender = session.sender(kind);
       if (sender && sender.track !== track) await sender.replaceTrack(track);
     }
-    if (this.stopped) await session.leave();
+    if (this.stopped) return void (await session.leave());
+    // A share survives a re-join (another instance, a new session).
+    if (this.media.screen) await this.publishShare(this.media.screen);
   }
 
-  private listen(db: Firestore, uid: string, displayName: string): void {
-    this.chat.attach(db, this.choice.room.id, { uid, displayName });
+  private listen(db: Firestore): void {
     if (this.db === db) return;
     this.db = db;
     this.stopRoster?.();
     this.stopRoster = watch((onError) => onSnapshot(collection(db, "rooms", this.choice.room.id, "participants"), (snap) => {
       this.roster = new Map(snap.docs.map((d) => [d.id, { id: d.id, ...(d.data() as Omit<Participant, "id">) }]));
+      this.announceChanges();
       this.draw();
     }, onError), "roster");
     // Like the roster, readable once the server has made this user a member.
@@ -153,9 +206,26 @@ class Meeting {
       const speaker = typeof session === "string" && session ? session : null;
       if (speaker === this.speaker) return;
       this.speaker = speaker;
+      if (speaker && !this.mySessions.has(speaker)) this.lastSpeaker = speaker;
       this.draw();
     }, onError), "speaker");
   }
+
+  /** Joins, leaves and raised hands, for screen readers (not the first snapshot). */
+  private announceChanges(): void {
+    const now = new Map([...this.roster.values()].filter((p) => !this.mySessions.has(p.id)).map((p) => [p.id, p.displayName]));
+    const hands = new Set([...this.roster.values()].filter((p) => p.handRaisedAt && !this.mySessions.has(p.id)).map((p) => p.id));
+    if (this.present) {
+      const said: string[] = [];
+      for (const [id, name] of now) if (!this.present.has(id)) said.push(`${name} joined.`);
+      for (const [id, name] of this.present) if (!now.has(id)) said.push(`${name} left.`);
+      for (const id of hands) if (!this.hands.has(id)) said.push(`${now.get(id)} raised their hand.`);
+      if (said.length) this.announcer.say(said.join(" "));
+    }
+    this.present = now;
+    this.hands = hands;
+  }
+  private hands = new Set<string>();
 
   private onSession(s: RoomSession): void {
     if (s !== this.session) return;
@@ -213,72 +283,159 @@ class Meeting {
     this.banner.dataset.kind = error ? "error" : reconnecting ? "reconnecting" : "info";
   }
 
-  private dropTracks(kind: "audio" | "video"): void {
-    for (const t of kind === "audio" ? this.stream.getAudioTracks() : this.stream.getVideoTracks()) {
-      t.stop();
-      this.stream.removeTrack(t);
-    }
+  /** A message for the user (a refused share, a device that went away), shown for a while. */
+  private tell(message: string, error = false): void {
+    this.alert.textContent = message;
+    this.alert.dataset.kind = error ? "error" : "info";
+    this.alert.hidden = false;
+    clearTimeout(this.alertTimer);
+    this.alertTimer = setTimeout(() => (this.alert.hidden = true), 8000);
   }
+  private alertTimer: ReturnType<typeof setTimeout> | undefined;
 
   private serially(toggle: () => Promise<void>): void {
     this.toggles = this.toggles.then(toggle).catch((e) => console.warn("firesfu: toggle failed", e));
   }
 
-  private async toggleMic(): Promise<void> {
-    if (!this.stream.getAudioTracks().length) {
-      const opened = await navigator.mediaDevices.getUserMedia({ audio: true }).catch(() => null);
-      const track = opened?.getAudioTracks()[0];
-      if (!track) return this.showBanner("No microphone available.", false, true);
-      this.stream.addTrack(track);
-      await this.session?.sender("audio")?.replaceTrack(track);
-      this.audio = true;
-    } else {
-      this.audio = !this.audio;
-    }
-    this.stream.getAudioTracks().forEach((t) => (t.enabled = this.audio));
-    await this.publishMedia();
-  }
-
-  private async toggleCamera(): Promise<void> {
-    if (this.video) {
-      this.video = false;
-      await this.session?.sender("video")?.replaceTrack(null);
-      this.dropTracks("video");
-    } else {
-      const opened = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } }).catch(() => null);
-      const track = opened?.getVideoTracks()[0];
-      if (!track) return this.showBanner("No camera available.", false, true);
-      this.stream.addTrack(track);
-      await this.session?.sender("video")?.replaceTrack(track);
-      this.video = true;
-    }
-    await this.publishMedia();
-  }
-
   private async publishMedia(): Promise<void> {
     this.drawControls();
     this.draw();
-    await this.session?.setMedia({ audio: this.audio, video: this.video }).catch((e) => console.warn("firesfu: cannot publish media state", e));
+    await this.session?.setMedia({ audio: this.media.audio, video: this.media.video }).catch((e) => console.warn("firesfu: cannot publish media state", e));
   }
 
   private drawControls(): void {
-    this.micButton.textContent = this.audio ? "Mute" : "Unmute";
-    this.micButton.setAttribute("aria-pressed", String(!this.audio));
-    this.camButton.textContent = this.video ? "Stop camera" : "Start camera";
-    this.camButton.setAttribute("aria-pressed", String(!this.video));
+    const c = this.controls;
+    const { audio, video } = this.media;
+    c.mic.set(audio ? "Mute" : "Unmute", audio ? "mic" : "micOff", !audio);
+    c.camera.set(video ? "Stop camera" : "Start camera", video ? "camera" : "cameraOff", !video);
+    c.share.set(this.media.screen ? "Stop presenting" : "Present", "screen", this.media.screen !== null);
+    c.hand.set(this.hand ? "Lower hand" : "Raise hand", "hand", this.hand);
+    const panel = this.root.querySelector<HTMLElement>(".meeting")?.dataset.panel;
+    c["chat-toggle"].button.setAttribute("aria-expanded", String(panel === "chat"));
+    c.people.button.setAttribute("aria-expanded", String(panel === "people"));
+    this.unreadBadge.hidden = this.unread === 0;
+    this.unreadBadge.textContent = String(this.unread);
+    c["chat-toggle"].button.setAttribute("aria-label", this.unread ? `Chat, ${this.unread} unread` : "Chat");
+    this.layoutSelect.value = this.layout;
+    this.levels.watch(this.media.track("audio"), !audio);
   }
 
-  /** The remote tracks of one participant, from the session's slot map. */
-  private tracksOf(id: string): { audio: MediaStreamTrack | null; video: MediaStreamTrack | null; videoMid: string | null; mids: Set<string> } {
-    const out = { audio: null as MediaStreamTrack | null, video: null as MediaStreamTrack | null, videoMid: null as string | null, mids: new Set<string>() };
+  private async toggleShare(): Promise<void> {
+    if (this.media.screen) return this.stopShare();
+    const stream = await this.media.capture();
+    if (!stream) return;
+    this.media.screen = stream;
+    // The browser's own "Stop sharing" ends the track.
+    stream.getVideoTracks()[0]?.addEventListener("ended", () => {
+      if (this.media.screen === stream) this.serially(() => this.stopShare());
+    });
+    this.drawControls();
+    if (this.session) await this.publishShare(stream);
+    this.draw();
+  }
+
+  private async publishShare(stream: MediaStream): Promise<void> {
+    try {
+      await this.session?.share(stream);
+    } catch (e) {
+      const err = e as SessionError;
+      this.media.stopScreen();
+      this.drawControls();
+      this.draw();
+      this.tell(err.code === "presenter-busy" ? `You cannot present now: ${err.message}.` : `The share failed: ${err.message ?? String(e)}`, true);
+    }
+  }
+
+  private async stopShare(): Promise<void> {
+    this.media.stopScreen();
+    this.drawControls();
+    this.draw();
+    await this.session?.unshare();
+  }
+
+  private async toggleHand(): Promise<void> {
+    this.hand = !this.hand;
+    this.drawControls();
+    this.draw();
+    await this.session?.setHand(this.hand).catch((e) => console.warn("firesfu: cannot raise the hand", e));
+  }
+
+  private togglePanel(which: "chat" | "people"): void {
+    const meeting = this.root.querySelector<HTMLElement>(".meeting");
+    if (!meeting) return;
+    const open = meeting.dataset.panel === which ? "" : which;
+    meeting.dataset.panel = open;
+    if (open === "chat") {
+      this.unread = 0;
+      this.root.querySelector<HTMLInputElement>("input[name=chat]")?.focus();
+    }
+    this.drawControls();
+  }
+
+  private onChatMessage(from: string): void {
+    if (this.root.querySelector<HTMLElement>(".meeting")?.dataset.panel === "chat") return;
+    this.unread += 1;
+    this.announcer.say(`New message from ${from}.`);
+    this.drawControls();
+  }
+
+  private openDevices(): void {
+    const picker = devicePicker(() => this.media.choice, (kind, id) => {
+      if (kind === "audiooutput") void this.tiles.setSink(id);
+      this.serially(() => this.media.switchTo(kind, id).then(() => this.publishMedia()));
+    });
+    const dialog = openDialog("Devices", [picker.element], []);
+    dialog.addEventListener("close", picker.close);
+  }
+
+  private async copyInvite(): Promise<void> {
+    const link = `${location.origin}${location.pathname}#/rooms/${encodeURIComponent(this.choice.room.id)}`;
+    try {
+      await navigator.clipboard.writeText(link);
+      this.tell("Invite link copied. People with an account can join with it.");
+    } catch {
+      const field = h("input", { readOnly: true, value: link, "aria-label": "Invite link" });
+      openDialog("Invite people", [h("p", {}, "Copy this link:"), field], []);
+      field.select();
+    }
+  }
+
+  private leave(): void {
+    if (!this.media.screen) return this.ctx.go("/rooms");
+    openDialog("Leave while presenting?", [h("p", {}, "You are presenting. Leaving stops your screen share for everyone.")],
+      [{ label: "Leave", danger: true, run: async () => { this.ctx.go("/rooms"); return true; } }]);
+  }
+
+  private pin(key: string): void {
+    this.pinned = this.pinned === key ? null : key;
+    this.draw();
+  }
+
+  private setLayout(layout: Layout): void {
+    this.layout = layout;
+    this.pinned = null;
+    this.draw();
+  }
+
+  /** The remote tracks of one participant, from the session's slot map and their roster entry. */
+  private tracksOf(id: string) {
+    const out = {
+      audio: null as MediaStreamTrack | null, video: null as MediaStreamTrack | null, videoMid: null as string | null,
+      screen: null as MediaStreamTrack | null, screenMid: null as string | null, screenAudio: null as MediaStreamTrack | null,
+      mids: new Set<string>(),
+    };
     const s = this.session;
     if (!s) return out;
+    const sources = new Map((this.roster.get(id)?.tracks ?? []).map((t) => [t.mid, t.source]));
     for (const t of s.pc.getTransceivers()) {
       const slot = t.mid ? s.slots[t.mid] : null;
       if (!slot || slot.participant !== id || t.direction !== "recvonly") continue;
       out.mids.add(t.mid!);
-      out[slot.kind] = t.receiver.track;
-      if (slot.kind === "video") out.videoMid = t.mid;
+      const source = sources.get(slot.sourceMid);
+      if (source === "screen") [out.screen, out.screenMid] = [t.receiver.track, t.mid];
+      else if (source === "screen-audio") out.screenAudio = t.receiver.track;
+      else if (slot.kind === "video") [out.video, out.videoMid] = [t.receiver.track, t.mid];
+      else out.audio = t.receiver.track;
     }
     return out;
   }
@@ -286,34 +443,73 @@ class Meeting {
   private draw(): void {
     const name = this.ctx.api.user?.username ?? "you";
     const speaker = this.speaker;
-    const states: TileState[] = [{
-      key: "self", name, self: true, video: this.stream.getVideoTracks()[0] ?? null, audio: null,
-      audioOn: this.audio, videoOn: this.video, quality: this.qualities.get("self") ?? null,
-      speaking: speaker !== null && this.mySessions.has(speaker),
-    }];
+    const { audio, video, screen } = this.media;
+    const self: TileState = {
+      key: "self", name, self: true, video: this.media.track("video"), audio: null,
+      audioOn: audio, videoOn: video, quality: this.qualities.get("self") ?? null,
+      speaking: speaker !== null && this.mySessions.has(speaker), hand: this.hand, presenting: screen !== null,
+    };
+    const states: TileState[] = [self];
+    const screens: TileState[] = [];
     const others = [...this.roster.values()]
       .filter((p) => !this.mySessions.has(p.id))
       .sort((a, b) => a.displayName.localeCompare(b.displayName) || a.id.localeCompare(b.id));
     for (const p of others) {
       const tracks = this.tracksOf(p.id);
+      const presenting = (p.tracks ?? []).some((t) => t.source === "screen");
       states.push({
         key: p.id, name: p.displayName, self: false, video: tracks.video, audio: tracks.audio, videoMid: tracks.videoMid,
         audioOn: p.media?.audio !== false, videoOn: p.media?.video !== false, quality: this.qualities.get(p.id) ?? null,
-        speaking: p.id === speaker,
+        speaking: p.id === speaker, hand: Boolean(p.handRaisedAt), presenting,
       });
+      if (presenting) {
+        screens.push({
+          key: `${p.id}:screen`, name: `${p.displayName}'s screen`, self: false, screen: true, video: tracks.screen,
+          audio: tracks.screenAudio, videoMid: tracks.screenMid, audioOn: true, videoOn: true, quality: null,
+        });
+      }
+    }
+    if (screen) {
+      screens.push({ key: "self:screen", name: "Your screen", self: true, screen: true, video: screen.getVideoTracks()[0] ?? null, audio: null, audioOn: true, videoOn: true, quality: null });
     }
     // The speaker's tile comes first; everyone else keeps their place (yours first, then by
-    // name), so the grid only moves when the speaker changes.
+    // name), so the grid only moves when the speaker changes. Screen shares lead.
     const at = states.findIndex((t) => t.speaking);
     if (at > 0) states.unshift(...states.splice(at, 1));
-    this.tiles.update(states);
+    const all = [...screens, ...states];
+    this.followShares(screens.map((s) => s.key));
+    if (this.pinned && !all.some((t) => t.key === this.pinned)) this.pinned = null;
+    for (const t of all) t.pinned = t.key === this.pinned;
+    const stage = stageOf({
+      layout: this.layout, pinned: this.pinned, screens: screens.map((s) => s.key), keys: all.map((t) => t.key), self: "self",
+      speaker: speaker && !this.mySessions.has(speaker) ? speaker : this.lastSpeaker,
+    });
+    this.tiles.update(all, stage);
+    this.stageMid = all.find((t) => t.key === stage)?.videoMid ?? null;
+    this.people.update([self, ...states.filter((t) => !t.self)].map((t) => ({
+      key: t.key, name: t.name, self: t.self, audioOn: t.audioOn, videoOn: t.videoOn, presenting: t.presenting === true,
+      handSince: t.self ? (this.hand ? 0 : null) : this.roster.get(t.key)?.handRaisedAt?.toMillis?.() ?? null, quality: t.quality,
+    })));
+    this.layoutSelect.value = this.layout;
     this.syncReceive();
+  }
+  private stageMid: string | null = null;
+
+  /** A new share switches to the presenter layout; the last one ending switches back. */
+  private followShares(keys: string[]): void {
+    const next = new Set(keys);
+    const fresh = keys.some((k) => !this.shares.has(k));
+    const after = afterShares(this.layout, this.layoutBefore, this.shares.size > 0, next.size > 0, fresh);
+    this.layout = after.layout;
+    this.layoutBefore = after.before;
+    this.shares = next;
   }
 
   /**
    * Tells the server how large each remote video is shown (`receive`), so that it sends the
-   * simulcast layer that fits, and nothing for tiles out of view. Slots no tile shows are not
-   * limited. The session coalesces the writes.
+   * simulcast layer that fits, and nothing for tiles out of view; the stage's video is pinned
+   * (it matters most when the downlink is short). Slots no tile shows are not limited. The
+   * session coalesces the writes.
    */
   private syncReceive(): void {
     const s = this.session;
@@ -322,7 +518,7 @@ class Meeting {
     for (const mid of Object.keys(s.receive)) {
       if (!wants.has(mid)) s.setReceive(mid, null);
     }
-    for (const [mid, maxHeight] of wants) s.setReceive(mid, { maxHeight, pinned: s.receive[mid]?.pinned });
+    for (const [mid, maxHeight] of wants) s.setReceive(mid, { maxHeight, pinned: mid === this.stageMid });
   }
 
   /** RTT and quality per tile: this browser's getStats plus what the server reports per peer. */
@@ -352,27 +548,37 @@ class Meeting {
     const s = this.session;
     if (!s) return [];
     const stats = [...(await s.pc.getStats()).values()];
+    const sourceOf = (mid: string | undefined) => {
+      const slot = mid ? s.slots[mid] : null;
+      const track = slot ? this.roster.get(slot.participant)?.tracks?.find((t) => t.mid === slot.sourceMid) : null;
+      return track?.source ?? (slot?.kind === "audio" ? "microphone" : "camera");
+    };
     return stats.filter((r) => r.type === "inbound-rtp").map((r) => ({
       participant: (r.mid && s.slots[r.mid]?.displayName) || "?",
       kind: r.kind as string,
+      source: sourceOf(r.mid),
       packets: Number(r.packetsReceived ?? 0),
       framesDecoded: r.framesDecoded ?? null,
+      frameWidth: r.frameWidth ?? null,
     }));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.statsTimer);
+    clearTimeout(this.alertTimer);
+    this.stopShortcuts();
     this.stopRoster?.();
     this.stopSpeaker?.();
     this.tiles.close();
     this.chat.detach();
+    this.levels.close();
     delete window.firesfuInbound;
     delete window.firesfuDebug;
     delete window.firesfuPath;
     delete window.firesfuRestartIce;
     delete window.firesfuSpeaker;
-    this.stream.getTracks().forEach((t) => t.stop());
+    this.media.close();
     await this.session?.leave().catch(() => {});
   }
 }

@@ -2,6 +2,7 @@
 import type { AppContext } from "../app";
 import type { Room } from "../api";
 import { h, mount } from "../dom";
+import { CAMERA_SIZE, devicePicker, openTrack, saveChoice, savedChoice, type DeviceChoice } from "./devices";
 
 export interface JoinChoice {
   room: Room;
@@ -9,14 +10,18 @@ export interface JoinChoice {
   stream: MediaStream;
   audio: boolean;
   video: boolean;
+  /** The devices chosen (remembered in this browser). */
+  devices: DeviceChoice;
 }
 
-/** Opens microphone and camera together, else whichever of them works. */
-export async function openDevices(audio: boolean, video: boolean): Promise<MediaStream> {
+/** Opens microphone and camera together (the chosen ones if present), else whichever works. */
+export async function openDevices(audio: boolean, video: boolean, choice: DeviceChoice = {}): Promise<MediaStream> {
+  const mic = choice.audioinput ? { deviceId: choice.audioinput } : true;
+  const cam = { ...CAMERA_SIZE, ...(choice.videoinput ? { deviceId: choice.videoinput } : {}) };
   const attempts: MediaStreamConstraints[] = [
-    { audio, video: video && { width: 640, height: 480 } },
-    { audio },
-    { video: video && { width: 640, height: 480 } },
+    { audio: audio && mic, video: video && cam },
+    { audio: audio && mic },
+    { video: video && cam },
   ].filter((c) => c.audio || c.video);
   for (const c of attempts) {
     try {
@@ -30,13 +35,29 @@ export async function openDevices(audio: boolean, video: boolean): Promise<Media
 
 export async function prejoinView(root: HTMLElement, ctx: AppContext, roomId: string, enter: (c: JoinChoice) => void): Promise<() => void> {
   const room = await ctx.api.room(roomId);
-  const stream = await openDevices(true, true);
+  const devices = savedChoice();
+  const stream = await openDevices(true, true, devices);
   let audio = stream.getAudioTracks().length > 0;
   let video = stream.getVideoTracks().length > 0;
   const preview = h("video.preview", { autoplay: true, muted: true, playsInline: true, srcObject: stream });
   const placeholder = h("div.placeholder", {}, h("span.avatar", {}, (ctx.api.user?.username ?? "?").slice(0, 1).toUpperCase()));
   const mic = h("button.toggle", { type: "button", name: "mic", onclick: () => { audio = !audio; draw(); } });
   const cam = h("button.toggle", { type: "button", name: "camera", onclick: () => { video = !video; draw(); } });
+  const picker = devicePicker(() => devices, async (kind, id) => {
+    devices[kind] = id;
+    saveChoice(devices);
+    if (kind === "audiooutput") return;
+    const media = kind === "audioinput" ? "audio" : "video";
+    const track = await openTrack(media, id);
+    if (!track) return;
+    for (const old of media === "audio" ? stream.getAudioTracks() : stream.getVideoTracks()) {
+      old.stop();
+      stream.removeTrack(old);
+    }
+    stream.addTrack(track);
+    preview.srcObject = stream;
+    draw();
+  });
   const missing = h("p.hint", {});
   const draw = () => {
     const hasAudio = stream.getAudioTracks().length > 0;
@@ -62,10 +83,11 @@ export async function prejoinView(root: HTMLElement, ctx: AppContext, roomId: st
       h("div.stage", {}, preview, placeholder),
       h("div.card", {},
         h("p", {}, "Joining as ", h("strong", {}, ctx.api.user?.username ?? "")),
-        h("div.row", {}, mic, cam), missing,
-        h("button.primary", { type: "button", name: "join", onclick: () => { entered = true; enter({ room, stream, audio, video }); } }, "Join now"))));
+        h("div.row", {}, mic, cam), missing, picker.element,
+        h("button.primary", { type: "button", name: "join", onclick: () => { entered = true; enter({ room, stream, audio, video, devices }); } }, "Join now"))));
   draw();
   return () => {
+    picker.close();
     if (!entered) stream.getTracks().forEach((t) => t.stop());
   };
 }

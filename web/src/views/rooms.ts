@@ -9,6 +9,14 @@ import { userMenu } from "./usermenu";
 
 const REFRESH_MS = 3000;
 
+/** How many may present at once: 1 (the default), 2, 3 or anyone (0). */
+function presentersPicker(current: number): { element: HTMLElement; value: () => number } {
+  const select = h("select", { name: "max-presenters" },
+    ...[[1, "One at a time"], [2, "Two at a time"], [3, "Three at a time"], [0, "Anyone, any number"]].map(([n, label]) =>
+      h("option", { value: String(n), selected: n === current }, String(label))));
+  return { element: h("label", {}, "Who may share a screen", select), value: () => Number(select.value) };
+}
+
 export function roomsView(root: HTMLElement, ctx: AppContext): () => void {
   const grid = h("section.rooms", { "aria-label": "Rooms" });
   const status = h("p.error", { role: "alert" });
@@ -16,18 +24,19 @@ export function roomsView(root: HTMLElement, ctx: AppContext): () => void {
 
   const cardFor = (room: Room) => {
     const count = h("span.count", { dataset: { testid: "count" } });
-    const name = h("h3", {});
+    const link = h("a", { href: `#/rooms/${encodeURIComponent(room.id)}` });
+    const name = h("h3", {}, link);
     const img = h("img", { alt: "" });
     const mine = room.owner.id === ctx.api.user?.id;
     const change = mine
-      ? h("button.small", { type: "button", name: "change-image", onclick: (e: Event) => { e.stopPropagation(); changeImage(room); } }, "Change image")
+      ? h("button.small", { type: "button", name: "change-image", "aria-label": `Settings of ${room.name}`, onclick: (e: Event) => { e.stopPropagation(); changeImage(room); } }, "Settings")
       : null;
+    // The whole card opens the room for a pointer; keyboards and screen readers use its link.
     const card = h("article.room-card", {
-      tabindex: 0, role: "link", dataset: { roomId: room.id },
-      onclick: () => ctx.go(`/rooms/${room.id}`),
-      onkeydown: (e: KeyboardEvent) => e.key === "Enter" && ctx.go(`/rooms/${room.id}`),
+      dataset: { roomId: room.id },
+      onclick: (e: Event) => (e.target as Element).closest("a, button") === null && ctx.go(`/rooms/${room.id}`),
     }, h("div.thumb", {}, img), h("div.meta", {}, name, count, change));
-    return { card, count, name, img, change };
+    return { card, count, name: link, img, change };
   };
 
   const draw = (rooms: Room[]) => {
@@ -58,20 +67,26 @@ export function roomsView(root: HTMLElement, ctx: AppContext): () => void {
 
   const changeImage = (room: Room) => {
     const picker = imagePicker(ctx.api, room.imageId);
-    openDialog(`Image for “${room.name}”`, [picker.element], [{
+    const presenters = presentersPicker(room.maxPresenters ?? 1);
+    openDialog(`Settings of “${room.name}”`, [picker.element, presenters.element], [{
       label: "Save", primary: true,
-      run: async () => { await ctx.api.updateRoom(room.id, { imageId: picker.selected() }); await refresh(); return true; },
+      run: async () => {
+        await ctx.api.updateRoom(room.id, { imageId: picker.selected(), maxPresenters: presenters.value() });
+        await refresh();
+        return true;
+      },
     }]);
   };
 
   const createRoom = () => {
     const name = h("input", { name: "room-name", required: true, maxLength: 64, placeholder: "Weekly sync" });
     const picker = imagePicker(ctx.api, null);
-    openDialog("New room", [h("label", {}, "Name", name), picker.element], [{
+    const presenters = presentersPicker(1);
+    openDialog("New room", [h("label", {}, "Name", name), picker.element, presenters.element], [{
       label: "Create", primary: true,
       run: async () => {
         if (!name.value.trim()) throw new Error("Give the room a name.");
-        const room = await ctx.api.createRoom(name.value.trim(), picker.selected());
+        const room = await ctx.api.createRoom(name.value.trim(), picker.selected(), presenters.value());
         await refresh();
         ctx.go(`/rooms/${room.id}`);
         return true;

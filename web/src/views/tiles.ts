@@ -1,9 +1,11 @@
-// The participant grid: one tile per person, with their video (or a placeholder with their
-// name when the camera is off), a muted icon, their RTT and a connection-quality grade. It
-// also works out how tall each remote video is shown (0 when it cannot be seen), so that the
-// server sends the simulcast layer that fits.
+// The participant grid: one tile per person (and one per screen share), with their video (or
+// a placeholder with their name when the camera is off), a muted icon, a raised hand, their
+// RTT and a connection-quality grade, and a pin button. One tile may be on the stage (large,
+// the others in a filmstrip). It also works out how tall each remote video is shown (0 when
+// it cannot be seen), so that the server sends the simulcast layer that fits.
 import { h } from "../dom";
 import { grade, type Grade, type Measured } from "../quality";
+import { icon } from "./icons";
 
 export interface TileState {
   key: string;
@@ -18,6 +20,12 @@ export interface TileState {
   videoMid?: string | null;
   /** The room's dominant speaker (`data-speaking="true"`, outlined). */
   speaking?: boolean;
+  /** A screen share (shown whole, never cropped or mirrored). */
+  screen?: boolean;
+  /** The participant shares a screen (a badge on their own tile). */
+  presenting?: boolean;
+  hand?: boolean;
+  pinned?: boolean;
 }
 
 /** The heights asked for, in device pixels: a tile's height is rounded up to one of them. */
@@ -32,6 +40,10 @@ export function wantedHeight(cssHeight: number, dpr = window.devicePixelRatio ||
 
 interface Tile {
   root: HTMLElement;
+  name: HTMLElement;
+  hand: HTMLElement;
+  presenting: HTMLElement;
+  pin: HTMLButtonElement;
   video: HTMLVideoElement;
   audio: HTMLAudioElement;
   placeholder: HTMLElement;
@@ -48,25 +60,35 @@ interface Tile {
 
 const GRADE_TEXT: Record<Grade, string> = { good: "Good", fair: "Fair", poor: "Poor", unknown: "Measuring…" };
 
-function makeTile(state: TileState): Tile {
+function makeTile(state: TileState, onPin: (key: string) => void): Tile {
   const video = h("video", { autoplay: true, muted: true, playsInline: true });
   const audio = h("audio", { autoplay: true });
-  const placeholder = h("div.placeholder", {}, h("span.avatar", {}, state.name.slice(0, 1).toUpperCase()));
-  const muted = h("span.muted-icon", { role: "img", "aria-label": "Microphone off", title: "Microphone off", hidden: true }, "🔇");
+  const placeholder = h("div.placeholder", {}, h("span.avatar", { "aria-hidden": "true" }, state.name.slice(0, 1).toUpperCase()));
+  const muted = h("span.muted-icon", { role: "img", "aria-label": "Microphone off", title: "Microphone off", hidden: true }, icon("micOff"));
+  const hand = h("span.hand", { role: "img", "aria-label": "Hand raised", title: "Hand raised", hidden: true }, icon("hand"));
+  const presenting = h("span.badge", { hidden: true }, "Presenting");
+  const label = state.screen ? state.name : state.self ? `${state.name} (you)` : state.name;
+  const name = h("span.name", { title: label }, label);
   const rtt = h("span.rtt", {});
   const gradeEl = h("span.quality", {});
-  const root = h("article.tile", { dataset: { participant: state.name, key: state.key, self: String(state.self) } },
-    video, audio, placeholder,
-    h("div.caption", {}, muted, h("span.name", {}, state.self ? `${state.name} (you)` : state.name), h("span.stats", {}, rtt, gradeEl)));
+  const pin = h("button.pin.icon-only", { type: "button", name: "pin", onclick: () => onPin(state.key) }, icon("pin"), h("span.visually-hidden", {}, ""));
+  const root = h("article.tile", { dataset: { participant: state.name, key: state.key, self: String(state.self), screen: String(state.screen === true) }, "aria-label": label },
+    video, audio, placeholder, pin,
+    h("div.caption", {}, muted, hand, name, presenting, state.screen ? null : h("span.stats", {}, rtt, gradeEl)));
   return {
-    root, video, audio, placeholder, muted, rtt, grade: gradeEl, videoTrack: null, audioTrack: null,
+    root, name, hand, presenting, pin, video, audio, placeholder, muted, rtt, grade: gradeEl, videoTrack: null, audioTrack: null,
     videoMid: null, cssHeight: null, inView: null,
   };
 }
 
 export class TileGrid {
-  readonly element = h("section.grid", { "aria-label": "Participants" });
+  readonly element = h("section.grid", { "aria-label": "Participants", dataset: { layout: "grid" } });
+  private readonly stage = h("div.stage-slot", {});
+  private readonly strip = h("div.strip", { "aria-label": "Filmstrip" });
   private tiles = new Map<string, Tile>();
+  private sink = "";
+  /** `onPin(key)`: the user pressed a tile's pin button. */
+  onPin: (key: string) => void = () => {};
   private readonly byRoot = new Map<Element, Tile>();
   private readonly resized = new ResizeObserver((entries) => {
     for (const e of entries) {
@@ -132,12 +154,26 @@ export class TileGrid {
     document.removeEventListener("visibilitychange", this.onVisibility);
   }
 
-  update(states: TileState[]): void {
+  /** Plays every participant's audio on this output device (`setSinkId`; "" the default). */
+  setSink(deviceId: string): Promise<unknown> {
+    this.sink = deviceId;
+    return Promise.all([...this.tiles.values()].map((t) => this.applySink(t)));
+  }
+
+  private async applySink(tile: Tile): Promise<void> {
+    const el = tile.audio as HTMLAudioElement & { setSinkId?: (id: string) => Promise<void>; sinkId?: string };
+    if (el.setSinkId && el.sinkId !== this.sink) await el.setSinkId(this.sink).catch((e) => console.warn("firesfu: cannot switch the speaker", e));
+  }
+
+  /** Shows `states` in order; `stageKey` (if one of them) large, the others in a filmstrip. */
+  update(states: TileState[], stageKey: string | null = null): void {
     const order: HTMLElement[] = [];
+    let stageTile: HTMLElement | null = null;
     for (const s of states) {
       let tile = this.tiles.get(s.key);
       if (!tile) {
-        this.tiles.set(s.key, (tile = makeTile(s)));
+        this.tiles.set(s.key, (tile = makeTile(s, (key) => this.onPin(key))));
+        if (this.sink) void this.applySink(tile);
         if (!s.self) {
           this.byRoot.set(tile.root, tile);
           this.resized.observe(tile.root);
@@ -161,8 +197,17 @@ export class TileGrid {
       tile.muted.hidden = s.audioOn;
       if (s.speaking) tile.root.dataset.speaking = "true";
       else delete tile.root.dataset.speaking;
-      this.showQuality(tile, s.quality);
-      order.push(tile.root);
+      tile.hand.hidden = !s.hand;
+      tile.presenting.hidden = !s.presenting;
+      const label = tile.name.textContent ?? s.name;
+      tile.pin.setAttribute("aria-pressed", String(s.pinned === true));
+      tile.pin.title = s.pinned ? `Unpin ${label}` : `Pin ${label}`;
+      tile.pin.lastElementChild!.textContent = tile.pin.title;
+      tile.root.dataset.pinned = String(s.pinned === true);
+      tile.root.setAttribute("aria-label", [label, s.hand && "hand raised", s.presenting && "presenting", !s.screen && !s.audioOn && "muted"].filter(Boolean).join(", "));
+      if (!s.screen) this.showQuality(tile, s.quality);
+      if (s.key === stageKey) stageTile = tile.root;
+      else order.push(tile.root);
     }
     for (const [key, tile] of this.tiles) {
       if (!states.some((s) => s.key === key)) {
@@ -174,8 +219,20 @@ export class TileGrid {
         this.tiles.delete(key);
       }
     }
-    this.element.replaceChildren(...order);
-    this.element.dataset.count = String(order.length);
+    if (stageTile) {
+      this.stage.replaceChildren(stageTile);
+      this.strip.replaceChildren(...order);
+      if (this.element.dataset.layout !== "stage") this.element.replaceChildren(this.stage, this.strip);
+      this.element.dataset.layout = "stage";
+    } else {
+      this.element.replaceChildren(...order);
+      this.element.dataset.layout = "grid";
+    }
+    for (const [key, tile] of this.tiles) {
+      if (key === stageKey) tile.root.dataset.stage = "true";
+      else delete tile.root.dataset.stage;
+    }
+    this.element.dataset.count = String(states.length);
     this.viewChanged();
   }
 
