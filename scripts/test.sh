@@ -11,8 +11,8 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== web: type check"
-(cd web && npx --no-install tsc -p .)
+echo "== web: type check, layout rules"
+(cd web && npx --no-install tsc -p . && node --test test/layout.test.mjs)
 
 logs="$FIRESFU_ROOT/target/test-logs"
 mkdir -p "$logs"

@@ -83,6 +83,13 @@ async fn each_bad_document_gets_its_own_error_code_and_others_are_still_served()
         good_doc(&sdp_with(&[("audio", "inactive", "opus")])),
         "no-usable-media",
     ));
+    // Sources: an unknown one, and a screen on an audio m-line.
+    let mut d = good_doc(&good);
+    d["sources"] = json!({"1": "window"});
+    cases.push(("source-unknown", d, "invalid-document"));
+    let mut d = good_doc(&good);
+    d["sources"] = json!({"0": "screen"});
+    cases.push(("screen-on-audio", d, "invalid-document"));
     // Names that would spoof other people's interfaces.
     for (session, name) in [("nul-name", "Mal\u{0}lory"), ("bom-name", "\u{FEFF}Bob")] {
         let mut d = good_doc(&good);

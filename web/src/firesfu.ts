@@ -336,8 +336,10 @@ export class RoomSession {
       console.info("firesfu: the browser keeps its own degradation preference for the share", e);
     }
     if (audio) this.screen.audio = await this.publishOn(this.screen.audio, audio, stream);
+    const offered = performance.now();
     try {
       await this.offerAndWait();
+      console.info(`firesfu: share answered in ${Math.round(performance.now() - offered)} ms`);
     } catch (e) {
       await this.withdrawShare();
       throw e;
@@ -367,9 +369,13 @@ export class RoomSession {
     return t;
   }
 
-  /** A re-offer that resolves on its answer and rejects with the server's refusal. */
-  private offerAndWait(): Promise<void> {
-    if (this.pending) return Promise.reject(new Error("another offer is waiting for its answer; try again"));
+  /** A re-offer that resolves on its answer and rejects with the server's refusal (after the
+   * offer in flight, if any, is settled). */
+  private async offerAndWait(): Promise<void> {
+    for (let waited = 0; this.pending; waited += 100) {
+      if (waited >= 15_000 || this.ended) throw new Error("the previous offer got no answer");
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const done = new Promise<void>((resolve, reject) => {
       this.settle = { revision: this.revision + 1, resolve, reject };
     });

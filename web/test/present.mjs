@@ -130,7 +130,21 @@ try {
   for (const p of [b, c]) {
     await p.locator('.grid[data-layout="stage"] .tile[data-stage="true"][data-screen="true"]').waitFor();
   }
+  summary.shareTimeline = {
+    answeredMs: await until(a, "alice's share answered", () => {
+      const d = window.firesfuDebug();
+      return d.sharing && d.answered === d.revision && d.state === "connected";
+    }).then(() => Date.now() - sharedAt),
+    carolSlotMs: await until(c, "a slot for alice's screen", (name) => {
+      const d = window.firesfuDebug();
+      const mids = (d.roster.find((p) => p.displayName === name)?.tracks ?? []).filter((t) => t.source === "screen").map((t) => t.mid);
+      return Object.values(d.slots ?? {}).some((s) => s && s.displayName === name && mids.includes(s.sourceMid));
+    }, alice.name).then(() => Date.now() - sharedAt),
+  };
   summary.carolScreen = await until(c, "alice's screen decoded", screenFrom(), alice.name);
+  summary.shareTimeline.carolDecodedMs = Date.now() - sharedAt;
+  summary.carolScreenAudio = await until(c, "alice's tab audio", async (name) => ((await window.firesfuInbound?.()) ?? [])
+    .find((r) => r.participant === name && r.source === "screen-audio" && r.packets > 0) ?? null, alice.name);
   summary.bobScreen = await until(b, "alice's screen decoded on the phone", screenFrom(), alice.name);
   summary.shareDecodedMs = Date.now() - sharedAt;
   // The encoder starts low and climbs: wait for the full width and sharp stripes.
@@ -269,6 +283,7 @@ try {
   await c.keyboard.press("Enter");
   await c.locator("button[name=mic]").waitFor();
   await receives(c, alice);
+  await a.waitForFunction((name) => document.querySelector(".meeting [role=status][aria-live]")?.textContent?.includes(`${name} joined.`), carol.name);
   await c.keyboard.press("Alt+KeyA");
   await c.locator('button[name=mic][aria-pressed="true"]').waitFor();
   await c.keyboard.press("Alt+KeyS");
@@ -278,6 +293,7 @@ try {
   await c.keyboard.press("Enter");
   await c.getByRole("dialog", { name: "Leave while presenting?" }).waitFor();
   await tabTo(c, "dialog button.danger", 5);
+  summary.dialogFocus = await c.evaluate(() => document.activeElement?.textContent);
   await c.keyboard.press("Enter");
   await c.getByRole("heading", { name: "Rooms" }).waitFor();
   await tile(b, carol).waitFor({ state: "detached" });

@@ -15,7 +15,8 @@ export interface Chat {
 
 /** `onIncoming(name)`: a message from someone else arrived (not the history at start). */
 export function chatPanel(onIncoming: (from: string) => void = () => {}): Chat {
-  const list = h("ol.messages", { role: "log", "aria-live": "polite", "aria-label": "Messages" });
+  const list = h("ol.messages", {});
+  const log = h("div.log", { role: "log", "aria-live": "polite", "aria-label": "Messages" }, list);
   const seen = new Set<string>();
   let loaded = false;
   const error = h("p.error", { role: "alert" });
@@ -44,11 +45,12 @@ export function chatPanel(onIncoming: (from: string) => void = () => {}): Chat {
       h("span.who", {}, m.displayName),
       h("time", {}, m.createdAt ? m.createdAt.toDate().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : ""),
       h("p.text", {}, m.text))));
-    list.scrollTop = list.scrollHeight;
+    log.scrollTop = log.scrollHeight;
   };
 
   return {
-    element: h("aside.panel.chat", { "aria-label": "Chat" }, h("h2", {}, "Chat"), list, error, form),
+    element: h("aside.panel.chat", { "aria-label": "Chat" }, h("h2", {}, "Chat"),
+      log, error, form),
     attach(db, roomId, me) {
       target = { db, roomId, me };
       if (stop) return;

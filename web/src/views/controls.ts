@@ -30,7 +30,7 @@ export function control(spec: ControlSpec): Control {
   const set = (label: string, iconName: IconName, pressed?: boolean) => {
     text.textContent = label;
     button.replaceChild(icon(iconName), button.firstChild!);
-    button.title = spec.key ? `${label} (${keyLabel(spec.key)})` : label;
+    if (!button.disabled) button.title = spec.key ? `${label} (${keyLabel(spec.key)})` : label;
     if (pressed !== undefined) button.setAttribute("aria-pressed", String(pressed));
   };
   set(spec.label, spec.icon);
@@ -45,7 +45,7 @@ export function shortcuts(specs: ControlSpec[], active: () => boolean): () => vo
   const onKey = (e: KeyboardEvent) => {
     if (!e.altKey || e.ctrlKey || e.metaKey || !active()) return;
     const spec = specs.find((s) => s.key === e.code);
-    if (!spec) return;
+    if (!spec || document.querySelector<HTMLButtonElement>(`button.control[name="${spec.name}"]`)?.disabled) return;
     e.preventDefault();
     spec.run();
   };

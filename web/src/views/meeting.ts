@@ -114,6 +114,10 @@ class Meeting {
     ];
     this.controls = Object.fromEntries(this.specs.map((s) => [s.name, control(s)]));
     this.controls["chat-toggle"].button.append(this.unreadBadge);
+    if (!navigator.mediaDevices || !("getDisplayMedia" in navigator.mediaDevices)) {
+      this.controls.share.button.disabled = true;
+      this.controls.share.button.title = "This browser cannot share a screen";
+    }
     this.tiles.onPin = (key) => this.pin(key);
     const wide = matchMedia("(min-width: 900px)").matches;
     mount(root, h("div.meeting", { dataset: { panel: wide ? "chat" : "" } },
@@ -322,8 +326,10 @@ class Meeting {
 
   private async toggleShare(): Promise<void> {
     if (this.media.screen) return this.stopShare();
+    const asked = performance.now();
     const stream = await this.media.capture();
     if (!stream) return;
+    console.info(`firesfu: screen captured in ${Math.round(performance.now() - asked)} ms`);
     this.media.screen = stream;
     // The browser's own "Stop sharing" ends the track.
     stream.getVideoTracks()[0]?.addEventListener("ended", () => {
