@@ -164,12 +164,17 @@ async fn a_room_takes_as_many_screen_shares_as_its_presenter_limit() {
     let refused = engine
         .negotiate(sharing("b", offer("b").await, "video", 1))
         .await;
+    let refused = refused.unwrap_err();
     assert_eq!(
-        refused.unwrap_err(),
+        refused,
         NegotiationError::PresenterBusy {
             presenter: "a".into(),
             max: 1
         }
+    );
+    assert_eq!(
+        refused.to_string(),
+        "a is presenting; the room allows one screen share at a time"
     );
     // Without a share b joins, its video a camera; with room for two it may share.
     let b = engine

@@ -245,7 +245,7 @@ pub enum NegotiationError {
     #[error("this instance already serves {max} participants, its limit")]
     InstanceFull { max: usize },
     /// A screen share while the room's presenters are all taken.
-    #[error("{presenter} is presenting; the room allows {max} screen share(s) at a time")]
+    #[error("{presenter} is presenting; the room allows {} at a time", screen_shares(*.max))]
     PresenterBusy { presenter: String, max: u32 },
     /// `sources` names a source that an m-line of that kind cannot carry.
     #[error("`sources.{mid}` is \"{what}\" but m-line {mid} carries {kind}")]
@@ -254,6 +254,15 @@ pub enum NegotiationError {
         what: &'static str,
         kind: &'static str,
     },
+}
+
+/// "one screen share", "2 screen shares".
+fn screen_shares(n: u32) -> String {
+    if n == 1 {
+        "one screen share".to_owned()
+    } else {
+        format!("{n} screen shares")
+    }
 }
 
 /// Why the engine closed a peer.
