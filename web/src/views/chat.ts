@@ -29,13 +29,15 @@ export function chatPanel(onIncoming: (from: string) => void = () => {}): Chat {
       const text = input.value.trim();
       if (!text || !target) return;
       error.textContent = "";
+      // Cleared at once: what the user types while this message is on its way is theirs.
+      input.value = "";
       try {
         await addDoc(collection(target.db, "rooms", target.roomId, "messages"), {
           uid: target.me.uid, displayName: target.me.displayName, text, createdAt: serverTimestamp(),
         });
-        input.value = "";
       } catch (err) {
         error.textContent = `Not sent: ${(err as Error).message}`;
+        if (!input.value) input.value = text;
       }
     },
   }, input, h("button", { type: "submit" }, "Send"));
