@@ -179,7 +179,14 @@ pub async fn join(
                 .clone()
                 .unwrap_or_else(|| claims.room.clone());
             let name = truncated(&name);
-            let room = super::rooms::create_room(&state, owner, &name, None, 1).await?;
+            let room = super::rooms::create_room(
+                &state,
+                owner,
+                &name,
+                None,
+                super::rooms::DEFAULT_MAX_PRESENTERS,
+            )
+            .await?;
             let linked = sqlx::query("INSERT INTO bridged_rooms (issuer, external_id, room_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(&issuer.issuer)
                 .bind(&claims.room)

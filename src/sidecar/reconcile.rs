@@ -1,8 +1,8 @@
 //! PostgreSQL is the source of truth for rooms; Firestore's room documents follow it. At start
 //! and every `FIRESFU_ROOM_RECONCILE_SECS`, every room of the database whose document is missing
 //! in Firestore (lost to a mistaken deletion, a restore, an emulator restart) or carries another
-//! name or presenter limit is written again. Room documents the database does not know are left alone: other
-//! applications may create rooms (docs/signalling.md).
+//! name or presenter limit is written again. Room documents the database does not know are
+//! left alone: other applications may create rooms (docs/signalling.md).
 
 use std::time::Duration;
 

@@ -20,6 +20,8 @@ const SELECT: &str = "SELECT r.id, r.name, r.image_id, u.id, u.username, r.creat
 
 /// The most screen shares a room may allow at once (`maxPresenters`; 0 means any number).
 const MAX_PRESENTERS: i32 = 16;
+/// A new room's `maxPresenters`: one presenter at a time (the column's default too).
+pub const DEFAULT_MAX_PRESENTERS: i32 = 1;
 
 #[derive(Serialize, ToSchema)]
 pub struct RoomOwner {
@@ -203,7 +205,7 @@ pub async fn create(
     ApiJson(new): ApiJson<NewRoom>,
 ) -> ApiResult<(StatusCode, Json<Room>)> {
     let name = valid_name(&new.name)?;
-    let presenters = valid_presenters(new.max_presenters.unwrap_or(1))?;
+    let presenters = valid_presenters(new.max_presenters.unwrap_or(DEFAULT_MAX_PRESENTERS))?;
     check_image(&state, &user, new.image_id).await?;
     let id = create_room(&state, user.id, &name, new.image_id, presenters).await?;
     let row = load(&state, id).await?;

@@ -76,6 +76,11 @@ class Meeting {
   /** Who was in the room at the last roster snapshot (joins and leaves are announced). */
   private present: Map<string, string> | null = null;
   private unread = 0;
+  /** Others with a raised hand at the last roster snapshot (new ones are announced). */
+  private hands = new Set<string>();
+  /** The stage tile's receive slot (written `pinned`). */
+  private stageMid: string | null = null;
+  private alertTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly media: LocalMedia;
   private readonly tiles = new TileGrid(() => this.syncReceive());
   private readonly chat = chatPanel((from) => this.onChatMessage(from));
@@ -229,7 +234,6 @@ class Meeting {
     this.present = now;
     this.hands = hands;
   }
-  private hands = new Set<string>();
 
   private onSession(s: RoomSession): void {
     if (s !== this.session) return;
@@ -295,7 +299,6 @@ class Meeting {
     clearTimeout(this.alertTimer);
     this.alertTimer = setTimeout(() => (this.alert.hidden = true), 8000);
   }
-  private alertTimer: ReturnType<typeof setTimeout> | undefined;
 
   private serially(toggle: () => Promise<void>): void {
     this.toggles = this.toggles.then(toggle).catch((e) => console.warn("firesfu: toggle failed", e));
@@ -499,7 +502,6 @@ class Meeting {
     this.layoutSelect.value = this.layout;
     this.syncReceive();
   }
-  private stageMid: string | null = null;
 
   /** A new share switches to the presenter layout; the last one ending switches back. */
   private followShares(keys: string[]): void {
