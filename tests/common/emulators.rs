@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{free_tcp_port, log_dir, watched};
+use super::{log_dir, stable_tcp_port, watched};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -28,7 +28,7 @@ impl OwnedEmulator {
     pub fn start(kind: Kind) -> OwnedEmulator {
         let mut e = OwnedEmulator {
             kind,
-            host: format!("127.0.0.1:{}", free_tcp_port()),
+            host: format!("127.0.0.1:{}", stable_tcp_port()),
             starts: 0,
             watchdogs: Vec::new(),
         };

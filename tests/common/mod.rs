@@ -32,6 +32,18 @@ pub fn free_tcp_port() -> u16 {
         .port()
 }
 
+/// A free TCP port below Linux's ephemeral range (32768–60999), for a server that stops and
+/// must bind the same port again: a port from the ephemeral range can meanwhile become the
+/// local end of some outgoing connection.
+pub fn stable_tcp_port() -> u16 {
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()

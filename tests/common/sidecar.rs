@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Project, free_tcp_port, log_dir, unique};
+use super::{Project, free_tcp_port, log_dir, stable_tcp_port, unique};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -55,7 +55,7 @@ impl OwnCluster {
         );
         let c = OwnCluster {
             dir,
-            port: free_tcp_port(),
+            port: stable_tcp_port(),
         };
         c.resume();
         c

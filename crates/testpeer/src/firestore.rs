@@ -51,14 +51,39 @@ pub async fn connect_emulator(host: &str, project: &str) -> anyhow::Result<Fires
 }
 
 pub async fn create_room(db: &FirestoreDb, room: &str) -> anyhow::Result<()> {
-    db.fluent()
-        .update()
-        .in_col("rooms")
-        .document_id(room)
-        .object(&json!({"name": room}))
-        .execute::<()>()
-        .await?;
+    let fields = json!({"name": room});
+    retrying(|| {
+        db.fluent()
+            .update()
+            .in_col("rooms")
+            .document_id(room)
+            .object(&fields)
+            .execute::<()>()
+    })
+    .await?;
     Ok(())
+}
+
+/// Runs a write again, up to four more times, while Firestore marks its failure retryable (the
+/// emulator answers `Cancelled` now and then while other clients' streams are torn down), as
+/// an application's client would.
+async fn retrying<F, Fut>(mut write: F) -> Result<(), firestore::errors::FirestoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), firestore::errors::FirestoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Err(firestore::errors::FirestoreError::DatabaseError(e))
+                if e.retry_possible && attempt < 4 =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// One session document.
@@ -81,15 +106,17 @@ impl SessionDoc {
     /// Writes raw fields (tests use this to send malformed documents).
     pub async fn write_raw(&self, fields: &Value) -> anyhow::Result<()> {
         let parent = self.parent()?;
-        self.db
-            .fluent()
-            .update()
-            .in_col("sessions")
-            .document_id(&self.session)
-            .parent(&parent)
-            .object(fields)
-            .execute::<()>()
-            .await?;
+        retrying(|| {
+            self.db
+                .fluent()
+                .update()
+                .in_col("sessions")
+                .document_id(&self.session)
+                .parent(&parent)
+                .object(fields)
+                .execute::<()>()
+        })
+        .await?;
         Ok(())
     }
 
@@ -154,16 +181,18 @@ impl SessionDoc {
 
     pub async fn update(&self, fields: Value, mask: &[&str]) -> anyhow::Result<()> {
         let parent = self.parent()?;
-        self.db
-            .fluent()
-            .update()
-            .fields(mask.iter().copied())
-            .in_col("sessions")
-            .document_id(&self.session)
-            .parent(&parent)
-            .object(&fields)
-            .execute::<()>()
-            .await?;
+        retrying(|| {
+            self.db
+                .fluent()
+                .update()
+                .fields(mask.iter().copied())
+                .in_col("sessions")
+                .document_id(&self.session)
+                .parent(&parent)
+                .object(&fields)
+                .execute::<()>()
+        })
+        .await?;
         Ok(())
     }
 
