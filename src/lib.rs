@@ -10,7 +10,8 @@
 //! - [`telemetry`]: logs, traces and metrics;
 //! - [`docdb`]: Firestore primitives every adapter shares (deadlines, compare-and-set, meter);
 //! - [`process`], [`text`]: host names, signals and memory; what user-visible text may contain;
-//! - [`deploy`]: what running on Kubernetes needs (each broadcast pod's own load balancer).
+//! - [`deploy`]: what running on Kubernetes needs (each broadcast pod's own load balancer);
+//! - [`ingest`]: media from outside WebRTC (RTSP cameras); [`sealed`]: secrets at rest.
 // No unsafe code, but for one audited call into the C allocator (`process::heap_kib`).
 #![deny(unsafe_code)]
 
@@ -23,9 +24,11 @@ pub mod faults;
 pub mod fleet;
 pub mod gcp;
 pub mod http;
+pub mod ingest;
 pub mod jointoken;
 pub mod media;
 pub mod process;
+pub mod sealed;
 pub mod sidecar;
 pub mod signalling;
 pub mod telemetry;
