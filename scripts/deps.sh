@@ -14,6 +14,12 @@ apt_packages=(libssl-dev pkg-config protobuf-compiler iproute2 nftables chromium
 [ -x /usr/lib/postgresql/15/bin/initdb ] || apt_packages+=(postgresql-15)
 command -v python3 >/dev/null || apt_packages+=(python3)
 command -v java >/dev/null || apt_packages+=(default-jre-headless)
+# The test IP camera (tests/rtsp/camera.py, run with Debian's /usr/bin/python3, which has `gi`):
+# a GStreamer RTSP server; x264enc is in -ugly, x265enc and voaacenc (AAC) in -bad, mulawenc,
+# the RTP payloaders and cairooverlay (the latency stamp) in -good, videotestsrc, timeoverlay
+# and audiotestsrc in -base; python3-gi-cairo hands cairooverlay's context to Python.
+apt_packages+=(gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-tools python3-gi python3-gi-cairo)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

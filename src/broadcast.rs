@@ -189,6 +189,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         draining: draining_tx,
         grace: Duration::from_secs(args.drain_grace_secs),
     }));
+    let cameras = start_cameras(&args, &instance, &engine, &store)?;
     let driver = Driver::new(
         ctx,
         driver_rx,
@@ -210,6 +211,8 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         )),
     };
     sweeper.abort();
+    let _ = cameras.0.send(true);
+    let _ = cameras.1.await;
     if let Some(reporter) = reporter {
         reporter.abort();
     }
@@ -224,6 +227,39 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         tracing::info!("broadcast stopped");
     }
     result
+}
+
+/// The camera supervisor (`crate::ingest`): it pulls the cameras of the rooms this instance
+/// serves. Stopped (and awaited) through the returned sender.
+fn start_cameras(
+    args: &BroadcastArgs,
+    instance: &str,
+    engine: &Arc<crate::media::EngineHandle>,
+    store: &Arc<Store>,
+) -> anyhow::Result<(
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let key = match &args.camera_key {
+        Some(text) => Some(Arc::new(
+            crate::sealed::SealKey::from_base64(text).context("FIRESFU_CAMERA_KEY")?,
+        )),
+        None => None,
+    };
+    let ctx = Arc::new(crate::ingest::pull::Context {
+        engine: engine.clone(),
+        cameras: crate::ingest::store::CameraStore::new(store.db().clone(), instance.to_owned()),
+        roster: store.clone(),
+        key,
+        group: Arc::new(retina::client::SessionGroup::default()),
+        connect_timeout: Duration::from_secs(args.camera_connect_timeout_secs.max(1)),
+        read_timeout: Duration::from_secs(args.camera_read_timeout_secs.max(1)),
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Ok((
+        stop,
+        tokio::spawn(crate::ingest::supervisor::run(ctx, stopped)),
+    ))
 }
 
 async fn start_reporter(

@@ -67,14 +67,29 @@ pub struct BroadcastArgs {
     /// Close peers silent for this many seconds.
     #[arg(long, env = "FIRESFU_PEER_TIMEOUT_SECS", default_value_t = 15)]
     pub peer_timeout_secs: u64,
-    /// Video codecs to forward, comma-separated (VP8, H264, VP9).
+    /// Video codecs to forward, comma-separated (VP8, H264, VP9). IP cameras need H264 (their
+    /// video is forwarded as it comes, never transcoded).
     #[arg(
         long,
         env = "FIRESFU_VIDEO_CODECS",
         value_delimiter = ',',
-        default_value = "VP8"
+        default_value = "VP8,H264"
     )]
     pub video_codecs: Vec<String>,
+    /// The key cameras' settings are sealed with: the sidecar's, 32 bytes in base64. Without
+    /// it this instance pulls no camera (their state says so).
+    #[arg(long, env = "FIRESFU_CAMERA_KEY", hide_env_values = true)]
+    pub camera_key: Option<String>,
+    /// A camera must answer (DESCRIBE to PLAY) within this many seconds.
+    #[arg(
+        long,
+        env = "FIRESFU_CAMERA_CONNECT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub camera_connect_timeout_secs: u64,
+    /// A camera that sends nothing for this many seconds is reconnected.
+    #[arg(long, env = "FIRESFU_CAMERA_READ_TIMEOUT_SECS", default_value_t = 5)]
+    pub camera_read_timeout_secs: u64,
     /// How far ahead `expiresAt` of live session documents is kept (TTL cleanup), seconds.
     #[arg(long, env = "FIRESFU_SESSION_TTL_SECS", default_value_t = 7200)]
     pub session_ttl_secs: u64,

@@ -96,7 +96,10 @@ mod tests {
         assert_eq!(key.open("cam-2", &sealed), Err(SealError::Open));
         let other = SealKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
         assert_eq!(other.open("cam-1", &sealed), Err(SealError::Open));
-        assert_ne!(key.seal("cam-1", b"x").unwrap(), key.seal("cam-1", b"x").unwrap());
+        assert_ne!(
+            key.seal("cam-1", b"x").unwrap(),
+            key.seal("cam-1", b"x").unwrap()
+        );
         let mut altered = sealed.clone();
         let last = altered.pop().unwrap();
         altered.push(if last == 'A' { 'B' } else { 'A' });
@@ -106,11 +109,17 @@ mod tests {
 
     #[test]
     fn a_bad_key_is_refused_with_a_reason() {
-        assert!(matches!(SealKey::from_base64("short"), Err(SealError::BadKey(_))));
+        assert!(matches!(
+            SealKey::from_base64("short"),
+            Err(SealError::BadKey(_))
+        ));
         assert!(matches!(
             SealKey::from_base64(&STANDARD.encode([1u8; 16])),
             Err(SealError::BadKey(m)) if m.contains("16 bytes")
         ));
-        assert_eq!(format!("{:?}", SealKey::from_base64(KEY).unwrap()), "SealKey(…)");
+        assert_eq!(
+            format!("{:?}", SealKey::from_base64(KEY).unwrap()),
+            "SealKey(…)"
+        );
     }
 }

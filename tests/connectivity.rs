@@ -248,6 +248,7 @@ async fn a_client_that_cannot_connect_is_told_what_was_tried() {
                 video: testpeer::VideoSource::Tagged { frame_bytes: 100 },
                 video_delay: std::time::Duration::ZERO,
                 remb: None,
+                camera_codecs: false,
             },
             Default::default(),
         )

@@ -38,6 +38,7 @@ async fn offer(tag: &str) -> String {
         video: VideoSource::Tagged { frame_bytes: 100 },
         video_delay: std::time::Duration::ZERO,
         remb: None,
+        camera_codecs: false,
     };
     let report = Arc::new(Mutex::new(testpeer::Report::default()));
     let mut ep = Endpoint::bind(IpAddr::from([127, 0, 0, 1]), spec, report)

@@ -186,6 +186,7 @@ mod tests {
             participants: 2,
             published_tracks: 4,
             forwarded_tracks: 4,
+            viewers: 2,
         }];
         let second = b.build(&stats, true, Some(1.5), t0 + Duration::from_secs(2));
         assert_eq!((first.sequence, second.sequence), (1, 2));

@@ -12,7 +12,8 @@ use rtc::peer_connection::configuration::interceptor_registry::{
     configure_nack, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MIME_TYPE_VP9, MediaEngine,
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MIME_TYPE_RTX, MIME_TYPE_VP8,
+    MIME_TYPE_VP9, MediaEngine,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
@@ -78,6 +79,10 @@ pub fn build_media_engine(
             RtpCodecKind::Audio,
         )?;
     }
+    // G.711, never chosen for what a client publishes (`CodecSupport` picks): subscribers
+    // accept it for IP cameras' audio, forwarded as the camera sends it (`crate::ingest`).
+    engine.register_codec(codec(MIME_TYPE_PCMU, 0, 8000, 1, ""), RtpCodecKind::Audio)?;
+    engine.register_codec(codec(MIME_TYPE_PCMA, 8, 8000, 1, ""), RtpCodecKind::Audio)?;
     let mut video = Vec::new();
     if wants(&support.video, "VP8") {
         video.push(codec(MIME_TYPE_VP8, 96, 90000, 0, ""));

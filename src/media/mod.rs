@@ -27,6 +27,7 @@ pub mod rewrite;
 pub mod room;
 mod rtcp_relay;
 pub mod socket;
+pub mod source;
 pub mod speaker;
 pub mod sync;
 pub mod tcp;
@@ -335,6 +336,18 @@ pub enum Command {
         key: SessionKey,
         wishes: std::collections::HashMap<String, SlotWish>,
     },
+    AttachSource {
+        spec: source::SourceSpec,
+        reply: oneshot::Sender<Result<PeerId, NegotiationError>>,
+    },
+    SourceRtp {
+        source: PeerId,
+        track: usize,
+        packet: rtc::rtp::Packet,
+    },
+    DetachSource {
+        source: PeerId,
+    },
     /// Close every peer (reporting each) and stop.
     Shutdown,
     /// Test builds only: panic on the media thread.
@@ -440,6 +453,8 @@ pub struct RoomLoadStat {
     pub participants: u32,
     pub published_tracks: u32,
     pub forwarded_tracks: u32,
+    /// Participants (peers, not sources) that may receive: a camera is pulled while it has one.
+    pub viewers: u32,
 }
 
 pub type Commands = mpsc::UnboundedSender<Command>;

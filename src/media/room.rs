@@ -108,6 +108,11 @@ impl Room {
         self.members.len()
     }
 
+    /// Whether `peer` is a member that may receive (it offered to, and its grants allow it).
+    pub fn receives(&self, peer: PeerId) -> bool {
+        self.members.get(&peer).is_some_and(|m| !m.deaf)
+    }
+
     pub fn contains(&self, peer: PeerId) -> bool {
         self.members.contains_key(&peer)
     }

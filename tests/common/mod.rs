@@ -12,6 +12,7 @@ pub mod documents;
 pub mod emulators;
 pub mod fleet;
 pub mod otlp;
+pub mod rtsp;
 pub mod sidecar;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -169,6 +169,7 @@ pub async fn janus(base: &str, pgid: u32, load: &Load) -> anyhow::Result<Value> 
         },
         video_delay: Duration::ZERO,
         remb: None,
+        camera_codecs: false,
     };
     let mut ep = Endpoint::bind(load.bind_ip, spec, report.clone()).await?;
     let session = JanusSession::create(&http, base).await?;
@@ -220,6 +221,7 @@ pub async fn janus(base: &str, pgid: u32, load: &Load) -> anyhow::Result<Value> 
             video: VideoSource::Tagged { frame_bytes: 0 },
             video_delay: std::time::Duration::ZERO,
             remb: None,
+            camera_codecs: false,
         };
         let mut ep = Endpoint::bind(load.bind_ip, spec, report.clone()).await?;
         let session = JanusSession::create(&http, base).await?;

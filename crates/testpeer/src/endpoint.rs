@@ -45,6 +45,8 @@ pub struct MediaSpec {
     /// Offer no transport-wide congestion control and send a REMB of this many bits per
     /// second every second on each receive slot (a client whose estimate is REMB).
     pub remb: Option<u64>,
+    /// Also receive H.264 and G.711 (what IP cameras send).
+    pub camera_codecs: bool,
 }
 
 /// A frame's capture time on the publisher's clock, from its sequence number: audio every
@@ -169,6 +171,9 @@ impl Endpoint {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            .enable_h264(spec.camera_codecs)
+            .enable_pcmu(spec.camera_codecs, false)
+            .enable_pcma(spec.camera_codecs, false)
             .set_stats_interval(Some(Duration::from_secs(1)))
             // Keyframe requests and RTP packets are counted from the raw packets: str0m 0.25
             // emits neither `KeyframeRequest` reliably nor per-media stats events here.

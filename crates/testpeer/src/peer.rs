@@ -54,6 +54,8 @@ pub struct PeerSpec {
     pub video_delay: Duration,
     /// See `MediaSpec::remb`.
     pub remb: Option<u64>,
+    /// See `MediaSpec::camera_codecs`.
+    pub camera_codecs: bool,
 }
 
 impl PeerSpec {
@@ -75,6 +77,7 @@ impl PeerSpec {
             video: VideoSource::Tagged { frame_bytes: 2500 },
             video_delay: Duration::ZERO,
             remb: None,
+            camera_codecs: false,
         }
     }
 }
@@ -312,6 +315,7 @@ async fn drive(
         video: spec.video.clone(),
         video_delay: spec.video_delay,
         remb: spec.remb,
+        camera_codecs: spec.camera_codecs,
     };
     let mut ep = Endpoint::bind_with(spec.bind_ip, spec.transport, media, report.clone()).await?;
     let (offer, first) = ep.first_offer(spec.recv_audio, spec.recv_video)?;

@@ -43,10 +43,13 @@ impl Engine {
             };
             for (_, track, _, _) in peer.slot_states() {
                 if !infos.contains_key(track)
-                    && let Some(info) = self
-                        .peers
-                        .get(&track.publisher)
-                        .and_then(|p| p.layer_infos(now, &track.mid))
+                    && let Some(info) = match self.sources.get(&track.publisher) {
+                        Some(source) => source.layer_infos(now, &track.mid),
+                        None => self
+                            .peers
+                            .get(&track.publisher)
+                            .and_then(|p| p.layer_infos(now, &track.mid)),
+                    }
                 {
                     infos.insert(track.clone(), info);
                 }

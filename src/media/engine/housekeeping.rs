@@ -100,11 +100,12 @@ impl Engine {
             .rooms
             .iter()
             .map(|(name, room)| {
-                let (mut published, mut forwarded) = (0, 0);
+                let (mut published, mut forwarded, mut viewers) = (0, 0, 0);
                 for id in room.peers() {
                     if let Some(p) = self.peers.get(&id) {
                         published += p.published_count() as u32;
                         forwarded += p.slot_sources().count() as u32;
+                        viewers += u32::from(room.receives(id));
                     }
                 }
                 crate::media::RoomLoadStat {
@@ -112,6 +113,7 @@ impl Engine {
                     participants: room.len() as u32,
                     published_tracks: published,
                     forwarded_tracks: forwarded,
+                    viewers,
                 }
             })
             .collect();

@@ -26,6 +26,7 @@ mod housekeeping;
 mod io;
 mod reports;
 mod routing;
+mod sources;
 mod speaking;
 
 use io::Transports;
@@ -39,6 +40,7 @@ use super::peer::{ForwardError, Forwarded, Inbound, Peer, PeerOutput, PeerSetup}
 use super::rewrite::Unforwardable;
 use super::room::{Room, TrackRef};
 use super::socket::{DropCounter, bind_tcp, bind_udp};
+use super::source::{ExternalSource, SourceSpec};
 use super::sync::WallClock;
 use super::tcp::{self, TcpEvent};
 use super::{
@@ -147,6 +149,32 @@ impl EngineHandle {
     /// What session `key` wants to receive on its slots (replaces earlier wishes).
     pub fn set_wishes(&self, key: SessionKey, wishes: HashMap<String, super::SlotWish>) {
         let _ = self.commands.send(Command::Wishes { key, wishes });
+    }
+
+    /// Joins a source (a camera) to its room; its id names it in [`EngineHandle::source_rtp`].
+    pub async fn attach_source(&self, spec: SourceSpec) -> Result<PeerId, NegotiationError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::AttachSource { spec, reply })
+            .map_err(|_| NegotiationError::EngineGone)?;
+        answer.await.map_err(|_| NegotiationError::EngineGone)?
+    }
+
+    /// One RTP packet of a source's track `track` (its index in the spec). False once the
+    /// engine has stopped.
+    pub fn source_rtp(&self, source: PeerId, track: usize, packet: rtp::Packet) -> bool {
+        self.commands
+            .send(Command::SourceRtp {
+                source,
+                track,
+                packet,
+            })
+            .is_ok()
+    }
+
+    /// The source leaves its room.
+    pub fn detach_source(&self, source: PeerId) {
+        let _ = self.commands.send(Command::DetachSource { source });
     }
 
     /// Asks the engine to close every peer (each reported as a `Closed` event) and stop.
@@ -272,6 +300,7 @@ pub fn spawn_engine(config: MediaConfig) -> Result<(EngineHandle, Events), Engin
                     tcp_refused,
                     drops,
                     peers: HashMap::new(),
+                    sources: HashMap::new(),
                     sessions: HashMap::new(),
                     rooms: HashMap::new(),
                     demux: Demux::default(),
@@ -364,6 +393,8 @@ struct Engine {
     tcp_refused: Arc<AtomicU64>,
     drops: Option<DropCounter>,
     peers: HashMap<PeerId, Peer>,
+    /// Publishers that are not peer connections (cameras), in the same id space.
+    sources: HashMap<PeerId, ExternalSource>,
     sessions: HashMap<SessionKey, PeerId>,
     rooms: HashMap<String, Room>,
     demux: Demux,
@@ -479,6 +510,15 @@ impl Engine {
                 let _ = reply.send(self.negotiate(now, offer));
             }
             Command::Close { peer, reason } => self.close_peer(now, peer, reason),
+            Command::AttachSource { spec, reply } => {
+                let _ = reply.send(self.attach_source(now, spec));
+            }
+            Command::SourceRtp {
+                source,
+                track,
+                packet,
+            } => self.source_rtp(now, source, track, packet),
+            Command::DetachSource { source } => self.detach_source(now, source),
             Command::Wishes { key, wishes } => {
                 if let Some(&id) = self.sessions.get(&key)
                     && let Some(peer) = self.peers.get_mut(&id)
@@ -525,7 +565,7 @@ impl Engine {
 
     /// Processes every touched peer: events and inbound media, forwarding, then datagrams out.
     fn drain(&mut self, now: Instant) {
-        if self.dirty.is_empty() {
+        if self.dirty.is_empty() && self.inbound.is_empty() {
             return;
         }
         let mut closing = Vec::new();

@@ -94,8 +94,8 @@ impl Engine {
             .slots(id)
             .iter()
             .filter_map(|s| {
-                let publisher = self.peers.get(&s.source.as_ref()?.publisher)?;
-                Some((s.mid.clone(), publisher.key.session.clone()))
+                let (session, _) = self.publisher_names(s.source.as_ref()?.publisher)?;
+                Some((s.mid.clone(), session.to_owned()))
             })
             .collect();
 
@@ -200,12 +200,17 @@ impl Engine {
             }
         }
         for (slot, track) in &changes.started {
-            let Some((codecs, exts)) = self
-                .peers
-                .get(&track.publisher)
-                .and_then(|p| p.publish_params(&track.mid))
-                .map(|(c, e)| (c.to_vec(), e.to_vec()))
-            else {
+            let params = match self.sources.get(&track.publisher) {
+                Some(source) => source
+                    .codecs(&track.mid)
+                    .map(|c| (vec![c.clone()], Vec::new())),
+                None => self
+                    .peers
+                    .get(&track.publisher)
+                    .and_then(|p| p.publish_params(&track.mid))
+                    .map(|(c, e)| (c.to_vec(), e.to_vec())),
+            };
+            let Some((codecs, exts)) = params else {
                 continue;
             };
             let Some(subscriber) = self.peers.get_mut(&slot.subscriber) else {
@@ -226,6 +231,17 @@ impl Engine {
                 let view = self.view_of(*peer);
                 self.emit(*peer, SessionEvent::ViewChanged(view));
             }
+        }
+    }
+
+    /// A publisher's session id and display name, be it a peer or a source.
+    pub(super) fn publisher_names(&self, id: PeerId) -> Option<(&str, &str)> {
+        match self.peers.get(&id) {
+            Some(p) => Some((&p.key.session, &p.display_name)),
+            None => self
+                .sources
+                .get(&id)
+                .map(|s| (s.key.session.as_str(), s.display_name.as_str())),
         }
     }
 
@@ -259,10 +275,10 @@ impl Engine {
                     mid: s.mid.clone(),
                     kind: s.kind,
                     source: s.source.as_ref().and_then(|t| {
-                        let publisher = self.peers.get(&t.publisher)?;
+                        let (session, display_name) = self.publisher_names(t.publisher)?;
                         Some(SlotSource {
-                            session: publisher.key.session.clone(),
-                            display_name: publisher.display_name.clone(),
+                            session: session.to_owned(),
+                            display_name: display_name.to_owned(),
                             mid: t.mid.clone(),
                         })
                     }),
@@ -294,7 +310,8 @@ impl Engine {
         }
     }
 
-    /// Asks the publisher of `track` for a keyframe of `layer` (every layer: `None`).
+    /// Asks the publisher of `track` for a keyframe of `layer` (every layer: `None`). A source
+    /// cannot be asked: its subscribers wait for its next keyframe.
     pub(super) fn request_keyframe(&mut self, now: Instant, track: &TrackRef, layer: Option<u8>) {
         if let Some(p) = self.peers.get_mut(&track.publisher) {
             if p.request_keyframe(now, &track.mid, layer) {

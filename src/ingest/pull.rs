@@ -1,0 +1,399 @@
+//! One camera, pulled: open its credentials, connect, join the room as a source, forward its
+//! frames, and on failure say why and try again (or, when only new settings can help, wait).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use retina::codec::CodecItem;
+use tokio::sync::watch;
+
+use super::backoff::Backoff;
+use super::documents::{
+    CameraError, CameraErrorCode, CameraSecret, CameraSourceDoc, CameraState, session_id,
+};
+use super::h264;
+use super::packetize::Packetizer;
+use super::rtsp::{self, G711, Opened};
+use super::store::{CameraStatus, CameraStore};
+use crate::media::rewrite::CodecDesc;
+use crate::media::source::{SourceSpec, SourceTrack};
+use crate::media::{EngineHandle, MediaKind, PeerId, Roster, SessionKey, TrackSource};
+use crate::sealed::SealKey;
+use crate::signalling::store::{ParticipantEntry, Store};
+
+/// The H.264 the answers offer (`codecs.rs`): packetization mode 1, constrained baseline
+/// level 3.1. Cameras' main or high profile without B-frames decodes under it in browsers.
+pub const H264_PT: u8 = 102;
+const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+/// Why a camera's task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Nobody in the room receives: the camera's state becomes `idle`.
+    NoViewers,
+    /// Its settings changed, it was disabled or deleted, or the instance stops: someone else
+    /// says what its state is.
+    Quietly,
+}
+
+/// What every camera task shares.
+pub struct Context {
+    pub engine: Arc<EngineHandle>,
+    pub cameras: CameraStore,
+    pub roster: Arc<Store>,
+    pub key: Option<Arc<SealKey>>,
+    pub group: Arc<retina::client::SessionGroup>,
+    /// Bounds connecting (DESCRIBE → PLAY).
+    pub connect_timeout: Duration,
+    /// No frame for this long: the camera stopped sending.
+    pub read_timeout: Duration,
+}
+
+/// One camera to pull.
+#[derive(Debug, Clone)]
+pub struct Camera {
+    pub id: String,
+    pub doc: CameraSourceDoc,
+}
+
+struct Attached {
+    peer: PeerId,
+    audio: Option<G711>,
+}
+
+/// Pulls `camera` until `stop` says otherwise.
+pub async fn run(ctx: Arc<Context>, camera: Camera, mut stop: watch::Receiver<Option<Stop>>) {
+    let mut pull = Pull {
+        key: SessionKey {
+            room: camera.doc.room.clone(),
+            session: session_id(&camera.id),
+        },
+        ctx,
+        camera,
+        attached: None,
+        video: Packetizer::h264(H264_PT, rand::random(), (rand::random(), rand::random())),
+        audio: None,
+        backoff: Backoff::default(),
+        joined: SystemTime::now(),
+    };
+    let reason = pull.until_stopped(&mut stop).await;
+    pull.detach().await;
+    if reason == Stop::NoViewers {
+        pull.status(CameraState::Idle, None).await;
+    }
+}
+
+struct Pull {
+    ctx: Arc<Context>,
+    camera: Camera,
+    key: SessionKey,
+    attached: Option<Attached>,
+    video: Packetizer,
+    audio: Option<Packetizer>,
+    backoff: Backoff,
+    joined: SystemTime,
+}
+
+async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    loop {
+        if let Some(reason) = *stop.borrow_and_update() {
+            return reason;
+        }
+        if stop.changed().await.is_err() {
+            return Stop::Quietly;
+        }
+    }
+}
+
+impl Pull {
+    async fn until_stopped(&mut self, stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+        let secret = match self.secret() {
+            Ok(secret) => secret,
+            Err(e) => {
+                self.status(CameraState::Failed, Some(e)).await;
+                return stopped(stop).await;
+            }
+        };
+        loop {
+            self.status(CameraState::Connecting, None).await;
+            let opened = tokio::select! {
+                reason = stopped(stop) => return reason,
+                opened = rtsp::open(&secret, self.camera.doc.transport, self.ctx.group.clone(), self.ctx.connect_timeout) => opened,
+            };
+            let failure = match opened {
+                Err(e) => e,
+                Ok(opened) => {
+                    tokio::select! {
+                        reason = stopped(stop) => return reason,
+                        failure = self.stream(opened) => failure,
+                    }
+                }
+            };
+            tracing::info!(
+                room = %self.key.room,
+                camera = %self.camera.id,
+                code = ?failure.code,
+                "camera: {}", failure.message
+            );
+            self.detach().await;
+            if !failure.code.transient() {
+                self.status(CameraState::Failed, Some(failure)).await;
+                return stopped(stop).await;
+            }
+            self.status(CameraState::Retrying, Some(failure)).await;
+            let wait = self.backoff.next(rand::random());
+            tokio::select! {
+                reason = stopped(stop) => return reason,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn secret(&self) -> Result<CameraSecret, CameraError> {
+        let Some(key) = &self.ctx.key else {
+            return Err(CameraError {
+                code: CameraErrorCode::Credentials,
+                message: "this server has no camera key (FIRESFU_CAMERA_KEY)".into(),
+            });
+        };
+        let opened = key.open(&self.camera.id, &self.camera.doc.sealed);
+        let secret = opened
+            .ok()
+            .and_then(|plain| serde_json::from_slice::<CameraSecret>(&plain).ok());
+        let secret = secret.ok_or_else(|| CameraError {
+            code: CameraErrorCode::Credentials,
+            message: "the camera's settings do not open with this server's camera key \
+                      (FIRESFU_CAMERA_KEY differs from the sidecar's)"
+                .into(),
+        })?;
+        rtsp::parse_url(&secret.url)?;
+        Ok(secret)
+    }
+
+    /// Forwards the camera's frames until something fails (what, is returned).
+    async fn stream(&mut self, mut opened: Opened) -> CameraError {
+        let audio = opened.audio.map(|(_, g)| g);
+        if let Err(e) = self.attach(audio).await {
+            return e;
+        }
+        let now = Instant::now();
+        self.video.timeline.restart(now);
+        if let Some(a) = &mut self.audio {
+            a.timeline.restart(now);
+        }
+        let audio_stream = opened.audio.map(|(i, _)| i);
+        let mut live = false;
+        let mut packets = Vec::new();
+        let read_timeout = self.ctx.read_timeout;
+        loop {
+            let item = match tokio::time::timeout(read_timeout, opened.stream.next()).await {
+                Err(_) => {
+                    return CameraError {
+                        code: CameraErrorCode::NoMedia,
+                        message: format!(
+                            "the camera sent nothing for {} s",
+                            read_timeout.as_secs()
+                        ),
+                    };
+                }
+                Ok(None) => {
+                    return CameraError {
+                        code: CameraErrorCode::NoMedia,
+                        message: "the camera ended the stream".into(),
+                    };
+                }
+                Ok(Some(Err(e))) => return rtsp::classify(&e),
+                Ok(Some(Ok(item))) => item,
+            };
+            let now = Instant::now();
+            match item {
+                CodecItem::VideoFrame(frame) if frame.stream_id() == opened.video => {
+                    let au = h264::inspect(frame.data());
+                    if au.b_slice {
+                        return CameraError {
+                            code: CameraErrorCode::BFrames,
+                            message: "the camera's H.264 has B-frames, which WebRTC cannot \
+                                      carry: turn B-frames off (or pick a baseline-profile \
+                                      stream) in the camera's settings"
+                                .into(),
+                        };
+                    }
+                    if !live && !frame.is_random_access_point() {
+                        continue;
+                    }
+                    let new_parameters = frame.has_new_parameters();
+                    let ts = self.video.timeline.map(frame.timestamp().elapsed(), now);
+                    self.video
+                        .frame(ts, &Bytes::from(frame.into_data()), &mut packets);
+                    self.send(0, &mut packets);
+                    if !live || new_parameters {
+                        if !live {
+                            self.backoff.reset();
+                        }
+                        live = true;
+                        let (width, height, codec) =
+                            rtsp::video_parameters(&opened.stream.streams()[opened.video]);
+                        opened.width = width;
+                        opened.height = height;
+                        opened.codec = codec;
+                        self.live_status(&opened).await;
+                    }
+                }
+                CodecItem::AudioFrame(frame) if Some(frame.stream_id()) == audio_stream => {
+                    if !live {
+                        continue;
+                    }
+                    if let Some(a) = &mut self.audio {
+                        let ts = a.timeline.map(frame.timestamp().elapsed(), now);
+                        a.frame(ts, &Bytes::copy_from_slice(frame.data()), &mut packets);
+                        self.send(1, &mut packets);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn send(&self, track: usize, packets: &mut Vec<rtc::rtp::Packet>) {
+        let Some(a) = &self.attached else {
+            packets.clear();
+            return;
+        };
+        for p in packets.drain(..) {
+            self.ctx.engine.source_rtp(a.peer, track, p);
+        }
+    }
+
+    /// Joins the room as a source with video (and the audio the camera now has).
+    async fn attach(&mut self, audio: Option<G711>) -> Result<(), CameraError> {
+        if let Some(a) = &self.attached
+            && a.audio == audio
+        {
+            return Ok(());
+        }
+        let mut tracks = vec![SourceTrack {
+            mid: "video".into(),
+            kind: MediaKind::Video,
+            source: TrackSource::Camera,
+            codec: CodecDesc {
+                payload_type: H264_PT,
+                mime: "video/H264".into(),
+                fmtp: H264_FMTP.into(),
+                clock_rate: 90_000,
+            },
+            height: None,
+        }];
+        if let Some(g) = audio {
+            tracks.push(SourceTrack {
+                mid: "audio".into(),
+                kind: MediaKind::Audio,
+                source: TrackSource::Microphone,
+                codec: CodecDesc {
+                    payload_type: g.payload_type(),
+                    mime: format!("audio/{}", g.name()),
+                    fmtp: String::new(),
+                    clock_rate: 8000,
+                },
+                height: None,
+            });
+            if self.audio.is_none() {
+                self.audio = Some(Packetizer::audio(
+                    g.payload_type(),
+                    rand::random(),
+                    8000,
+                    (rand::random(), rand::random()),
+                ));
+            }
+        }
+        let spec = SourceSpec {
+            key: self.key.clone(),
+            display_name: self.camera.doc.name.clone(),
+            tracks,
+        };
+        let roster = Roster {
+            display_name: spec.display_name.clone(),
+            tracks: spec
+                .tracks
+                .iter()
+                .map(|t| (t.mid.clone(), t.kind))
+                .collect(),
+            sources: spec
+                .tracks
+                .iter()
+                .map(|t| (t.mid.clone(), t.source))
+                .collect(),
+        };
+        let peer = self
+            .ctx
+            .engine
+            .attach_source(spec)
+            .await
+            .map_err(|e| CameraError {
+                code: CameraErrorCode::Protocol,
+                message: format!("the room cannot take the camera: {e}"),
+            })?;
+        self.attached = Some(Attached { peer, audio });
+        let now = SystemTime::now();
+        let media = serde_json::json!({"camera": true});
+        let entry = ParticipantEntry {
+            roster: &roster,
+            media: &media,
+            hand: None,
+            uid: None,
+            joined: self.joined,
+            expires: now + Duration::from_secs(24 * 3600),
+        };
+        if let Err(e) = self
+            .ctx
+            .roster
+            .put_participant(&self.key, &entry, now)
+            .await
+        {
+            tracing::warn!(room = %self.key.room, camera = %self.camera.id, "camera roster entry not written: {e}");
+        }
+        Ok(())
+    }
+
+    async fn detach(&mut self) {
+        if let Some(a) = self.attached.take() {
+            self.ctx.engine.detach_source(a.peer);
+            if let Err(e) = self.ctx.roster.delete_participant(&self.key).await {
+                tracing::warn!(room = %self.key.room, camera = %self.camera.id, "camera roster entry not deleted: {e}");
+            }
+        }
+    }
+
+    async fn live_status(&self, opened: &Opened) {
+        let mut status = self
+            .ctx
+            .cameras
+            .status(CameraState::Live, None, SystemTime::now());
+        status.codec = Some(opened.codec.clone());
+        status.width = opened.width;
+        status.height = opened.height;
+        status.audio = opened.audio.map(|(_, g)| g.name().to_owned());
+        status.audio_error = opened.audio_refused.clone().map(|message| CameraError {
+            code: CameraErrorCode::UnsupportedCodec,
+            message,
+        });
+        self.write(&status).await;
+    }
+
+    async fn status(&self, state: CameraState, error: Option<CameraError>) {
+        let status = self.ctx.cameras.status(state, error, SystemTime::now());
+        self.write(&status).await;
+    }
+
+    async fn write(&self, status: &CameraStatus) {
+        let written = self
+            .ctx
+            .cameras
+            .set_status(&self.key.room, &self.camera.id, status)
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(room = %self.key.room, camera = %self.camera.id, "camera state not written: {e}");
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! IP cameras in rooms (`firesfu::ingest`): a real RTSP server (GStreamer's, `tests/rtsp/`)
+//! pulled by a real broadcast instance, received by str0m participants. The camera documents
+//! are written here as the sidecar writes them (`docs/signalling.md` "Cameras").
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::rtsp::{CameraAuth, CameraOptions, RtspCamera, mount};
+use common::{Broadcast, BroadcastOptions, Project, unique};
+use firesfu::ingest::documents::{CameraSecret, CameraSourceDoc, RtspTransport};
+use firesfu::sealed::SealKey;
+use serde_json::{Value, json};
+use testpeer::{Leave, Peer, PeerSpec};
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const T: Duration = Duration::from_secs(30);
+
+async fn broadcast(project: &Project) -> Broadcast {
+    Broadcast::start_with(
+        project,
+        BroadcastOptions {
+            extra: vec![
+                ("FIRESFU_CAMERA_KEY".into(), KEY.into()),
+                ("FIRESFU_CAMERA_READ_TIMEOUT_SECS".into(), "3".into()),
+                ("FIRESFU_CAMERA_CONNECT_TIMEOUT_SECS".into(), "5".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Adds a camera as the sidecar does: the sealed source and the public document.
+async fn add_camera(project: &Project, room: &str, name: &str, secret: &CameraSecret) -> String {
+    let id = unique("cam");
+    let key = SealKey::from_base64(KEY).unwrap();
+    let doc = CameraSourceDoc {
+        v: 1,
+        room: room.into(),
+        name: name.into(),
+        enabled: true,
+        transport: RtspTransport::Tcp,
+        sealed: key.seal(&id, &serde_json::to_vec(secret).unwrap()).unwrap(),
+    };
+    project
+        .db
+        .fluent()
+        .update()
+        .in_col("cameraSources")
+        .document_id(&id)
+        .object(&doc)
+        .execute::<()>()
+        .await
+        .unwrap();
+    project
+        .db
+        .fluent()
+        .update()
+        .in_col("cameras")
+        .document_id(&id)
+        .parent(project.db.parent_path("rooms", room).unwrap())
+        .object(&json!({"name": name, "enabled": true, "state": "idle"}))
+        .execute::<()>()
+        .await
+        .unwrap();
+    id
+}
+
+fn open(url: String) -> CameraSecret {
+    CameraSecret {
+        url,
+        username: None,
+        password: None,
+    }
+}
+
+async fn camera_doc(project: &Project, room: &str, id: &str) -> Value {
+    project
+        .db
+        .fluent()
+        .select()
+        .by_id_in("cameras")
+        .parent(project.db.parent_path("rooms", room).unwrap())
+        .obj::<Value>()
+        .one(id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until the camera's public document satisfies `ok`; returns it.
+async fn until_camera(
+    project: &Project,
+    room: &str,
+    id: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let doc = camera_doc(project, room, id).await;
+        if ok(&doc) {
+            return doc;
+        }
+        if Instant::now() > deadline {
+            panic!("camera {id}: not {what} within {within:?}; document: {doc}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn state(doc: &Value) -> &str {
+    doc["state"].as_str().unwrap_or_default()
+}
+
+fn viewer(room: &str, session: &str) -> PeerSpec {
+    let mut spec = PeerSpec::new(room, session);
+    spec.camera_codecs = true;
+    spec.publish_video = false;
+    spec
+}
+
+/// (video frames, audio frames) `peer` received from the camera `id`.
+fn from_camera(peer: &Peer, id: &str) -> (u64, u64) {
+    peer.report()
+        .received
+        .get(&format!("camera-{id}"))
+        .map_or((0, 0), |r| (r.video, r.audio))
+}
+
+async fn until_frames(peer: &Peer, id: &str, video: u64, audio: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (v, a) = from_camera(peer, id);
+        if v >= video && a >= audio {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "from camera {id}: {v} video / {a} audio frames, wanted {video} / {audio}; {:?}",
+                peer.report()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn roster_has(project: &Project, room: &str, session: &str) -> bool {
+    project
+        .roster(room)
+        .await
+        .iter()
+        .any(|d| d.name.ends_with(&format!("/{session}")))
+}
+
+/// A camera comes into a room while someone watches, survives its server going away for a
+/// while, and is let go when the room empties (and pulled again when someone comes back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_is_pulled_while_someone_watches_and_comes_back_after_an_outage() {
+    let mut camera = RtspCamera::start(CameraOptions::default());
+    let project = Project::new().await;
+    let bc = broadcast(&project).await;
+    let room = project.room(&unique("cams")).await;
+    let id = add_camera(&project, &room, "Lobby", &open(camera.url(mount::H264))).await;
+
+    // Nobody there: nobody pulls it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(state(&camera_doc(&project, &room, &id).await), "idle");
+
+    let added = Instant::now();
+    let alice = Peer::join(&project.db, viewer(&room, "alice"))
+        .await
+        .unwrap();
+    until_frames(&alice, &id, 25, 25, T).await;
+    let first = added.elapsed();
+    let live = until_camera(&project, &room, &id, "live", T, |d| state(d) == "live").await;
+    assert_eq!(
+        (live["width"].as_u64(), live["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{live}"
+    );
+    assert!(
+        live["codec"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("avc1.42"),
+        "{live}"
+    );
+    assert_eq!(live["audio"], "PCMU", "{live}");
+    assert!(
+        roster_has(&project, &room, &format!("camera-{id}")).await,
+        "in the roster"
+    );
+    let slots = alice.report().slots;
+    assert!(
+        slots
+            .values()
+            .any(|s| s.as_deref() == Some(&format!("camera-{id}"))),
+        "a slot names the camera: {slots:?}"
+    );
+
+    // The camera's server goes away for 10 s.
+    camera.stop();
+    let down = Instant::now();
+    let retrying = until_camera(&project, &room, &id, "retrying", T, |d| {
+        state(d) == "retrying"
+    })
+    .await;
+    eprintln!(
+        "camera down → retrying in {:?}: {}",
+        down.elapsed(),
+        retrying["error"]
+    );
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(down.elapsed())).await;
+    camera.start_again();
+    let (before, _) = from_camera(&alice, &id);
+    until_camera(&project, &room, &id, "live again", T, |d| {
+        state(d) == "live"
+    })
+    .await;
+    until_frames(&alice, &id, before + 25, 0, T).await;
+    let back = down.elapsed();
+
+    // The room empties: the camera is let go within a few seconds.
+    alice.leave(Leave::Close).await.unwrap();
+    let left = Instant::now();
+    until_camera(&project, &room, &id, "idle", Duration::from_secs(15), |d| {
+        state(d) == "idle"
+    })
+    .await;
+    let idle_in = left.elapsed();
+    assert!(!roster_has(&project, &room, &format!("camera-{id}")).await);
+    // Someone comes back: pulled again.
+    let bob = Peer::join(&project.db, viewer(&room, "bob")).await.unwrap();
+    until_frames(&bob, &id, 25, 10, T).await;
+    eprintln!(
+        "added → first 25 frames at a viewer: {first:?}; server stopped 10 s → live and \
+         decoding again {back:?} after it stopped; room empty → idle in {idle_in:?}"
+    );
+    drop(bc);
+}
+
+/// What cannot work says so on the camera's document, each with its own code; the other
+/// cameras of the room go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_camera_gets_its_own_code_and_the_room_keeps_working() {
+    let camera = RtspCamera::start(CameraOptions::default());
+    let locked = RtspCamera::start(CameraOptions::with_auth(CameraAuth::Digest));
+    let project = Project::new().await;
+    let _bc = broadcast(&project).await;
+    let room = project.room(&unique("bad-cams")).await;
+    let good = add_camera(&project, &room, "Good", &open(camera.url(mount::H264_MAIN))).await;
+    let wrong = CameraSecret {
+        url: locked.url(mount::H264),
+        username: Some("camera".into()),
+        password: Some("not-the-password".into()),
+    };
+    let right = CameraSecret {
+        url: locked.url(mount::H264),
+        username: Some("camera".into()),
+        password: Some("secret".into()),
+    };
+    let cases = [
+        (
+            add_camera(&project, &room, "Wrong password", &wrong).await,
+            "failed",
+            "unauthorized",
+        ),
+        (
+            add_camera(&project, &room, "H.265", &open(camera.url(mount::H265))).await,
+            "failed",
+            "unsupported-codec",
+        ),
+        (
+            add_camera(
+                &project,
+                &room,
+                "B-frames",
+                &open(camera.url(mount::BFRAMES)),
+            )
+            .await,
+            "failed",
+            "b-frames",
+        ),
+        (
+            add_camera(&project, &room, "No such path", &open(camera.url("/nope"))).await,
+            "failed",
+            "not-found",
+        ),
+        (
+            add_camera(
+                &project,
+                &room,
+                "Not RTSP",
+                &open("http://example.invalid/x".into()),
+            )
+            .await,
+            "failed",
+            "invalid-url",
+        ),
+        (
+            add_camera(
+                &project,
+                &room,
+                "Nobody there",
+                &open(format!("rtsp://127.0.0.1:{}/x", common::free_tcp_port())),
+            )
+            .await,
+            "retrying",
+            "unreachable",
+        ),
+    ];
+    let authorized = add_camera(&project, &room, "Right password", &right).await;
+    let aac = add_camera(&project, &room, "AAC", &open(camera.url(mount::AAC))).await;
+
+    let alice = Peer::join(&project.db, viewer(&room, "alice"))
+        .await
+        .unwrap();
+    for (id, want_state, want_code) in &cases {
+        let doc = until_camera(&project, &room, id, want_state, T, |d| {
+            state(d) == *want_state && d["error"]["code"] == *want_code
+        })
+        .await;
+        let message = doc["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty() && !message.contains("not-the-password"),
+            "{doc}"
+        );
+        eprintln!("{want_code}: {message}");
+    }
+    until_frames(&alice, &good, 50, 25, T).await;
+    until_frames(&alice, &authorized, 25, 0, T).await;
+    let aac_doc = until_camera(&project, &room, &aac, "live", T, |d| state(d) == "live").await;
+    assert_eq!(
+        aac_doc["audioError"]["code"], "unsupported-codec",
+        "{aac_doc}"
+    );
+    assert!(aac_doc["audio"].is_null(), "{aac_doc}");
+    until_frames(&alice, &aac, 25, 0, T).await;
+    assert_eq!(
+        from_camera(&alice, &aac).1,
+        0,
+        "no audio from the AAC camera"
+    );
+    let report = alice.report();
+    assert_eq!(report.corrupt, 0);
+    for (id, _, _) in &cases {
+        assert_eq!(from_camera(&alice, id), (0, 0));
+    }
+}
