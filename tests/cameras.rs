@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::fleet::{Member, Monitor, assigned, fleet_broadcast};
 use common::rtsp::{CameraAuth, CameraOptions, RtspCamera, mount};
 use common::{Broadcast, BroadcastOptions, Project, unique};
 use firesfu::ingest::documents::{CameraSecret, CameraSourceDoc, RtspTransport};
@@ -350,4 +351,55 @@ async fn every_bad_camera_gets_its_own_code_and_the_room_keeps_working() {
     for (id, _, _) in &cases {
         assert_eq!(from_camera(&alice, id), (0, 0));
     }
+}
+
+/// The instance serving the room drains (SIGTERM): the participants move to the other one, and
+/// the camera with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_instance_hands_its_cameras_over_with_its_rooms() {
+    let camera = RtspCamera::start(CameraOptions::default());
+    let project = Project::new().await;
+    let env = [
+        ("FIRESFU_CAMERA_KEY", KEY),
+        ("FIRESFU_CAMERA_READ_TIMEOUT_SECS", "3"),
+    ];
+    let mut instances = vec![
+        fleet_broadcast(&project, "bc-a", &env).await,
+        fleet_broadcast(&project, "bc-b", &env).await,
+    ];
+    let _monitor = Monitor::start(&project, "mon-1", 2000).await;
+    let room = project.room(&unique("moving-cams")).await;
+    let (first, _) = assigned(&project, &room).await;
+    let id = add_camera(&project, &room, "Hall", &open(camera.url(mount::H264))).await;
+    let mut alice = Member::join_camera_viewer(&project, &room, "alice").await;
+    until_frames(&alice.peer, &id, 25, 10, T).await;
+    let live = camera_doc(&project, &room, &id).await;
+    assert_eq!(live["instance"], first.as_str(), "{live}");
+
+    let drained = Instant::now();
+    let old = instances.iter_mut().find(|b| b.instance == first).unwrap();
+    old.signal_term();
+    let deadline = Instant::now() + T;
+    while alice.moves == 0 {
+        alice.follow(&project).await;
+        assert!(
+            Instant::now() < deadline,
+            "alice did not move: {:?}",
+            alice.peer.report()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until_frames(&alice.peer, &id, 25, 10, T).await;
+    let took = drained.elapsed();
+    let moved = until_camera(&project, &room, &id, "live on the other instance", T, |d| {
+        state(d) == "live" && d["instance"] != first.as_str()
+    })
+    .await;
+    let old = instances.iter_mut().find(|b| b.instance == first).unwrap();
+    assert!(old.wait_exit(T).await.is_some_and(|s| s.success()));
+    eprintln!(
+        "drain: SIGTERM → the camera decoded again through the other instance in {took:?} \
+         (state {}, on {})",
+        moved["state"], moved["instance"]
+    );
 }

@@ -226,19 +226,29 @@ pub struct Member {
     pub peer: Peer,
     /// Sessions that ended with `room-moved`.
     pub moves: u32,
+    /// Its sessions also receive H.264 and G.711 (IP cameras).
+    camera_codecs: bool,
 }
 
 impl Member {
     pub async fn join(project: &Project, room: &str, name: &str) -> Member {
-        let peer = Peer::join(&project.db, PeerSpec::new(room, &format!("{name}-0")))
-            .await
-            .unwrap();
+        Member::join_as(project, room, name, false).await
+    }
+
+    /// A member whose sessions also receive what IP cameras send.
+    pub async fn join_camera_viewer(project: &Project, room: &str, name: &str) -> Member {
+        Member::join_as(project, room, name, true).await
+    }
+
+    async fn join_as(project: &Project, room: &str, name: &str, camera_codecs: bool) -> Member {
+        let spec = member_spec(room, &format!("{name}-0"), camera_codecs);
         Member {
             name: name.into(),
             room: room.into(),
             generation: 0,
-            peer,
+            peer: Peer::join(&project.db, spec).await.unwrap(),
             moves: 0,
+            camera_codecs,
         }
     }
 
@@ -266,9 +276,8 @@ impl Member {
         }
         self.moves += 1;
         self.generation += 1;
-        let next = Peer::join(&project.db, PeerSpec::new(&self.room, &self.session()))
-            .await
-            .unwrap();
+        let spec = member_spec(&self.room, &self.session(), self.camera_codecs);
+        let next = Peer::join(&project.db, spec).await.unwrap();
         let old = std::mem::replace(&mut self.peer, next);
         let _ = old.leave(Leave::Vanish).await;
         true
@@ -282,6 +291,12 @@ impl Member {
             .filter(|(tag, _)| tag.starts_with(&format!("{other}-")))
             .fold((0, 0), |(a, v), (_, r)| (a + r.audio, v + r.video))
     }
+}
+
+fn member_spec(room: &str, session: &str, camera_codecs: bool) -> PeerSpec {
+    let mut spec = PeerSpec::new(room, session);
+    spec.camera_codecs = camera_codecs;
+    spec
 }
 
 /// Follows moves until every member receives audio and video from every other one (through
