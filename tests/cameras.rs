@@ -363,7 +363,7 @@ async fn a_drained_instance_hands_its_cameras_over_with_its_rooms() {
         ("FIRESFU_CAMERA_KEY", KEY),
         ("FIRESFU_CAMERA_READ_TIMEOUT_SECS", "3"),
     ];
-    let mut instances = vec![
+    let mut instances = [
         fleet_broadcast(&project, "bc-a", &env).await,
         fleet_broadcast(&project, "bc-b", &env).await,
     ];
