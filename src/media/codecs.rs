@@ -3,7 +3,8 @@
 //!
 //! An SFU forwards what publishers send without transcoding, so every subscriber must accept
 //! the publisher's codec. Offering few codecs keeps that true: Opus for audio, and the video
-//! codecs the operator enables (VP8 by default, which every browser and str0m decode).
+//! codecs the operator enables (VP8 and H264 by default: every browser decodes both; IP cameras
+//! send H264). G.711 is accepted on receive slots for cameras' audio.
 
 use rtc::interceptor::{
     CongestionControlBuilder, ReceiverReportBuilder, Registry, Slot, TwccSenderBuilder,
