@@ -20,7 +20,7 @@ use super::problem::ProblemDoc;
 #[openapi(
     info(
         title = "firesfu sidecar",
-        description = "Users, rooms, room images and join tokens for firesfu. Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `type` (`urn:firesfu:problem:<slug>`)."
+        description = "Users, rooms, room images, IP cameras and join tokens for firesfu. Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `type` (`urn:firesfu:problem:<slug>`)."
     ),
     components(schemas(ProblemDoc))
 )]
@@ -33,6 +33,36 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
     links(doc);
     room_change_needs_a_field(doc);
     labels_refuse_forbidden_characters(doc);
+    camera_patterns(doc);
+}
+
+/// A camera's URL and credentials refuse what `camera_input` refuses (as far as a pattern can
+/// say it: a host and a valid port are the URL parser's to check).
+fn camera_patterns(doc: &mut utoipa::openapi::OpenApi) {
+    use super::camera_input::{PASSWORD_PATTERN, URL_PATTERN, USERNAME_PATTERN};
+    use utoipa::openapi::schema::{Schema, Type};
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in ["NewCamera", "CameraChange"] {
+        let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(schema) else {
+            continue;
+        };
+        for (field, pattern) in [
+            ("url", URL_PATTERN),
+            ("username", USERNAME_PATTERN),
+            ("password", PASSWORD_PATTERN),
+        ] {
+            if let Some(RefOr::T(Schema::Object(p))) = o.properties.get_mut(field) {
+                p.pattern = Some(pattern.to_owned());
+                // `null` is written as "absent" in a new camera (and "remove" in a change).
+                if schema == "NewCamera" && field != "url" {
+                    p.schema_type =
+                        utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]);
+                }
+            }
+        }
+    }
 }
 
 /// Names people show each other refuse control and bidi characters (`crate::text`); the
@@ -48,6 +78,8 @@ fn labels_refuse_forbidden_characters(doc: &mut utoipa::openapi::OpenApi) {
         for (schema, field) in [
             ("NewRoom", "name"),
             ("RoomChange", "name"),
+            ("NewCamera", "name"),
+            ("CameraChange", "name"),
             ("JoinRequest", "displayName"),
         ] {
             if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(schema) {
@@ -145,21 +177,47 @@ fn links(doc: &mut utoipa::openapi::OpenApi) {
         HttpMethod::Post,
         "201",
         doc,
-        &["getRoom", "updateRoom", "deleteRoom", "joinRoom"],
+        &[
+            "getRoom",
+            "updateRoom",
+            "deleteRoom",
+            "joinRoom",
+            "listCameras",
+            "createCamera",
+        ],
     );
     created("/v1/images", HttpMethod::Post, "201", doc, &["getImage"]);
+    // A camera is reached by its room's id and its own.
+    let camera = doc
+        .paths
+        .paths
+        .get_mut("/v1/rooms/{id}/cameras")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.responses.responses.get_mut("201"));
+    if let Some(RefOr::T(response)) = camera {
+        for target in ["getCamera", "updateCamera", "deleteCamera"] {
+            let link = LinkBuilder::new()
+                .operation_id(target)
+                .parameter("id", "$response.body#/room")
+                .parameter("camera", "$response.body#/id")
+                .build();
+            response.links.insert(target.to_owned(), RefOr::T(link));
+        }
+    }
 }
 
 /// PATCH needs at least one field (utoipa 5 writes `min_properties` as `maxProperties`).
 fn room_change_needs_a_field(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::schema::Schema;
-    if let Some(RefOr::T(Schema::Object(o))) = doc
-        .components
-        .as_mut()
-        .and_then(|c| c.schemas.get_mut("RoomChange"))
-    {
-        o.max_properties = None;
-        o.min_properties = Some(1);
+    for change in ["RoomChange", "CameraChange"] {
+        if let Some(RefOr::T(Schema::Object(o))) = doc
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut(change))
+        {
+            o.max_properties = None;
+            o.min_properties = Some(1);
+        }
     }
 }
 
@@ -269,6 +327,8 @@ mod tests {
             "Credentials",
             "NewRoom",
             "RoomChange",
+            "NewCamera",
+            "CameraChange",
             "JoinRequest",
             "BridgeRequest",
         ] {
