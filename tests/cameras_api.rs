@@ -430,7 +430,13 @@ async fn an_owner_manages_cameras_whose_credentials_are_sealed_and_never_shown()
         assert!(detail.contains(field), "{detail}");
         assert_no_secret("an error", detail);
     }
-    for body in [json!({}), json!({"name": null}), json!({"url": null})] {
+    for body in [
+        json!({}),
+        json!({"name": null}),
+        json!({"url": null}),
+        json!({"transport": null}),
+        json!({"enabled": null}),
+    ] {
         let got = s.call("PATCH", &one, Some(&ada), Some(body)).await;
         assert_problem(&got, 400, "validation-failed");
     }

@@ -107,8 +107,20 @@ pub struct CameraChange {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<String>, max_length = 256)]
     password: Option<Option<String>>,
-    transport: Option<Transport>,
-    enabled: Option<bool>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Transport, nullable = false)]
+    transport: Option<Option<Transport>>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = bool, nullable = false)]
+    enabled: Option<Option<bool>>,
+}
+
+/// A PATCH field that may be absent but not `null`.
+fn not_null<T>(field: &str, value: Option<Option<T>>) -> Result<Option<T>, Problem> {
+    match value {
+        Some(None) => Err(Problem::validation(format!("`{field}` cannot be null"))),
+        other => Ok(other.flatten()),
+    }
 }
 
 fn key(state: &AppState) -> Result<&SealKey, Problem> {
@@ -365,16 +377,12 @@ pub async fn update(
             "send at least one of `name`, `url`, `username`, `password`, `transport`, `enabled`",
         ));
     }
-    let name = match name {
-        Some(Some(name)) => Some(input::name(&name)?),
-        Some(None) => return Err(Problem::validation("`name` cannot be null")),
-        None => None,
-    };
-    let url = match url {
-        Some(Some(url)) => Some(input::url(&url)?),
-        Some(None) => return Err(Problem::validation("`url` cannot be null")),
-        None => None,
-    };
+    let name = not_null("name", name)?
+        .map(|n| input::name(&n))
+        .transpose()?;
+    let url = not_null("url", url)?.map(|u| input::url(&u)).transpose()?;
+    let transport = not_null("transport", transport)?;
+    let enabled = not_null("enabled", enabled)?;
     let no_url = input::ParsedUrl {
         url: String::new(),
         had_userinfo: false,

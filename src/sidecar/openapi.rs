@@ -40,7 +40,7 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
 /// say it: a host and a valid port are the URL parser's to check).
 fn camera_patterns(doc: &mut utoipa::openapi::OpenApi) {
     use super::camera_input::{PASSWORD_PATTERN, URL_PATTERN, USERNAME_PATTERN};
-    use utoipa::openapi::schema::{Schema, Type};
+    use utoipa::openapi::schema::Schema;
     let Some(components) = doc.components.as_mut() else {
         return;
     };
@@ -55,11 +55,6 @@ fn camera_patterns(doc: &mut utoipa::openapi::OpenApi) {
         ] {
             if let Some(RefOr::T(Schema::Object(p))) = o.properties.get_mut(field) {
                 p.pattern = Some(pattern.to_owned());
-                // `null` is written as "absent" in a new camera (and "remove" in a change).
-                if schema == "NewCamera" && field != "url" {
-                    p.schema_type =
-                        utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]);
-                }
             }
         }
     }
@@ -350,6 +345,40 @@ mod tests {
             doc["paths"]["/healthz"]["get"]["responses"]
                 .get("503")
                 .is_none()
+        );
+        // Cameras: reached from their room, their fields say what is refused.
+        let created = &doc["paths"]["/v1/rooms/{id}/cameras"]["post"]["responses"];
+        let link = &created["201"]["links"]["updateCamera"]["parameters"];
+        assert_eq!(link["camera"], "$response.body#/id");
+        assert_eq!(link["id"], "$response.body#/room");
+        assert!(created.get("409").is_some() && created.get("403").is_some());
+        let schemas = &doc["components"]["schemas"];
+        let new = &schemas["NewCamera"]["properties"];
+        assert_eq!(
+            new["url"]["pattern"],
+            super::super::camera_input::URL_PATTERN
+        );
+        assert_eq!(new["url"]["maxLength"], 2048);
+        assert!(new["name"]["pattern"].is_string());
+        assert_eq!(schemas["CameraChange"]["minProperties"], 1);
+        let change = &schemas["CameraChange"]["properties"];
+        for field in ["username", "password"] {
+            assert!(
+                change[field]["type"].to_string().contains("null"),
+                "{field}"
+            );
+        }
+        for field in ["name", "url", "enabled"] {
+            assert!(
+                !change[field].to_string().contains("null"),
+                "{field}: {}",
+                change[field]
+            );
+        }
+        let shown = schemas["Camera"]["properties"].as_object().unwrap();
+        assert!(
+            !shown.contains_key("password") && !shown.contains_key("username"),
+            "a camera never shows its credentials"
         );
     }
 }
