@@ -677,3 +677,61 @@ async fn reconciliation_rewrites_missing_or_wrong_camera_documents_and_deletes_o
     );
     eprintln!("reconciliation: {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_key_change_a_camera_shows_no_url_until_it_is_sent_again() {
+    let started = Instant::now();
+    let project = Project::new().await;
+    let mut first = with_key(&project).await;
+    let (ada, _) = first.user("ada").await;
+    let room = room(&first, &ada, "Rekeyed").await;
+    let cameras = format!("/v1/rooms/{room}/cameras");
+    let body = json!({"name": "Door", "url": "rtsp://yardcam:hunter2@cam/x"});
+    let (status, camera) = first.call("POST", &cameras, Some(&ada), Some(body)).await;
+    assert_eq!(status, 201, "{camera}");
+    let one = format!("{cameras}/{}", camera["id"].as_str().unwrap());
+    let db = first.db.clone();
+    first.terminate();
+
+    let other = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    let options = SidecarOptions {
+        env: vec![("FIRESFU_CAMERA_KEY".into(), other.into())],
+        ..Default::default()
+    };
+    let s = Sidecar::start(&project, db, options).await;
+    let (status, got) = s.call("GET", &one, Some(&ada), None).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        (&got["url"], &got["hasCredentials"]),
+        (&Value::Null, &json!(false))
+    );
+    assert_eq!(got["name"], "Door");
+    // What needs no secret still changes; the credentials alone cannot.
+    let renamed = s
+        .call("PATCH", &one, Some(&ada), Some(json!({"name": "Gate"})))
+        .await;
+    assert_eq!((renamed.0, &renamed.1["name"]), (200, &json!("Gate")));
+    let got = s
+        .call(
+            "PATCH",
+            &one,
+            Some(&ada),
+            Some(json!({"password": "n3w-pass"})),
+        )
+        .await;
+    assert_problem(&got, 400, "validation-failed");
+    assert!(got.1["detail"].as_str().unwrap().contains("`url`"));
+    // Sending the URL again seals it under the new key.
+    let again = json!({"url": "rtsp://yardcam:n3w-pass@cam/x"});
+    let (status, got) = s.call("PATCH", &one, Some(&ada), Some(again)).await;
+    assert_eq!((status, &got["url"]), (200, &json!("rtsp://cam/x")));
+    assert_eq!(got["hasCredentials"], true);
+    let sealed = sealed_row(&s, camera["id"].as_str().unwrap()).await;
+    let key = SealKey::from_base64(other).unwrap();
+    let opened: CameraSecret =
+        serde_json::from_slice(&key.open(camera["id"].as_str().unwrap(), &sealed).unwrap())
+            .unwrap();
+    assert_eq!(opened.password.as_deref(), Some("n3w-pass"));
+    assert_no_secret("the log", &std::fs::read_to_string(&s.log).unwrap());
+    eprintln!("key change: {:?}", started.elapsed());
+}
