@@ -24,10 +24,13 @@ psql "$FIRESFU_TEST_PG/postgres" -qtc "SELECT 1 FROM pg_database WHERE datname =
 sidecar_port=${FIRESFU_SIDECAR_PORT:-8090}
 # A stable join-token key for this checkout (tokens survive sidecar restarts).
 [ -f .dev/join-key.pem ] || openssl genpkey -algorithm ed25519 -out .dev/join-key.pem 2>/dev/null
+# The camera key of this checkout: generated once, kept (the cameras in the dev database stay
+# readable across restarts), never a fixed key in the repository (which someone would deploy).
+[ -f .dev/camera-key ] || (umask 077 && openssl rand -base64 32 >.dev/camera-key)
 start_group SIDECAR "$logs/sidecar.log" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
   DATABASE_URL="$FIRESFU_TEST_PG/firesfu" APP_PORT="$sidecar_port" FIRESFU_JOIN_KEY_FILE=.dev/join-key.pem \
-  FIRESFU_WEB_ROOT=web/dist "$BIN"/firesfu sidecar
+  FIRESFU_CAMERA_KEY_FILE=.dev/camera-key FIRESFU_WEB_ROOT=web/dist "$BIN"/firesfu sidecar
 wait_http "http://127.0.0.1:$sidecar_port/healthz" ok 60
 
 # Browsers never use loopback ICE candidates: advertise this machine's primary address.

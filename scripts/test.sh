@@ -24,6 +24,10 @@ start_pubsub_emulator "$logs" demo-test
 echo "pub/sub emulator at $PUBSUB_EMULATOR_HOST"
 start_postgres test
 echo "postgres at $FIRESFU_TEST_PG"
+# A camera key for this run: the servers the scripts start (schemathesis's sidecar among them)
+# seal camera settings with it. The Rust tests pass their own.
+FIRESFU_CAMERA_KEY=$(openssl rand -base64 32)
+export FIRESFU_CAMERA_KEY
 
 echo "== scripts: PostgreSQL from a private checkout"
 bash tests/scripts/private_clone.sh

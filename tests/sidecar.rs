@@ -897,7 +897,7 @@ async fn the_openapi_document_describes_exactly_the_live_routes() {
         })
         .sum();
     assert_eq!(documented, generated);
-    assert_eq!(documented, 20, "every route of the sidecar");
+    assert_eq!(documented, 25, "every route of the sidecar");
     assert_problem(
         &s.call("GET", "/v1/nothing-here", None, None).await,
         404,

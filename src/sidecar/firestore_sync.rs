@@ -8,6 +8,7 @@ use firestore::FirestoreDb;
 use firestore::errors::FirestoreError;
 use serde_json::json;
 
+use crate::ingest::documents::CAMERAS;
 use crate::signalling::protocol::{LIVE, MEMBERS, PARTICIPANTS, ROOMS, SESSIONS};
 
 /// Chat messages (written by the web app) live in this subcollection of a room.
@@ -75,10 +76,11 @@ pub async fn room_documents(
         .collect())
 }
 
-/// Deletes a room document and everything under it.
-pub async fn delete_room(db: &FirestoreDb, id: &str) -> Result<(), FirestoreError> {
+/// Deletes a room document, everything under it, and its cameras' source documents.
+pub async fn delete_room(db: &FirestoreDb, id: &str) -> Result<(), crate::docdb::DbError> {
+    super::camera_docs::delete_room_sources(db, id).await?;
     let parent = db.parent_path(ROOMS, id)?;
-    for collection in [SESSIONS, PARTICIPANTS, MESSAGES, MEMBERS, LIVE] {
+    for collection in [SESSIONS, PARTICIPANTS, MESSAGES, MEMBERS, LIVE, CAMERAS] {
         let docs = db
             .fluent()
             .select()
@@ -102,7 +104,8 @@ pub async fn delete_room(db: &FirestoreDb, id: &str) -> Result<(), FirestoreErro
         .from(ROOMS)
         .document_id(id)
         .execute()
-        .await
+        .await?;
+    Ok(())
 }
 
 /// Participants per room id: one COUNT aggregation per room (billed as one read per room,

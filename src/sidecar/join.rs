@@ -124,8 +124,8 @@ pub async fn join(
             .await?
             .ok_or_else(|| Problem::not_found("room"))?;
     let id = room.to_string();
-    // The body is optional: no body means the defaults.
-    let req: JoinRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    // The body is optional: no body (zero bytes) means the defaults; anything else is JSON.
+    let req: JoinRequest = if body.is_empty() {
         JoinRequest::default()
     } else {
         match serde_json::from_slice::<Value>(&body) {

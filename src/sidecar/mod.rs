@@ -1,10 +1,14 @@
-//! `firesfu sidecar`: users, rooms, room images and join tokens on PostgreSQL, behind a small
-//! HTTP API (RFC 9457 errors, OpenAPI at `/openapi.json`). It also mirrors rooms into
-//! Firestore (`rooms/{id}`), which is where browsers and broadcast instances meet.
+//! `firesfu sidecar`: users, rooms, room images, IP cameras and join tokens on PostgreSQL,
+//! behind a small HTTP API (RFC 9457 errors, OpenAPI at `/openapi.json`). It also mirrors rooms
+//! and cameras into Firestore (`rooms/{id}`, `cameraSources/{id}`), which is where browsers and
+//! broadcast instances meet.
 
 mod accounts;
 mod auth;
 mod bridge;
+mod camera_docs;
+mod camera_input;
+mod cameras;
 mod firebase_auth;
 mod firestore_sync;
 mod images;
@@ -37,6 +41,7 @@ use utoipa_axum::routes;
 
 use crate::gcp::GcpArgs;
 use crate::jointoken::SigningKey;
+use crate::sealed::SealKey;
 use problem::Problem;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -111,7 +116,7 @@ pub struct SidecarArgs {
     /// Bytes of images one user may store.
     #[arg(long, env = "FIRESFU_IMAGE_QUOTA_BYTES", default_value_t = 4 << 20)]
     pub image_quota_bytes: i64,
-    /// How often Firestore's room documents are reconciled with the rooms table, seconds.
+    /// How often Firestore's room and camera documents are reconciled with PostgreSQL, seconds.
     #[arg(long, env = "FIRESFU_ROOM_RECONCILE_SECS", default_value_t = 300)]
     pub room_reconcile_secs: u64,
     /// STUN servers for clients, comma-separated (`stun:host:3478`); in `/v1/config` and
@@ -133,6 +138,48 @@ pub struct SidecarArgs {
     /// refuses to refresh an allocation past it).
     #[arg(long, env = "FIRESFU_TURN_TTL_SECS", default_value_t = 12 * 3600)]
     pub turn_ttl_secs: u64,
+    /// The key camera URLs and credentials are sealed with (AES-256-GCM): 32 bytes in base64
+    /// (`openssl rand -base64 32`), the same for every sidecar and broadcast instance. Without
+    /// it the camera API answers 503. Prefer the file.
+    #[arg(long, env = "FIRESFU_CAMERA_KEY", hide_env_values = true)]
+    pub camera_key: Option<KeyText>,
+    /// A file holding that key.
+    #[arg(long, env = "FIRESFU_CAMERA_KEY_FILE")]
+    pub camera_key_file: Option<PathBuf>,
+}
+
+/// A secret given on the command line or in the environment; its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct KeyText(String);
+
+impl std::str::FromStr for KeyText {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(KeyText(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(…)")
+    }
+}
+
+/// The camera key, from FIRESFU_CAMERA_KEY or FIRESFU_CAMERA_KEY_FILE: none (cameras off), or
+/// a key that parses (anything else stops the sidecar, with the reason).
+fn camera_key(args: &SidecarArgs) -> anyhow::Result<Option<SealKey>> {
+    let text = match (&args.camera_key, &args.camera_key_file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("set FIRESFU_CAMERA_KEY or FIRESFU_CAMERA_KEY_FILE, not both")
+        }
+        (Some(KeyText(text)), None) => text.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    SealKey::from_base64(&text)
+        .map(Some)
+        .context("FIRESFU_CAMERA_KEY")
 }
 
 pub struct Config {
@@ -158,6 +205,8 @@ pub struct AppState {
     /// Image decodes running at once.
     pub decoders: Arc<tokio::sync::Semaphore>,
     pub config: Arc<Config>,
+    /// Seals camera settings; `None`: the camera API answers 503.
+    pub camera_key: Option<Arc<SealKey>>,
 }
 
 /// JSON request bodies are small; images have their own limit.
@@ -182,6 +231,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(images::get))
         .routes(routes!(rooms::list, rooms::create))
         .routes(routes!(rooms::get, rooms::update, rooms::remove))
+        .routes(routes!(cameras::list, cameras::create))
+        .routes(routes!(cameras::get, cameras::update, cameras::remove))
         .routes(routes!(join::join))
         .routes(routes!(bridge::join))
 }
@@ -290,6 +341,10 @@ pub async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
 }
 
 pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
+    let camera_key = camera_key(&args)?;
+    if camera_key.is_none() {
+        tracing::info!("no FIRESFU_CAMERA_KEY: the camera API answers 503 not-configured");
+    }
     let db = connect_db(&args.database_url).await?;
     let firestore = crate::gcp::firestore(&args.gcp).await?;
     let keys = match &args.join_key_file {
@@ -375,6 +430,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         })),
         decoders: Arc::new(tokio::sync::Semaphore::new(2)),
         config: Arc::new(config),
+        camera_key: camera_key.map(Arc::new),
     };
     let reconciler = tokio::spawn(reconcile::run(
         state.clone(),

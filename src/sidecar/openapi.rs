@@ -20,7 +20,7 @@ use super::problem::ProblemDoc;
 #[openapi(
     info(
         title = "firesfu sidecar",
-        description = "Users, rooms, room images and join tokens for firesfu. Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `type` (`urn:firesfu:problem:<slug>`)."
+        description = "Users, rooms, room images, IP cameras and join tokens for firesfu. Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `type` (`urn:firesfu:problem:<slug>`)."
     ),
     components(schemas(ProblemDoc))
 )]
@@ -33,6 +33,31 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
     links(doc);
     room_change_needs_a_field(doc);
     labels_refuse_forbidden_characters(doc);
+    camera_patterns(doc);
+}
+
+/// A camera's URL and credentials refuse what `camera_input` refuses (as far as a pattern can
+/// say it: a host and a valid port are the URL parser's to check).
+fn camera_patterns(doc: &mut utoipa::openapi::OpenApi) {
+    use super::camera_input::{PASSWORD_PATTERN, URL_PATTERN, USERNAME_PATTERN};
+    use utoipa::openapi::schema::Schema;
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in ["NewCamera", "CameraChange"] {
+        let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(schema) else {
+            continue;
+        };
+        for (field, pattern) in [
+            ("url", URL_PATTERN),
+            ("username", USERNAME_PATTERN),
+            ("password", PASSWORD_PATTERN),
+        ] {
+            if let Some(RefOr::T(Schema::Object(p))) = o.properties.get_mut(field) {
+                p.pattern = Some(pattern.to_owned());
+            }
+        }
+    }
 }
 
 /// Names people show each other refuse control and bidi characters (`crate::text`); the
@@ -48,6 +73,8 @@ fn labels_refuse_forbidden_characters(doc: &mut utoipa::openapi::OpenApi) {
         for (schema, field) in [
             ("NewRoom", "name"),
             ("RoomChange", "name"),
+            ("NewCamera", "name"),
+            ("CameraChange", "name"),
             ("JoinRequest", "displayName"),
         ] {
             if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(schema) {
@@ -145,21 +172,47 @@ fn links(doc: &mut utoipa::openapi::OpenApi) {
         HttpMethod::Post,
         "201",
         doc,
-        &["getRoom", "updateRoom", "deleteRoom", "joinRoom"],
+        &[
+            "getRoom",
+            "updateRoom",
+            "deleteRoom",
+            "joinRoom",
+            "listCameras",
+            "createCamera",
+        ],
     );
     created("/v1/images", HttpMethod::Post, "201", doc, &["getImage"]);
+    // A camera is reached by its room's id and its own.
+    let camera = doc
+        .paths
+        .paths
+        .get_mut("/v1/rooms/{id}/cameras")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.responses.responses.get_mut("201"));
+    if let Some(RefOr::T(response)) = camera {
+        for target in ["getCamera", "updateCamera", "deleteCamera"] {
+            let link = LinkBuilder::new()
+                .operation_id(target)
+                .parameter("id", "$response.body#/room")
+                .parameter("camera", "$response.body#/id")
+                .build();
+            response.links.insert(target.to_owned(), RefOr::T(link));
+        }
+    }
 }
 
 /// PATCH needs at least one field (utoipa 5 writes `min_properties` as `maxProperties`).
 fn room_change_needs_a_field(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::schema::Schema;
-    if let Some(RefOr::T(Schema::Object(o))) = doc
-        .components
-        .as_mut()
-        .and_then(|c| c.schemas.get_mut("RoomChange"))
-    {
-        o.max_properties = None;
-        o.min_properties = Some(1);
+    for change in ["RoomChange", "CameraChange"] {
+        if let Some(RefOr::T(Schema::Object(o))) = doc
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut(change))
+        {
+            o.max_properties = None;
+            o.min_properties = Some(1);
+        }
     }
 }
 
@@ -269,6 +322,8 @@ mod tests {
             "Credentials",
             "NewRoom",
             "RoomChange",
+            "NewCamera",
+            "CameraChange",
             "JoinRequest",
             "BridgeRequest",
         ] {
@@ -290,6 +345,40 @@ mod tests {
             doc["paths"]["/healthz"]["get"]["responses"]
                 .get("503")
                 .is_none()
+        );
+        // Cameras: reached from their room, their fields say what is refused.
+        let created = &doc["paths"]["/v1/rooms/{id}/cameras"]["post"]["responses"];
+        let link = &created["201"]["links"]["updateCamera"]["parameters"];
+        assert_eq!(link["camera"], "$response.body#/id");
+        assert_eq!(link["id"], "$response.body#/room");
+        assert!(created.get("409").is_some() && created.get("403").is_some());
+        let schemas = &doc["components"]["schemas"];
+        let new = &schemas["NewCamera"]["properties"];
+        assert_eq!(
+            new["url"]["pattern"],
+            super::super::camera_input::URL_PATTERN
+        );
+        assert_eq!(new["url"]["maxLength"], 2048);
+        assert!(new["name"]["pattern"].is_string());
+        assert_eq!(schemas["CameraChange"]["minProperties"], 1);
+        let change = &schemas["CameraChange"]["properties"];
+        for field in ["username", "password"] {
+            assert!(
+                change[field]["type"].to_string().contains("null"),
+                "{field}"
+            );
+        }
+        for field in ["name", "url", "enabled"] {
+            assert!(
+                !change[field].to_string().contains("null"),
+                "{field}: {}",
+                change[field]
+            );
+        }
+        let shown = schemas["Camera"]["properties"].as_object().unwrap();
+        assert!(
+            !shown.contains_key("password") && !shown.contains_key("username"),
+            "a camera never shows its credentials"
         );
     }
 }

@@ -176,6 +176,13 @@ impl From<firestore::errors::FirestoreError> for Problem {
     }
 }
 
+impl From<crate::docdb::DbError> for Problem {
+    fn from(e: crate::docdb::DbError) -> Problem {
+        tracing::warn!("firestore error: {e}");
+        Problem::unavailable("Firestore")
+    }
+}
+
 impl From<JsonRejection> for Problem {
     fn from(r: JsonRejection) -> Problem {
         match r {

@@ -1,8 +1,10 @@
-//! PostgreSQL is the source of truth for rooms; Firestore's room documents follow it. At start
-//! and every `FIRESFU_ROOM_RECONCILE_SECS`, every room of the database whose document is missing
-//! in Firestore (lost to a mistaken deletion, a restore, an emulator restart) or carries another
-//! name or presenter limit is written again. Room documents the database does not know are
-//! left alone: other applications may create rooms (docs/signalling.md).
+//! PostgreSQL is the source of truth for rooms and cameras; Firestore's documents follow it. At
+//! start and every `FIRESFU_ROOM_RECONCILE_SECS`, every room of the database whose document is
+//! missing in Firestore (lost to a mistaken deletion, a restore, an emulator restart) or carries
+//! another name or presenter limit is written again. Room documents the database does not know
+//! are left alone: other applications may create rooms (docs/signalling.md). Camera documents
+//! are the sidecar's alone: missing or wrong ones are rewritten, those of cameras the database
+//! does not know are deleted (`camera_docs::reconcile`).
 
 use std::time::Duration;
 
@@ -40,6 +42,15 @@ pub async fn run(state: AppState, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rooms = n, "room documents restored in Firestore"),
             Err(e) => tracing::warn!("cannot reconcile the room documents: {e:#}"),
+        }
+        match super::camera_docs::reconcile(&state.firestore, &state.db).await {
+            Ok(done) if done == Default::default() => {}
+            Ok(done) => tracing::info!(
+                written = done.written,
+                deleted = done.deleted,
+                "camera documents reconciled in Firestore"
+            ),
+            Err(e) => tracing::warn!("cannot reconcile the camera documents: {e:#}"),
         }
     }
 }

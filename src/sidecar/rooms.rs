@@ -14,7 +14,7 @@ use super::auth::{ApiJson, CurrentUser};
 use super::firestore_sync;
 use super::problem::{ApiResult, Problem};
 
-type RoomRow = (Uuid, String, Option<Uuid>, Uuid, String, DateTime<Utc>, i32);
+pub(super) type RoomRow = (Uuid, String, Option<Uuid>, Uuid, String, DateTime<Utc>, i32);
 
 const SELECT: &str = "SELECT r.id, r.name, r.image_id, u.id, u.username, r.created_at, r.max_presenters FROM rooms r JOIN users u ON u.id = r.owner_id";
 
@@ -121,7 +121,7 @@ pub async fn list(State(state): State<AppState>, _user: CurrentUser) -> ApiResul
     Ok(Json(RoomList { rooms }))
 }
 
-async fn load(state: &AppState, id: Uuid) -> Result<RoomRow, Problem> {
+pub(super) async fn load(state: &AppState, id: Uuid) -> Result<RoomRow, Problem> {
     sqlx::query_as(&format!("{SELECT} WHERE r.id = $1"))
         .bind(id)
         .fetch_optional(&state.db)
@@ -229,7 +229,7 @@ pub struct RoomChange {
 }
 
 /// Tells "absent" from "null" for a PATCH field.
-mod double_option {
+pub(super) mod double_option {
     use serde::{Deserialize, Deserializer};
     pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
         d: D,

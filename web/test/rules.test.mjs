@@ -8,7 +8,7 @@ import {
   initializeTestEnvironment,
 } from "@firebase/rules-unit-testing";
 import {
-  addDoc, collection, deleteDoc, doc, getDoc, getDocs, serverTimestamp, setDoc, Timestamp, updateDoc,
+  addDoc, collection, deleteDoc, doc, getDoc, getDocs, query, serverTimestamp, setDoc, Timestamp, updateDoc, where,
 } from "firebase/firestore";
 
 const [host, port] = process.env.FIRESTORE_EMULATOR_HOST.split(":");
@@ -39,6 +39,8 @@ beforeEach(async () => {
     await setDoc(doc(db, "rooms/r1/live/speaker"), { session: "theirs", displayName: "Bob", updatedAt: serverTimestamp() });
     await setDoc(doc(db, "rooms/r1/messages/m1"), { uid: "bob", displayName: "Bob", text: "hi" });
     await setDoc(doc(db, "joinTokens/j1"), { session: "r1/theirs" });
+    await setDoc(doc(db, "rooms/r1/cameras/c1"), { name: "Door", enabled: true, state: "live", codec: "h264" });
+    await setDoc(doc(db, "cameraSources/c1"), { v: 1, room: "r1", name: "Door", enabled: true, transport: "tcp", sealed: "v1.AAAA" });
   });
 });
 
@@ -218,5 +220,38 @@ describe("live room state (the dominant speaker)", () => {
     await assertFails(deleteDoc(speaker(as("bob"))));
     await assertFails(setDoc(doc(as("bob"), "rooms/r1/live/other"), written));
     await assertFails(setDoc(speaker(as("ada")), written));
+  });
+});
+
+describe("cameras", () => {
+  const pub = (db, id = "c1") => doc(db, `rooms/r1/cameras/${id}`);
+  const source = (db, id = "c1") => doc(db, `cameraSources/${id}`);
+  it("a signed-in user reads a camera's public document where they read the room", async () => {
+    await assertSucceeds(getDoc(doc(as("ada"), "rooms/r1")));
+    await assertSucceeds(getDoc(pub(as("ada"))));
+    await assertSucceeds(getDocs(collection(as("ada"), "rooms/r1/cameras")));
+  });
+  it("anonymous users do not", async () => {
+    await assertFails(getDoc(pub(anon())));
+    await assertFails(getDocs(collection(anon(), "rooms/r1/cameras")));
+  });
+  it("no client writes a camera's public document, not even a member", async () => {
+    await assertFails(setDoc(pub(as("bob"), "c2"), { name: "Mine", enabled: true, state: "idle" }));
+    await assertFails(updateDoc(pub(as("bob")), { state: "live" }));
+    await assertFails(updateDoc(pub(as("ada")), { name: "Renamed" }));
+    await assertFails(deleteDoc(pub(as("bob"))));
+  });
+  it("no client gets or lists camera sources", async () => {
+    await assertFails(getDoc(source(as("bob"))));
+    await assertFails(getDoc(source(as("ada"))));
+    await assertFails(getDocs(collection(as("bob"), "cameraSources")));
+    await assertFails(getDocs(query(collection(as("bob"), "cameraSources"), where("room", "==", "r1"))));
+    await assertFails(getDoc(source(anon())));
+  });
+  it("no client writes camera sources", async () => {
+    const written = { v: 1, room: "r1", name: "Evil", enabled: true, transport: "tcp", sealed: "v1.BBBB" };
+    await assertFails(setDoc(source(as("bob"), "c2"), written));
+    await assertFails(updateDoc(source(as("bob")), { sealed: "v1.BBBB" }));
+    await assertFails(deleteDoc(source(as("bob"))));
   });
 });
