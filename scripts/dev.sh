@@ -51,6 +51,7 @@ start_group BROADCAST "$logs/broadcast.log" env \
   PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" FIRESFU_FLEET=true \
   FIRESFU_UDP_BIND="0.0.0.0:$udp_port" FIRESFU_ADVERTISE_IPS="$advertise" \
   FIRESFU_JWKS_URL="http://127.0.0.1:$sidecar_port/.well-known/jwks.json" APP_PORT="$http_port" \
+  FIRESFU_CAMERA_KEY_FILE=.dev/camera-key \
   "$BIN"/firesfu broadcast
 wait_http "http://127.0.0.1:$http_port/healthz" ok 30
 

@@ -240,12 +240,8 @@ fn start_cameras(
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
 )> {
-    let key = match &args.camera_key {
-        Some(text) => Some(Arc::new(
-            crate::sealed::SealKey::from_base64(text).context("FIRESFU_CAMERA_KEY")?,
-        )),
-        None => None,
-    };
+    let key = crate::sealed::load_key(args.camera_key.as_ref(), args.camera_key_file.as_deref())?
+        .map(Arc::new);
     let ctx = Arc::new(crate::ingest::pull::Context {
         engine: engine.clone(),
         cameras: crate::ingest::store::CameraStore::new(store.db().clone(), instance.to_owned()),

@@ -77,9 +77,12 @@ pub struct BroadcastArgs {
     )]
     pub video_codecs: Vec<String>,
     /// The key cameras' settings are sealed with: the sidecar's, 32 bytes in base64. Without
-    /// it this instance pulls no camera (their state says so).
+    /// it this instance pulls no camera (their state says so). Prefer the file.
     #[arg(long, env = "FIRESFU_CAMERA_KEY", hide_env_values = true)]
-    pub camera_key: Option<String>,
+    pub camera_key: Option<crate::sealed::KeyText>,
+    /// A file holding that key.
+    #[arg(long, env = "FIRESFU_CAMERA_KEY_FILE")]
+    pub camera_key_file: Option<std::path::PathBuf>,
     /// A camera must answer (DESCRIBE to PLAY) within this many seconds.
     #[arg(
         long,

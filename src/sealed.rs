@@ -24,6 +24,44 @@ pub enum SealError {
     Seal,
 }
 
+/// A key given on the command line or in the environment; its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct KeyText(String);
+
+impl std::str::FromStr for KeyText {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(KeyText(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(…)")
+    }
+}
+
+/// The camera key from FIRESFU_CAMERA_KEY (`text`) or FIRESFU_CAMERA_KEY_FILE (`file`): none,
+/// or a key that parses (anything else is an error naming the reason).
+pub fn load_key(
+    text: Option<&KeyText>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<SealKey>> {
+    use anyhow::Context as _;
+    let text = match (text, file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("set FIRESFU_CAMERA_KEY or FIRESFU_CAMERA_KEY_FILE, not both")
+        }
+        (Some(KeyText(text)), None) => text.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    SealKey::from_base64(&text)
+        .map(Some)
+        .context("FIRESFU_CAMERA_KEY")
+}
+
 /// The key secrets are sealed with. Its `Debug` shows nothing of it.
 pub struct SealKey(RandomizedNonceKey);
 

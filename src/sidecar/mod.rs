@@ -142,44 +142,16 @@ pub struct SidecarArgs {
     /// (`openssl rand -base64 32`), the same for every sidecar and broadcast instance. Without
     /// it the camera API answers 503. Prefer the file.
     #[arg(long, env = "FIRESFU_CAMERA_KEY", hide_env_values = true)]
-    pub camera_key: Option<KeyText>,
+    pub camera_key: Option<crate::sealed::KeyText>,
     /// A file holding that key.
     #[arg(long, env = "FIRESFU_CAMERA_KEY_FILE")]
     pub camera_key_file: Option<PathBuf>,
 }
 
-/// A secret given on the command line or in the environment; its `Debug` shows nothing of it.
-#[derive(Clone)]
-pub struct KeyText(String);
-
-impl std::str::FromStr for KeyText {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(KeyText(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for KeyText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyText(…)")
-    }
-}
-
 /// The camera key, from FIRESFU_CAMERA_KEY or FIRESFU_CAMERA_KEY_FILE: none (cameras off), or
 /// a key that parses (anything else stops the sidecar, with the reason).
 fn camera_key(args: &SidecarArgs) -> anyhow::Result<Option<SealKey>> {
-    let text = match (&args.camera_key, &args.camera_key_file) {
-        (Some(_), Some(_)) => {
-            anyhow::bail!("set FIRESFU_CAMERA_KEY or FIRESFU_CAMERA_KEY_FILE, not both")
-        }
-        (Some(KeyText(text)), None) => text.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        (None, None) => return Ok(None),
-    };
-    SealKey::from_base64(&text)
-        .map(Some)
-        .context("FIRESFU_CAMERA_KEY")
+    crate::sealed::load_key(args.camera_key.as_ref(), args.camera_key_file.as_deref())
 }
 
 pub struct Config {
