@@ -2,6 +2,7 @@
 # version: no key enters the state. Add them once (docs/deploy.md, "First admin steps"):
 #   openssl genpkey -algorithm ed25519 | gcloud secrets versions add firesfu-join-key --data-file=-
 #   openssl rand -hex 32 | gcloud secrets versions add firesfu-turn-secret --data-file=-
+#   openssl rand -base64 32 | gcloud secrets versions add firesfu-camera-key --data-file=-
 
 # The Ed25519 key that signs join tokens (FIRESFU_JOIN_KEY_FILE), mounted into the sidecar.
 resource "google_secret_manager_secret" "join_key" {
@@ -42,6 +43,31 @@ resource "google_secret_manager_secret_iam_member" "turn_secret" {
   }
 
   secret_id = google_secret_manager_secret.turn_secret.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${each.value}"
+}
+
+# The key IP cameras' URLs and credentials are sealed with (FIRESFU_CAMERA_KEY_FILE): the
+# sidecar seals them, broadcast instances open them to pull the cameras. Both mount it. Changing
+# it takes more than a new version (docs/sidecar.md, "Cameras", "Changing the key").
+resource "google_secret_manager_secret" "camera_key" {
+  secret_id = "firesfu-camera-key"
+  labels    = var.labels
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.services]
+}
+
+resource "google_secret_manager_secret_iam_member" "camera_key" {
+  for_each = {
+    sidecar   = local.sa_sidecar.email
+    broadcast = local.sa_broadcast.email
+  }
+
+  secret_id = google_secret_manager_secret.camera_key.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${each.value}"
 }
