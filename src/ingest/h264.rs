@@ -44,8 +44,8 @@ pub struct AccessUnit {
     pub idr: bool,
     /// A B slice (`slice_type` 1 or 6).
     pub b_slice: bool,
-    /// It carries an SPS.
-    pub sps: bool,
+    /// It carries an SPS: its `profile_idc` (66: baseline, which has no B-frames).
+    pub profile: Option<u8>,
 }
 
 pub fn inspect(annex_b: &[u8]) -> AccessUnit {
@@ -53,7 +53,7 @@ pub fn inspect(annex_b: &[u8]) -> AccessUnit {
     for nal in nal_units(annex_b) {
         match nal[0] & 0x1f {
             5 => au.idr = true,
-            7 => au.sps = true,
+            7 => au.profile = nal.get(1).copied(),
             _ => {}
         }
         if matches!(nal[0] & 0x1f, 1 | 5) && slice_type(&nal[1..]).is_some_and(|t| t % 5 == 1) {
@@ -159,7 +159,7 @@ mod tests {
             AccessUnit {
                 idr: true,
                 b_slice: false,
-                sps: true
+                profile: Some(0x42)
             }
         );
         assert!(!inspect(&annex_b(&[slice(0x41, 0)])).b_slice, "P");

@@ -84,6 +84,10 @@ impl Packetizer {
         }
     }
 
+    pub fn payload_type(&self) -> u8 {
+        self.payload_type
+    }
+
     /// One frame's packets, the last with the marker bit (the end of the frame).
     pub fn frame(&mut self, timestamp: u32, data: &Bytes, out: &mut Vec<rtp::Packet>) {
         let payloads = match &mut self.h264 {

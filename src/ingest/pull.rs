@@ -28,6 +28,17 @@ use crate::signalling::store::{ParticipantEntry, Store};
 pub const H264_PT: u8 = 102;
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
+/// `profile_idc` of H.264's baseline profile: no B-frames.
+const BASELINE: u8 = 66;
+/// Frames of another profile seen (and held) before the first is forwarded: B-frames show in
+/// the first few frames after a keyframe (x264 and cameras put them right after the first P).
+const PROBE_FRAMES: u32 = 8;
+
+fn audio_packetizer(g: Option<G711>) -> Packetizer {
+    let pt = g.map_or(0, G711::payload_type);
+    Packetizer::audio(pt, rand::random(), 8000, (rand::random(), rand::random()))
+}
+
 /// Why a camera's task ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -175,15 +186,18 @@ impl Pull {
     /// Forwards the camera's frames until something fails (what, is returned).
     async fn stream(&mut self, mut opened: Opened) -> CameraError {
         let audio = opened.audio.map(|(_, g)| g);
-        if let Err(e) = self.attach(audio).await {
-            return e;
-        }
         let now = Instant::now();
         self.video.timeline.restart(now);
         if let Some(a) = &mut self.audio {
             a.timeline.restart(now);
         }
         let audio_stream = opened.audio.map(|(i, _)| i);
+        // From the first keyframe on, what arrives is held until the stream is known to have
+        // no B-frames (a baseline SPS says so; other profiles show theirs within a few frames):
+        // a stream refused for them never reaches a viewer.
+        let mut started = false;
+        let mut probing = 0u32;
+        let mut held: Vec<(usize, rtc::rtp::Packet)> = Vec::new();
         let mut live = false;
         let mut packets = Vec::new();
         let read_timeout = self.ctx.read_timeout;
@@ -220,14 +234,36 @@ impl Pull {
                                 .into(),
                         };
                     }
-                    if !live && !frame.is_random_access_point() {
-                        continue;
+                    if !started {
+                        if !frame.is_random_access_point() {
+                            continue;
+                        }
+                        started = true;
+                        probing = if au.profile == Some(BASELINE) {
+                            0
+                        } else {
+                            PROBE_FRAMES
+                        };
                     }
                     let new_parameters = frame.has_new_parameters();
                     let ts = self.video.timeline.map(frame.timestamp().elapsed(), now);
                     self.video
                         .frame(ts, &Bytes::from(frame.into_data()), &mut packets);
-                    self.send(0, &mut packets);
+                    if live {
+                        self.send(0, &mut packets);
+                    } else {
+                        held.extend(packets.drain(..).map(|p| (0, p)));
+                        probing = probing.saturating_sub(1);
+                        if probing > 0 {
+                            continue;
+                        }
+                        if let Err(e) = self.attach(audio).await {
+                            return e;
+                        }
+                        for (track, packet) in held.drain(..) {
+                            self.send_one(track, packet);
+                        }
+                    }
                     if !live || new_parameters {
                         if !live {
                             self.backoff.reset();
@@ -242,13 +278,19 @@ impl Pull {
                     }
                 }
                 CodecItem::AudioFrame(frame) if Some(frame.stream_id()) == audio_stream => {
-                    if !live {
+                    if !started {
                         continue;
                     }
-                    if let Some(a) = &mut self.audio {
-                        let ts = a.timeline.map(frame.timestamp().elapsed(), now);
-                        a.frame(ts, &Bytes::copy_from_slice(frame.data()), &mut packets);
+                    let a = match &mut self.audio {
+                        Some(a) if Some(a.payload_type()) == audio.map(G711::payload_type) => a,
+                        slot => slot.insert(audio_packetizer(audio)),
+                    };
+                    let ts = a.timeline.map(frame.timestamp().elapsed(), now);
+                    a.frame(ts, &Bytes::copy_from_slice(frame.data()), &mut packets);
+                    if live {
                         self.send(1, &mut packets);
+                    } else {
+                        held.extend(packets.drain(..).map(|p| (1, p)));
                     }
                 }
                 _ => {}
@@ -257,12 +299,14 @@ impl Pull {
     }
 
     fn send(&self, track: usize, packets: &mut Vec<rtc::rtp::Packet>) {
-        let Some(a) = &self.attached else {
-            packets.clear();
-            return;
-        };
         for p in packets.drain(..) {
-            self.ctx.engine.source_rtp(a.peer, track, p);
+            self.send_one(track, p);
+        }
+    }
+
+    fn send_one(&self, track: usize, packet: rtc::rtp::Packet) {
+        if let Some(a) = &self.attached {
+            self.ctx.engine.source_rtp(a.peer, track, packet);
         }
     }
 
@@ -298,13 +342,12 @@ impl Pull {
                 },
                 height: None,
             });
-            if self.audio.is_none() {
-                self.audio = Some(Packetizer::audio(
-                    g.payload_type(),
-                    rand::random(),
-                    8000,
-                    (rand::random(), rand::random()),
-                ));
+            if self
+                .audio
+                .as_ref()
+                .is_none_or(|a| a.payload_type() != g.payload_type())
+            {
+                self.audio = Some(audio_packetizer(Some(g)));
             }
         }
         let spec = SourceSpec {
