@@ -213,8 +213,16 @@ async fn rooms_with_churn_keep_memory_flat_and_leave_nothing_behind() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = sample(&sfu).await;
+    // What a room holds beyond its sessions lets go a little later: its cameras are followed
+    // until `ingest::supervisor::GRACE` after its last viewer left (and the listener then shuts
+    // down), so the last sample is the first in which the tasks are back — or the one after 20 s.
+    let settled = Instant::now();
+    let after = loop {
+        let s = sample(&sfu).await;
+        if s.tasks <= idle.tasks + 2 || settled.elapsed() > Duration::from_secs(20) {
+            break s;
+        }
+    };
 
     eprintln!(
         "soak: {rooms} rooms × 4 peers, {secs} s ({warmup:?} warm-up); actions {actions:?}; \
