@@ -57,6 +57,8 @@ echo "== browser: the meeting app (two Chromium users)"
 bash tests/browser/app.sh
 echo "== browser: presenting (three Chromium users, axe-core, keyboard only)"
 bash tests/browser/present.sh
+echo "== browser: IP cameras (an RTSP camera added in the web app, two Chromium users)"
+bash tests/browser/cameras.sh
 echo "== adaptation: simulcast layers by what each subscriber shows, dynacast, paused slots (Chromium)"
 bash tests/adaptation/browser.sh
 echo "== connectivity: ICE-TCP, ICE restart, TURN (coturn), IPv6 with Chromium and the web app"

@@ -21,6 +21,16 @@ export interface Join {
   /** STUN, and TURN with credentials valid for the meeting. */
   iceServers?: RTCIceServer[];
 }
+/** A room's IP camera as its owner sees it (never with a username or password). */
+export interface Camera {
+  id: string; room: string; name: string; url: string; transport: "tcp" | "udp"; enabled: boolean;
+  hasCredentials: boolean; createdAt: string; updatedAt: string;
+}
+/** What an owner sends to add or change a camera (null or "" removes a username or password). */
+export interface CameraChange {
+  name?: string; url?: string; username?: string | null; password?: string | null;
+  transport?: "tcp" | "udp"; enabled?: boolean;
+}
 export interface PublicConfig {
   firebase: { projectId: string; apiKey: string; authDomain?: string | null };
   firestoreEmulator: string | null;
@@ -87,6 +97,10 @@ export class Api {
   upload(file: File) {
     return this.call<Image>("POST", `/v1/images?name=${encodeURIComponent(file.name.slice(0, 64))}`, undefined, { type: file.type, data: file });
   }
+  async cameras(roomId: string) { return (await this.call<{ cameras: Camera[] }>("GET", `/v1/rooms/${roomId}/cameras`)).cameras; }
+  addCamera(roomId: string, camera: CameraChange) { return this.call<Camera>("POST", `/v1/rooms/${roomId}/cameras`, camera); }
+  updateCamera(roomId: string, id: string, change: CameraChange) { return this.call<Camera>("PATCH", `/v1/rooms/${roomId}/cameras/${id}`, change); }
+  deleteCamera(roomId: string, id: string) { return this.call<void>("DELETE", `/v1/rooms/${roomId}/cameras/${id}`); }
   join(roomId: string, displayName: string, publish: boolean) {
     return this.call<Join>("POST", `/v1/rooms/${roomId}/join`, { displayName, publish, subscribe: true });
   }

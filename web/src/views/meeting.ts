@@ -12,6 +12,7 @@ import { RoomSession, selectedPath, type SessionError, type TrackSource } from "
 import { ownLink, received, type Measured } from "../quality";
 import { watch } from "../watch";
 import { Announcer } from "./announcer";
+import { camerasDialog, cameraSession, cameraStatus, type CameraDoc } from "./cameras";
 import { chatPanel } from "./chat";
 import { control, shortcuts, showShortcuts, type ControlSpec } from "./controls";
 import { deviceOf, devicePicker } from "./devices";
@@ -33,7 +34,8 @@ interface Participant {
   displayName: string;
   uid?: string;
   tracks?: { mid: string; kind: string; source?: TrackSource }[];
-  media?: { audio?: boolean; video?: boolean };
+  /** `camera: true`: one of the room's IP cameras (session id `camera-{cameraId}`). */
+  media?: { audio?: boolean; video?: boolean; camera?: boolean };
   quality?: { rttMs: number | null; loss: number | null };
   handRaisedAt?: Timestamp | null;
 }
@@ -41,7 +43,7 @@ interface Participant {
 declare global {
   interface Window {
     /** For tests and the curious: what this tab receives, per participant. */
-    firesfuInbound?: () => Promise<{ participant: string; kind: string; source: string; packets: number; framesDecoded: number | null; frameWidth: number | null }[]>;
+    firesfuInbound?: () => Promise<{ participant: string; kind: string; source: string; packets: number; framesDecoded: number | null; frameWidth: number | null; frameHeight: number | null }[]>;
     /** The session's state, slots and transceivers (for bug reports). */
     firesfuDebug?: () => unknown;
     firesfuPath?: () => Promise<unknown>;
@@ -66,6 +68,9 @@ class Meeting {
   /** The last other person the server named the speaker (the speaker layout's fallback). */
   private lastSpeaker: string | null = null;
   private stopSpeaker: (() => void) | null = null;
+  /** The room's IP cameras' public documents, by camera id. */
+  private cameras = new Map<string, CameraDoc>();
+  private stopCameras: (() => void) | null = null;
   private stopped = false;
   private reconnecting = false;
   private hand = false;
@@ -114,6 +119,7 @@ class Meeting {
       { name: "people", label: "People", icon: "people", key: "KeyP", run: () => this.togglePanel("people") },
       { name: "devices", label: "Devices", icon: "settings", run: () => this.openDevices() },
       { name: "invite", label: "Invite", icon: "link", run: () => void this.copyInvite() },
+      ...(this.owner() ? [{ name: "cameras", label: "Cameras", icon: "ipCamera" as const, run: () => camerasDialog(this.ctx.api, this.choice.room) }] : []),
       { name: "shortcuts", label: "Shortcuts", icon: "keyboard", key: "Slash", run: () => showShortcuts(this.specs) },
       { name: "leave", label: "Leave", icon: "leave", danger: true, run: () => this.leave() },
     ];
@@ -134,6 +140,10 @@ class Meeting {
     this.stopShortcuts = shortcuts(this.specs, () => !document.querySelector("dialog[open]"));
     this.statsTimer = setInterval(() => void this.measure(), STATS_EVERY_MS);
     this.installHooks();
+  }
+
+  private owner(): boolean {
+    return this.choice.room.owner.id === this.ctx.api.user?.id;
   }
 
   private installHooks(): void {
@@ -208,6 +218,11 @@ class Meeting {
       this.announceChanges();
       this.draw();
     }, onError), "roster");
+    this.stopCameras?.();
+    this.stopCameras = watch((onError) => onSnapshot(collection(db, "rooms", this.choice.room.id, "cameras"), (snap) => {
+      this.cameras = new Map(snap.docs.map((d) => [d.id, { id: d.id, ...(d.data() as Omit<CameraDoc, "id">) }]));
+      this.draw();
+    }, onError), "cameras");
     // Like the roster, readable once the server has made this user a member.
     this.stopSpeaker?.();
     this.stopSpeaker = watch((onError) => onSnapshot(doc(db, "rooms", this.choice.room.id, "live", "speaker"), (snap) => {
@@ -226,8 +241,9 @@ class Meeting {
     const hands = new Set([...this.roster.values()].filter((p) => p.handRaisedAt && !this.mySessions.has(p.id)).map((p) => p.id));
     if (this.present) {
       const said: string[] = [];
-      for (const [id, name] of now) if (!this.present.has(id)) said.push(`${name} joined.`);
-      for (const [id, name] of this.present) if (!now.has(id)) said.push(`${name} left.`);
+      const camera = (id: string) => this.roster.get(id)?.media?.camera === true || id.startsWith("camera-");
+      for (const [id, name] of now) if (!this.present.has(id)) said.push(camera(id) ? `Camera ${name} is on.` : `${name} joined.`);
+      for (const [id, name] of this.present) if (!now.has(id)) said.push(camera(id) ? `Camera ${name} is off.` : `${name} left.`);
       for (const id of hands) if (!this.hands.has(id)) said.push(`${now.get(id)} raised their hand.`);
       if (said.length) this.announcer.say(said.join(" "));
     }
@@ -463,13 +479,16 @@ class Meeting {
     const others = [...this.roster.values()]
       .filter((p) => !this.mySessions.has(p.id))
       .sort((a, b) => a.displayName.localeCompare(b.displayName) || a.id.localeCompare(b.id));
+    const owner = this.owner();
     for (const p of others) {
       const tracks = this.tracksOf(p.id);
       const presenting = (p.tracks ?? []).some((t) => t.source === "screen");
+      const camera = p.media?.camera === true ? [...this.cameras.values()].find((c) => cameraSession(c.id) === p.id) : undefined;
       states.push({
         key: p.id, name: p.displayName, self: false, video: tracks.video, audio: tracks.audio, videoMid: tracks.videoMid,
         audioOn: p.media?.audio !== false, videoOn: p.media?.video !== false, quality: this.qualities.get(p.id) ?? null,
         speaking: p.id === speaker, hand: Boolean(p.handRaisedAt), presenting,
+        ...(p.media?.camera === true ? { camera: true, status: camera ? cameraStatus(camera, owner, false) : null } : {}),
       });
       if (presenting) {
         screens.push({
@@ -477,6 +496,16 @@ class Meeting {
           audio: tracks.screenAudio, videoMid: tracks.screenMid, audioOn: true, videoOn: true, quality: null,
         });
       }
+    }
+    // Cameras that are not pulled right now (connecting, retrying, failed) still have a tile,
+    // which says so; a switched-off one has none.
+    for (const c of this.cameras.values()) {
+      const status = cameraStatus(c, owner, false);
+      if (this.roster.has(cameraSession(c.id)) || status === null) continue;
+      states.push({
+        key: cameraSession(c.id), name: c.name, self: false, video: null, audio: null, audioOn: true, videoOn: false,
+        quality: null, camera: true, status,
+      });
     }
     if (screen) {
       screens.push({ key: "self:screen", name: "Your screen", self: true, screen: true, video: screen.getVideoTracks()[0] ?? null, audio: null, audioOn: true, videoOn: true, quality: null });
@@ -495,7 +524,7 @@ class Meeting {
     });
     this.tiles.update(all, stage);
     this.stageMid = all.find((t) => t.key === stage)?.videoMid ?? null;
-    this.people.update([self, ...states.filter((t) => !t.self)].map((t) => ({
+    this.people.update([self, ...states.filter((t) => !t.self && !t.camera)].map((t) => ({
       key: t.key, name: t.name, self: t.self, audioOn: t.audioOn, videoOn: t.videoOn, presenting: t.presenting === true,
       handSince: t.self ? (this.hand ? 0 : null) : this.roster.get(t.key)?.handRaisedAt?.toMillis?.() ?? null, quality: t.quality,
     })));
@@ -568,6 +597,7 @@ class Meeting {
       packets: Number(r.packetsReceived ?? 0),
       framesDecoded: r.framesDecoded ?? null,
       frameWidth: r.frameWidth ?? null,
+      frameHeight: r.frameHeight ?? null,
     }));
   }
 
@@ -578,6 +608,7 @@ class Meeting {
     this.stopShortcuts();
     this.stopRoster?.();
     this.stopSpeaker?.();
+    this.stopCameras?.();
     this.tiles.close();
     this.chat.detach();
     this.levels.close();

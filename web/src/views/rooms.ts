@@ -3,6 +3,7 @@
 import type { AppContext } from "../app";
 import type { Room } from "../api";
 import { h, mount } from "../dom";
+import { camerasDialog } from "./cameras";
 import { openDialog } from "./dialog";
 import { imagePicker } from "./images";
 import { userMenu } from "./usermenu";
@@ -31,11 +32,14 @@ export function roomsView(root: HTMLElement, ctx: AppContext): () => void {
     const change = mine
       ? h("button.small", { type: "button", name: "change-image", "aria-label": `Settings of ${room.name}`, onclick: (e: Event) => { e.stopPropagation(); changeImage(room); } }, "Settings")
       : null;
+    const cameras = mine
+      ? h("button.small", { type: "button", name: "cameras", "aria-label": `Cameras of ${room.name}`, onclick: (e: Event) => { e.stopPropagation(); camerasDialog(ctx.api, room); } }, "Cameras")
+      : null;
     // The whole card opens the room for a pointer; keyboards and screen readers use its link.
     const card = h("article.room-card", {
       dataset: { roomId: room.id },
       onclick: (e: Event) => (e.target as Element).closest("a, button") === null && ctx.go(`/rooms/${room.id}`),
-    }, h("div.thumb", {}, img), h("div.meta", {}, name, count, change));
+    }, h("div.thumb", {}, img), h("div.meta", {}, name, count, h("div.row", {}, change, cameras)));
     return { card, count, name: link, img, change };
   };
 

@@ -26,6 +26,10 @@ export interface TileState {
   presenting?: boolean;
   hand?: boolean;
   pinned?: boolean;
+  /** An IP camera of the room (labelled as one; no microphone to be muted). */
+  camera?: boolean;
+  /** What a camera's placeholder says while it shows no video (its state). */
+  status?: string | null;
 }
 
 /** The heights asked for, in device pixels: a tile's height is rounded up to one of them. */
@@ -47,6 +51,7 @@ interface Tile {
   video: HTMLVideoElement;
   audio: HTMLAudioElement;
   placeholder: HTMLElement;
+  status: HTMLElement;
   muted: HTMLElement;
   rtt: HTMLElement;
   grade: HTMLElement;
@@ -63,20 +68,23 @@ const GRADE_TEXT: Record<Grade, string> = { good: "Good", fair: "Fair", poor: "P
 function makeTile(state: TileState, onPin: (key: string) => void): Tile {
   const video = h("video", { autoplay: true, muted: true, playsInline: true });
   const audio = h("audio", { autoplay: true });
-  const placeholder = h("div.placeholder", {}, h("span.avatar", { "aria-hidden": "true" }, state.name.slice(0, 1).toUpperCase()));
+  const status = h("span.camera-status", {});
+  const placeholder = h("div.placeholder", {},
+    h("span.avatar", { "aria-hidden": "true" }, state.camera ? icon("ipCamera") : state.name.slice(0, 1).toUpperCase()), status);
   const muted = h("span.muted-icon", { role: "img", "aria-label": "Microphone off", title: "Microphone off", hidden: true }, icon("micOff"));
   const hand = h("span.hand", { role: "img", "aria-label": "Hand raised", title: "Hand raised", hidden: true }, icon("hand"));
   const presenting = h("span.badge", { hidden: true }, "Presenting");
-  const label = state.screen ? state.name : state.self ? `${state.name} (you)` : state.name;
-  const name = h("span.name", { title: label }, label);
+  const label = state.screen ? state.name : state.self ? `${state.name} (you)` : state.camera ? `${state.name} (camera)` : state.name;
+  const name = h("span.name", { title: label }, state.camera ? state.name : label);
   const rtt = h("span.rtt", {});
   const gradeEl = h("span.quality", {});
   const pin = h("button.pin.icon-only", { type: "button", name: "pin", onclick: () => onPin(state.key) }, icon("pin"), h("span.visually-hidden", {}, ""));
-  const root = h("article.tile", { dataset: { participant: state.name, key: state.key, self: String(state.self), screen: String(state.screen === true) }, "aria-label": label },
+  const kind = state.camera ? h("span.badge.camera-badge", {}, "Camera") : null;
+  const root = h("article.tile", { dataset: { participant: state.name, key: state.key, self: String(state.self), screen: String(state.screen === true), camera: String(state.camera === true) }, "aria-label": label },
     video, audio, placeholder, pin,
-    h("div.caption", {}, muted, hand, name, presenting, state.screen ? null : h("span.stats", {}, rtt, gradeEl)));
+    h("div.caption", {}, muted, hand, kind, name, presenting, state.screen ? null : h("span.stats", {}, rtt, gradeEl)));
   return {
-    root, name, hand, presenting, pin, video, audio, placeholder, muted, rtt, grade: gradeEl, videoTrack: null, audioTrack: null,
+    root, name, hand, presenting, pin, video, audio, placeholder, status, muted, rtt, grade: gradeEl, videoTrack: null, audioTrack: null,
     videoMid: null, cssHeight: null, inView: null,
   };
 }
@@ -194,17 +202,19 @@ export class TileGrid {
       tile.placeholder.hidden = showVideo;
       tile.root.dataset.video = String(showVideo);
       tile.root.dataset.audio = String(s.audioOn);
-      tile.muted.hidden = s.audioOn;
+      tile.muted.hidden = s.audioOn || s.camera === true;
+      tile.status.textContent = showVideo ? "" : s.status ?? "";
+      if (s.camera) tile.root.dataset.status = showVideo ? "live" : s.status ? "waiting" : "starting";
       if (s.speaking) tile.root.dataset.speaking = "true";
       else delete tile.root.dataset.speaking;
       tile.hand.hidden = !s.hand;
       tile.presenting.hidden = !s.presenting;
-      const label = tile.name.textContent ?? s.name;
+      const label = s.camera ? `${tile.name.textContent} (camera)` : tile.name.textContent ?? s.name;
       tile.pin.setAttribute("aria-pressed", String(s.pinned === true));
       tile.pin.title = s.pinned ? `Unpin ${label}` : `Pin ${label}`;
       tile.pin.lastElementChild!.textContent = tile.pin.title;
       tile.root.dataset.pinned = String(s.pinned === true);
-      tile.root.setAttribute("aria-label", [label, s.hand && "hand raised", s.presenting && "presenting", !s.screen && !s.audioOn && "muted"].filter(Boolean).join(", "));
+      tile.root.setAttribute("aria-label", [label, s.hand && "hand raised", s.presenting && "presenting", !s.screen && !s.camera && !s.audioOn && "muted", s.camera && !showVideo && s.status].filter(Boolean).join(", "));
       if (!s.screen) this.showQuality(tile, s.quality);
       if (s.key === stageKey) stageTile = tile.root;
       else order.push(tile.root);
