@@ -116,6 +116,11 @@ IN_NETNS= start_pubsub_emulator "$out/logs" demo-bench
 BENCH_FAILOVERS=${BENCH_FAILOVERS:-10} cargo test --quiet --test fleet fleet_benchmark -- --ignored --nocapture \
   2>"$out/logs/fleet.log" | grep '^FLEET-BENCH ' | sed 's/^FLEET-BENCH //' >"$out/fleet.jsonl"
 
+echo "== IP cameras: CPU per camera stream next to a person's stream (release build, loopback)"
+FIRESFU_TEST_BIN="$RELEASE_BIN/firesfu" FIRESFU_TEST_LOG=info \
+  cargo test --quiet --test cameras camera_benchmark -- --ignored --nocapture \
+  2>"$out/logs/cameras.log" | grep '^CAMERA-BENCH ' | sed 's/^CAMERA-BENCH //' >"$out/cameras.json"
+
 echo "== join time by network path (Chromium: UDP, ICE-TCP, TURN relay)"
 bash scripts/bench-connectivity.sh
 
@@ -160,4 +165,8 @@ for line in open(f"{out}/fleet.jsonl"):
     f = json.loads(line)
     print(f"| failover kill -9 → media again for all, {f['report_ms']/1000:.0f} s reports, {f['stale_ms']/1000:.0f} s staleness, ms (n={f['runs']}) | p50 {f['failover_p50_ms']}, p95 {f['failover_p95_ms']}, max {max(f['failover_ms'])} |")
     print(f"| room created → assignment written, ms (n={f['runs']}) | p50 {f['placement_p50_ms']}, p95 {f['placement_p95_ms']} |")
+c = json.load(open(f"{out}/cameras.json"))
+print(f"| firesfu CPU per camera stream (RTSP pull, H.264 repacketized + PCMU, 600 kbit/s, 1 viewer; {c['rooms']} cameras) | {c['cpuPctPerCameraStream']:.2f} % of a core |")
+print(f"| … per person's stream of about the same rate (VP8 600 kbit/s + Opus, 1 viewer; {c['rooms']} rooms) | {c['cpuPctPerPersonStream']:.2f} % of a core |")
+print(f"| camera stream ÷ person's stream | {c['cameraOverPerson']:.2f} |")
 PY

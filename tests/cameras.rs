@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::fleet::{Member, Monitor, assigned, fleet_broadcast};
 use common::rtsp::{CameraAuth, CameraOptions, RtspCamera, mount};
-use common::{Broadcast, BroadcastOptions, Project, unique};
+use common::{Broadcast, BroadcastOptions, Project, eventually, unique};
 use firesfu::ingest::documents::{CameraSecret, CameraSourceDoc, RtspTransport};
 use firesfu::sealed::SealKey;
 use serde_json::{Value, json};
@@ -402,4 +402,104 @@ async fn a_drained_instance_hands_its_cameras_over_with_its_rooms() {
          (state {}, on {})",
         moved["state"], moved["instance"]
     );
+}
+
+/// The broadcast's CPU over `secs`, in % of one core.
+async fn cpu_pct(bc: &Broadcast, secs: u64) -> f64 {
+    let ticks = |pid: u32| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()
+    };
+    let (t0, c0) = (Instant::now(), ticks(bc.pid()));
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    (ticks(bc.pid()) - c0) / t0.elapsed().as_secs_f64()
+}
+
+/// A viewer that publishes nothing.
+fn quiet_viewer(room: &str) -> PeerSpec {
+    let mut spec = viewer(room, "viewer");
+    spec.publish_audio = false;
+    spec.recv_audio = 1;
+    spec.recv_video = 1;
+    spec
+}
+
+/// `make bench`: the broadcast's CPU per camera stream (pulled over RTSP, repacketized and
+/// forwarded to one viewer) next to a person's stream of about the same rate forwarded to one
+/// viewer, in the same run: `BENCH_ROOMS` rooms (8) of each, `BENCH_SECONDS` (20) each.
+/// Prints one line `CAMERA-BENCH {json}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench"]
+async fn camera_benchmark() {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (rooms, secs) = (env("BENCH_ROOMS", 8) as usize, env("BENCH_SECONDS", 20));
+    // About a person's rate: the str0m publisher sends 30 × 2500-byte frames a second (600
+    // kbit/s) and Opus every 20 ms; the camera 25 frames at 600 kbit/s and PCMU every 20 ms.
+    let camera = RtspCamera::start(CameraOptions {
+        bitrate_kbps: 600,
+        ..CameraOptions::default()
+    });
+    let project = Project::new().await;
+    let bc = broadcast(&project).await;
+    let idle = cpu_pct(&bc, 5).await;
+
+    let mut peers = Vec::new();
+    for i in 0..rooms {
+        let room = project.room(&unique(&format!("people{i}"))).await;
+        let mut person = PeerSpec::new(&room, "person");
+        person.recv_audio = 0;
+        person.recv_video = 0;
+        person.follow_wants = false;
+        peers.push(Peer::join(&project.db, person).await.unwrap());
+        peers.push(Peer::join(&project.db, quiet_viewer(&room)).await.unwrap());
+    }
+    for viewer in peers.iter().skip(1).step_by(2) {
+        eventually("the viewer receives the person", T, async || {
+            let r = viewer.report();
+            r.received
+                .get("person")
+                .is_some_and(|m| m.video >= 30)
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", viewer.report()));
+    }
+    let people = cpu_pct(&bc, secs).await;
+    for p in peers.drain(..) {
+        p.leave(Leave::Close).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut viewers = Vec::new();
+    for i in 0..rooms {
+        let room = project.room(&unique(&format!("cameras{i}"))).await;
+        let id = add_camera(&project, &room, "Bench", &open(camera.url(mount::H264))).await;
+        let peer = Peer::join(&project.db, quiet_viewer(&room)).await.unwrap();
+        viewers.push((id, peer));
+    }
+    for (id, peer) in &viewers {
+        until_frames(peer, id, 25, 25, T).await;
+    }
+    let cameras = cpu_pct(&bc, secs).await;
+    let per_person = (people - idle) / rooms as f64;
+    let per_camera = (cameras - idle) / rooms as f64;
+    println!(
+        "CAMERA-BENCH {}",
+        json!({
+            "rooms": rooms, "seconds": secs, "idleCpuPct": idle,
+            "peopleCpuPct": people, "camerasCpuPct": cameras,
+            "cpuPctPerPersonStream": per_person, "cpuPctPerCameraStream": per_camera,
+            "cameraOverPerson": per_camera / per_person,
+        })
+    );
+    for (_, peer) in viewers {
+        peer.leave(Leave::Close).await.unwrap();
+    }
+    drop(bc);
 }

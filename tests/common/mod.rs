@@ -247,7 +247,9 @@ impl Broadcast {
         let instance = options.instance.clone().unwrap_or_else(|| unique("bc"));
         let log = log_dir().join(format!("{}-{instance}.log", project.id));
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_firesfu"));
+        // `make bench` runs the release build (FIRESFU_TEST_BIN); tests, this one.
+        let bin = std::env::var("FIRESFU_TEST_BIN").unwrap_or(env!("CARGO_BIN_EXE_firesfu").into());
+        let mut cmd = Command::new(bin);
         cmd.arg("broadcast")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
