@@ -21,12 +21,7 @@ browser_setup cameras demo-cameras
 
 start_app_sidecar cameras
 
-start_group BROADCAST "$logs/broadcast.log" "${in_ns[@]}" env \
-  GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
-  FIRESFU_UDP_BIND=10.77.0.1:4443 APP_PORT=8082 FIRESFU_HTTP_BIND_IP=127.0.0.1 \
-  FIRESFU_JWKS_URL="http://$sidecar/.well-known/jwks.json" \
-  RUST_LOG="${FIRESFU_TEST_RUST_LOG:-info,firesfu=debug}" "$BIN"/firesfu broadcast
-wait_http "http://127.0.0.1:8082/healthz" ok 30
+start_app_broadcast
 
 # The test starts, stops and restarts the camera itself (in its process group: stopped with it).
 status=0

@@ -53,6 +53,18 @@ start_app_sidecar() {
   wait_http "http://$sidecar/readyz" ready 60
 }
 
+# start_app_broadcast: one broadcast instance for the web app (BROADCAST, log broadcast.log,
+# UDP 10.77.0.1:4443, HTTP 127.0.0.1:8082), verifying join tokens against the sidecar's JWKS.
+# Variables of the caller's environment (FIRESFU_CAMERA_KEY, say) reach it.
+start_app_broadcast() {
+  start_group BROADCAST "$logs/broadcast.log" "${in_ns[@]}" env \
+    GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
+    FIRESFU_UDP_BIND=10.77.0.1:4443 APP_PORT=8082 FIRESFU_HTTP_BIND_IP=127.0.0.1 \
+    FIRESFU_JWKS_URL="http://$sidecar/.well-known/jwks.json" \
+    RUST_LOG="${FIRESFU_TEST_RUST_LOG:-info,firesfu=debug}" "$BIN"/firesfu broadcast
+  wait_http "http://127.0.0.1:8082/healthz" ok 30
+}
+
 # show_failure LOG...: the tail of each log, on stderr.
 show_failure() {
   echo "browser test FAILED; logs in $logs" >&2

@@ -13,12 +13,7 @@ browser_setup present demo-present
 
 start_app_sidecar present
 
-start_group BROADCAST "$logs/broadcast.log" "${in_ns[@]}" env \
-  GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$emulator" \
-  FIRESFU_UDP_BIND=10.77.0.1:4443 APP_PORT=8082 FIRESFU_HTTP_BIND_IP=127.0.0.1 \
-  FIRESFU_JWKS_URL="http://$sidecar/.well-known/jwks.json" \
-  RUST_LOG="${FIRESFU_TEST_RUST_LOG:-info,firesfu=debug}" "$BIN"/firesfu broadcast
-wait_http "http://127.0.0.1:8082/healthz" ok 30
+start_app_broadcast
 
 # Alice's microphone plays speech (the muted hint); the shared screen is a page of fine text.
 python3 tests/scripts/speech-wav.py "$logs/speech.wav" "$logs/silence.wav"
