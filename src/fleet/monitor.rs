@@ -482,8 +482,10 @@ impl Leader {
         }
     }
 
-    /// The room's clients on the old instance join again; a dead instance's roster goes. A
-    /// failure is retried at the next step.
+    /// The room's clients on the old instance join again, and the old instance's roster
+    /// entries for the room go: those sessions are over whatever the reason (a live instance
+    /// deletes its own too, but an entry it misses would stay as a ghost tile). A failure is
+    /// retried at the next step.
     async fn after_move(&mut self, room: &str, from: &str, reason: Reason, now: SystemTime) {
         let message = format!(
             "the room moved to another instance ({}); join again",
@@ -503,11 +505,11 @@ impl Leader {
         let cleaned = match ended {
             Ok(n) => {
                 tracing::info!(room, from, sessions = n, "sessions told to re-join");
-                if reason == Reason::InstanceDead {
-                    self.store.remove_roster_of(room, from).await.map(|_| ())
-                } else {
-                    Ok(())
-                }
+                let dead = reason == Reason::InstanceDead;
+                self.store
+                    .remove_roster_of(room, from, dead)
+                    .await
+                    .map(|_| ())
             }
             Err(e) => Err(e),
         };

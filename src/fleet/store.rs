@@ -414,9 +414,16 @@ impl FleetStore {
         }
     }
 
-    /// Deletes the roster entries a dead instance left in the room, and the member documents
-    /// of users with no other entry left (they would keep reading roster and chat).
-    pub async fn remove_roster_of(&self, room: &str, instance: &str) -> Result<usize, DbError> {
+    /// Deletes the roster entries `instance` left in the room and, with `members` (the
+    /// instance is dead: nobody else will), the member documents of users with no other entry
+    /// left (they would keep reading roster and chat). A live instance removes its sessions'
+    /// members itself, and knows when a user re-joining elsewhere still needs theirs.
+    pub async fn remove_roster_of(
+        &self,
+        room: &str,
+        instance: &str,
+        members: bool,
+    ) -> Result<usize, DbError> {
         let parent = self.db.parent_path(ROOMS, room)?.to_string();
         let docs = docdb::timed(
             self.db
@@ -446,6 +453,9 @@ impl FleetStore {
             docdb::delete(&self.db, &entry).await?;
             removed += 1;
             gone_uids.extend(uid);
+        }
+        if !members {
+            return Ok(removed);
         }
         for uid in gone_uids.iter().filter(|u| !remaining_uids.contains(*u)) {
             let member = DocRef {
