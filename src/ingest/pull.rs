@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures::StreamExt;
 use retina::codec::CodecItem;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::backoff::Backoff;
 use super::documents::{
@@ -76,7 +76,15 @@ struct Attached {
 
 /// Pulls `camera` until `stop` says otherwise.
 pub async fn run(ctx: Arc<Context>, camera: Camera, mut stop: watch::Receiver<Option<Stop>>) {
+    let (statuses, queue) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_statuses(
+        ctx.clone(),
+        camera.doc.room.clone(),
+        camera.id.clone(),
+        queue,
+    ));
     let mut pull = Pull {
+        statuses,
         key: SessionKey {
             room: camera.doc.room.clone(),
             session: session_id(&camera.id),
@@ -92,12 +100,31 @@ pub async fn run(ctx: Arc<Context>, camera: Camera, mut stop: watch::Receiver<Op
     let reason = pull.until_stopped(&mut stop).await;
     pull.detach().await;
     if reason == Stop::NoViewers {
-        pull.status(CameraState::Idle, None).await;
+        pull.status(CameraState::Idle, None);
+    }
+    drop(pull);
+    let _ = writer.await;
+}
+
+/// Writes the camera's states in the order they were reached, away from the camera's reads:
+/// a slow Firestore delays the document, never the frames.
+async fn write_statuses(
+    ctx: Arc<Context>,
+    room: String,
+    camera: String,
+    mut queue: mpsc::UnboundedReceiver<CameraStatus>,
+) {
+    while let Some(status) = queue.recv().await {
+        if let Err(e) = ctx.cameras.set_status(&room, &camera, &status).await {
+            tracing::warn!(%room, %camera, "camera state not written: {e}");
+        }
     }
 }
 
 struct Pull {
     ctx: Arc<Context>,
+    /// To [`write_statuses`].
+    statuses: mpsc::UnboundedSender<CameraStatus>,
     camera: Camera,
     key: SessionKey,
     attached: Option<Attached>,
@@ -123,12 +150,12 @@ impl Pull {
         let secret = match self.secret() {
             Ok(secret) => secret,
             Err(e) => {
-                self.status(CameraState::Failed, Some(e)).await;
+                self.status(CameraState::Failed, Some(e));
                 return stopped(stop).await;
             }
         };
         loop {
-            self.status(CameraState::Connecting, None).await;
+            self.status(CameraState::Connecting, None);
             let opened = tokio::select! {
                 reason = stopped(stop) => return reason,
                 opened = rtsp::open(&secret, self.camera.doc.transport, self.ctx.group.clone(), self.ctx.connect_timeout) => opened,
@@ -150,10 +177,10 @@ impl Pull {
             );
             self.detach().await;
             if !failure.code.transient() {
-                self.status(CameraState::Failed, Some(failure)).await;
+                self.status(CameraState::Failed, Some(failure));
                 return stopped(stop).await;
             }
-            self.status(CameraState::Retrying, Some(failure)).await;
+            self.status(CameraState::Retrying, Some(failure));
             let wait = self.backoff.next(rand::random());
             tokio::select! {
                 reason = stopped(stop) => return reason,
@@ -274,7 +301,7 @@ impl Pull {
                         opened.width = width;
                         opened.height = height;
                         opened.codec = codec;
-                        self.live_status(&opened).await;
+                        self.live_status(&opened);
                     }
                 }
                 CodecItem::AudioFrame(frame) if Some(frame.stream_id()) == audio_stream => {
@@ -408,7 +435,7 @@ impl Pull {
         }
     }
 
-    async fn live_status(&self, opened: &Opened) {
+    fn live_status(&self, opened: &Opened) {
         let mut status = self
             .ctx
             .cameras
@@ -421,22 +448,15 @@ impl Pull {
             code: CameraErrorCode::UnsupportedCodec,
             message,
         });
-        self.write(&status).await;
+        self.write(status);
     }
 
-    async fn status(&self, state: CameraState, error: Option<CameraError>) {
-        let status = self.ctx.cameras.status(state, error, SystemTime::now());
-        self.write(&status).await;
+    fn status(&self, state: CameraState, error: Option<CameraError>) {
+        self.write(self.ctx.cameras.status(state, error, SystemTime::now()));
     }
 
-    async fn write(&self, status: &CameraStatus) {
-        let written = self
-            .ctx
-            .cameras
-            .set_status(&self.key.room, &self.camera.id, status)
-            .await;
-        if let Err(e) = written {
-            tracing::warn!(room = %self.key.room, camera = %self.camera.id, "camera state not written: {e}");
-        }
+    /// Queued for [`write_statuses`]: in order, and never waited for on the media path.
+    fn write(&self, status: CameraStatus) {
+        let _ = self.statuses.send(status);
     }
 }
