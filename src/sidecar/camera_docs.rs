@@ -3,7 +3,7 @@
 //! pulls it with; no browser may read it) and a public one (`rooms/{room}/cameras/{camera}`).
 //!
 //! The sidecar owns the source document entirely, and of the public one only `name`, `enabled`
-//! and `createdAt`, plus `state` (and `error`, cleared) when `enabled` changes: field masks
+//! and `createdAt`, plus `state` (clearing what the last pull found) when `enabled` changes: field masks
 //! leave what the pulling instance writes (`state`, `error`, `codec`, …) alone. Both documents
 //! of a camera are written, or deleted, in one Firestore transaction.
 //!
@@ -73,8 +73,9 @@ impl CameraRow {
     }
 }
 
-/// The fields of `rooms/{room}/cameras/{id}` the sidecar writes. `error` is in the mask when
-/// `state` is, and absent from the object: Firestore deletes it.
+/// The fields of `rooms/{room}/cameras/{id}` the sidecar writes. `error`, `codec`, `width`,
+/// `height`, `audio` and `audioError` are in the mask when `state` is, and absent from the
+/// object: Firestore deletes them.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PublicFields {
@@ -86,7 +87,19 @@ struct PublicFields {
 }
 
 const OWN_FIELDS: [&str; 3] = ["name", "enabled", "createdAt"];
-const STATE_FIELDS: [&str; 5] = ["name", "enabled", "createdAt", "state", "error"];
+/// With `state`: what the last pull found (`error`, `codec`, size, sound) goes with it.
+const STATE_FIELDS: [&str; 10] = [
+    "name",
+    "enabled",
+    "createdAt",
+    "state",
+    "error",
+    "codec",
+    "width",
+    "height",
+    "audio",
+    "audioError",
+];
 
 /// Holds the camera's lock until `tx` ends: changes to one camera, and their mirroring into
 /// Firestore, happen one at a time.
@@ -103,7 +116,8 @@ pub async fn lock(tx: &mut Transaction<'_, Postgres>, camera: Uuid) -> Result<()
 pub struct Writes {
     pub source: bool,
     pub public: bool,
-    /// Set `state` (idle or disabled) and clear `error`: the camera is new, `enabled` changed,
+    /// Set `state` (idle or disabled) and clear what the last pull found (`error`, `codec`,
+    /// size, sound): the camera is new, `enabled` changed,
     /// or the public state contradicts it.
     pub state: bool,
 }
