@@ -77,18 +77,7 @@ fn open(url: String) -> CameraSecret {
 }
 
 async fn camera_doc(project: &Project, room: &str, id: &str) -> Value {
-    project
-        .db
-        .fluent()
-        .select()
-        .by_id_in("cameras")
-        .parent(project.db.parent_path("rooms", room).unwrap())
-        .obj::<Value>()
-        .one(id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(Value::Null)
+    project.camera_doc(room, id).await.unwrap_or(Value::Null)
 }
 
 /// Waits until the camera's public document satisfies `ok`; returns it.

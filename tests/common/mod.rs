@@ -198,6 +198,20 @@ impl Project {
             .flatten()
     }
 
+    /// The public document of one of the room's cameras (`rooms/{room}/cameras/{id}`).
+    pub async fn camera_doc(&self, room: &str, camera: &str) -> Option<Value> {
+        self.db
+            .fluent()
+            .select()
+            .by_id_in("cameras")
+            .parent(self.db.parent_path("rooms", room).unwrap())
+            .obj()
+            .one(camera)
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The room's `participants` documents (the roster the server writes).
     pub async fn roster(&self, room: &str) -> Vec<firestore::FirestoreDocument> {
         self.db
