@@ -156,6 +156,8 @@ export class RoomSession {
   state: string = "new";
   error: SessionError | null = null;
   slots: Record<string, SlotInfo | null> = {};
+  /** The broadcast instance serving this session (the session document's `instance`). */
+  instance: string | null = null;
   wants = { audio: 0, video: 0 };
   revision = 0;
   answeredRevision = 0;
@@ -450,6 +452,7 @@ export class RoomSession {
     this.state = d.state;
     this.error = d.error ?? null;
     this.slots = d.slots ?? {};
+    this.instance = typeof d.instance === "string" ? d.instance : null;
     this.wants = d.wants ?? { audio: 0, video: 0 };
     const answer = d.answer;
     if (this.pending && answer?.revision === this.revision && (d.state === "answered" || d.state === "connected")) {

@@ -38,6 +38,8 @@ interface Participant {
   media?: { audio?: boolean; video?: boolean; camera?: boolean };
   quality?: { rttMs: number | null; loss: number | null };
   handRaisedAt?: Timestamp | null;
+  /** The broadcast instance that wrote the entry. */
+  instance?: string;
 }
 
 declare global {
@@ -60,7 +62,9 @@ class Meeting {
   private session: RoomSession | null = null;
   private db: Firestore | null = null;
   private mySessions = new Set<string>();
+  /** The roster as shown (see `refilter`), and as the listener last delivered it. */
   private roster = new Map<string, Participant>();
+  private rosterAll = new Map<string, Participant>();
   private qualities = new Map<string, Measured>();
   private stopRoster: (() => void) | null = null;
   /** The dominant speaker's session id, as the server last wrote it (null: nobody yet). */
@@ -214,7 +218,8 @@ class Meeting {
     this.db = db;
     this.stopRoster?.();
     this.stopRoster = watch((onError) => onSnapshot(collection(db, "rooms", this.choice.room.id, "participants"), (snap) => {
-      this.roster = new Map(snap.docs.map((d) => [d.id, { id: d.id, ...(d.data() as Omit<Participant, "id">) }]));
+      this.rosterAll = new Map(snap.docs.map((d) => [d.id, { id: d.id, ...(d.data() as Omit<Participant, "id">) }]));
+      this.refilter();
       this.announceChanges();
       this.draw();
     }, onError), "roster");
@@ -235,6 +240,17 @@ class Meeting {
     }, onError), "speaker");
   }
 
+  /**
+   * A room lives on one instance: entries another instance wrote are left over from before
+   * the room moved (its sessions are over; they go within a moment, but a listener that
+   * resumed after an error may keep showing them — seen with the emulator). Shown: the entries
+   * of the instance serving this session, and any while that is not known yet.
+   */
+  private refilter(): void {
+    const here = this.session?.instance ?? null;
+    this.roster = new Map([...this.rosterAll].filter(([id, p]) => !here || !p.instance || p.instance === here || this.mySessions.has(id)));
+  }
+
   /** Joins, leaves and raised hands, for screen readers (not the first snapshot). */
   private announceChanges(): void {
     const now = new Map([...this.roster.values()].filter((p) => !this.mySessions.has(p.id)).map((p) => [p.id, p.displayName]));
@@ -253,6 +269,7 @@ class Meeting {
 
   private onSession(s: RoomSession): void {
     if (s !== this.session) return;
+    this.refilter();
     if (s.ended) {
       const code = s.error?.code ?? "closed";
       if (REJOIN_CODES.has(code)) void this.reconnect("Reconnecting…");
