@@ -14,6 +14,9 @@ pub const SOURCES: &str = "cameraSources";
 pub const CAMERAS: &str = "cameras";
 /// The camera's session id in the room's roster and in slot sources: `camera-{camera}`.
 pub const SESSION_PREFIX: &str = "camera-";
+/// The public document's fields that say what the last pull found: cleared with `state`
+/// whenever the owner switches the camera on or off.
+pub const FOUND_FIELDS: [&str; 6] = ["error", "codec", "width", "height", "audio", "audioError"];
 
 pub fn session_id(camera: &str) -> String {
     format!("{SESSION_PREFIX}{camera}")

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::documents::{CAMERAS, CameraError, CameraSourceDoc, CameraState, SOURCES};
+use super::documents::{CAMERAS, CameraError, CameraSourceDoc, CameraState, FOUND_FIELDS, SOURCES};
 use crate::docdb::{self, Cas, DbError, DocRef, meter, timestamp};
 
 /// What the listener or a sweep of a room's cameras saw.
@@ -48,17 +48,12 @@ pub struct CameraStatus {
     pub updated_at: FirestoreTimestamp,
 }
 
-const STATUS_FIELDS: [&str; 9] = [
-    "state",
-    "error",
-    "codec",
-    "width",
-    "height",
-    "audio",
-    "audioError",
-    "instance",
-    "updatedAt",
-];
+/// `state`, what the pull found, and who wrote it when.
+fn status_fields() -> impl Iterator<Item = &'static str> {
+    ["state", "instance", "updatedAt"]
+        .into_iter()
+        .chain(FOUND_FIELDS)
+}
 
 #[derive(Clone)]
 pub struct CameraStore {
@@ -171,7 +166,7 @@ impl CameraStore {
                 collection: CAMERAS,
                 id: camera,
             },
-            &STATUS_FIELDS,
+            &status_fields().collect::<Vec<_>>(),
             status,
             |doc: &Value| {
                 let enabled = doc.get("enabled").and_then(Value::as_bool) != Some(false);

@@ -24,7 +24,9 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::docdb::{self, DbError, doc_id, meter, timed};
-use crate::ingest::documents::{CAMERAS, CameraSourceDoc, CameraState, RtspTransport, SOURCES};
+use crate::ingest::documents::{
+    CAMERAS, CameraSourceDoc, CameraState, FOUND_FIELDS, RtspTransport, SOURCES,
+};
 use crate::signalling::protocol::ROOMS;
 
 /// A camera as the `cameras` table holds it.
@@ -87,19 +89,6 @@ struct PublicFields {
 }
 
 const OWN_FIELDS: [&str; 3] = ["name", "enabled", "createdAt"];
-/// With `state`: what the last pull found (`error`, `codec`, size, sound) goes with it.
-const STATE_FIELDS: [&str; 10] = [
-    "name",
-    "enabled",
-    "createdAt",
-    "state",
-    "error",
-    "codec",
-    "width",
-    "height",
-    "audio",
-    "audioError",
-];
 
 /// Holds the camera's lock until `tx` ends: changes to one camera, and their mirroring into
 /// Firestore, happen one at a time.
@@ -144,10 +133,15 @@ pub async fn put(db: &FirestoreDb, row: &CameraRow, writes: Writes) -> Result<()
         state: writes.state.then(|| row.initial_state()),
     };
     let source = row.source();
-    let mask: &[&str] = if writes.state {
-        &STATE_FIELDS
+    // With `state`, what the last pull found goes (in the mask, absent from the object).
+    let mask: Vec<&str> = if writes.state {
+        OWN_FIELDS
+            .into_iter()
+            .chain(["state"])
+            .chain(FOUND_FIELDS)
+            .collect()
     } else {
-        &OWN_FIELDS
+        OWN_FIELDS.to_vec()
     };
     timed(async {
         let mut tx = db.begin_transaction().await?;

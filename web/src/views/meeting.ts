@@ -500,7 +500,7 @@ class Meeting {
     for (const p of others) {
       const tracks = this.tracksOf(p.id);
       const presenting = (p.tracks ?? []).some((t) => t.source === "screen");
-      const camera = p.media?.camera === true ? [...this.cameras.values()].find((c) => cameraSession(c.id) === p.id) : undefined;
+      const camera = p.media?.camera === true ? this.cameras.get(p.id.replace(/^camera-/, "")) : undefined;
       states.push({
         key: p.id, name: p.displayName, self: false, video: tracks.video, audio: tracks.audio, videoMid: tracks.videoMid,
         audioOn: p.media?.audio !== false, videoOn: p.media?.video !== false, quality: this.qualities.get(p.id) ?? null,
