@@ -3,7 +3,7 @@
 # GStreamer RTSP server with Digest authentication, tests/rtsp/camera.py) through the meeting's
 # "Cameras" dialog; both decode it (video at the camera's size, its PCMU sound), the camera is
 # stopped for 10 s and comes back without anyone re-joining, a camera with a wrong password is
-# shown as failed (the owner sees why), and the camera's frames are timed from the camera's
+# shown as failed (the owner sees why) until its login is changed, and the camera's frames are timed from the camera's
 # clock (stamped into each frame) to Chromium's decoder. Sidecar, PostgreSQL, one broadcast
 # instance, the cameras and the browsers all run inside one network namespace.
 set -euo pipefail

@@ -1,7 +1,7 @@
 // A room's IP cameras: the owner's dialog to add, rename, switch on/off and remove them
 // (through the sidecar, which keeps their URLs and credentials), and what a camera's public
 // document (`rooms/{room}/cameras/{id}`, docs/signalling.md "Cameras") says in words for its tile.
-import type { Api, Camera } from "../api";
+import type { Api, Camera, CameraChange } from "../api";
 import { h } from "../dom";
 import { openDialog } from "./dialog";
 
@@ -86,6 +86,10 @@ export function camerasDialog(api: Api, room: { id: string; name: string }): voi
     };
     rename.addEventListener("change", () => rename.value.trim() && void apply({ name: rename.value.trim() }));
     enabled.addEventListener("change", () => void apply({ enabled: enabled.checked }));
+    const change = h("button.small", {
+      type: "button", name: "change-camera", "aria-label": `Change the address or login of ${camera.name}`,
+      onclick: () => changeDialog(api, room, camera, refresh),
+    }, "Change");
     const remove = h("button.small.danger", {
       type: "button", name: "remove-camera", "aria-label": `Remove ${camera.name}`,
       onclick: async () => {
@@ -102,7 +106,7 @@ export function camerasDialog(api: Api, room: { id: string; name: string }): voi
       rename,
       h("span.url", { title: camera.url }, camera.url, camera.hasCredentials ? " (with login)" : ""),
       h("label.inline", {}, enabled, "On"),
-      remove);
+      h("div.row", {}, change, remove));
   };
 
   const refresh = async () => {
@@ -141,4 +145,36 @@ export function camerasDialog(api: Api, room: { id: string; name: string }): voi
   }]);
   void refresh();
   name.focus();
+}
+
+/**
+ * Changes a camera's address or login (a refused password is fixed here). The stored login is
+ * never shown: left empty it stays; typed, it replaces both; "Remove the login" drops it.
+ */
+function changeDialog(api: Api, room: { id: string }, camera: Camera, done: () => Promise<void>): void {
+  const url = h("input", { name: "change-url", value: camera.url, maxLength: 2048, autocomplete: "off", spellcheck: "false" });
+  const keep = camera.hasCredentials ? "unchanged" : "";
+  const username = h("input", { name: "change-username", maxLength: 256, autocomplete: "off", spellcheck: "false", placeholder: keep });
+  const password = h("input", { name: "change-password", type: "password", maxLength: 256, autocomplete: "new-password", placeholder: keep });
+  const drop = h("input", { type: "checkbox", name: "remove-login" });
+  url.addEventListener("change", () => takeCredentials(url, username, password));
+  openDialog(`Change “${camera.name}”`, [
+    h("label", {}, "RTSP URL", url),
+    h("label", {}, "Username", username),
+    h("label", {}, "Password", password),
+    camera.hasCredentials ? h("label.inline", {}, drop, "Remove the login") : null,
+  ].filter((n): n is HTMLLabelElement => n !== null), [{
+    label: "Save", primary: true,
+    run: async () => {
+      takeCredentials(url, username, password);
+      const change: CameraChange = {};
+      if (url.value.trim() !== camera.url) change.url = url.value.trim();
+      if (drop.checked) Object.assign(change, { username: null, password: null });
+      else if (username.value || password.value) Object.assign(change, { username: username.value || null, password: password.value || null });
+      if (Object.keys(change).length) await api.updateCamera(room.id, camera.id, change);
+      await done();
+      return true;
+    },
+  }]);
+  url.focus();
 }
