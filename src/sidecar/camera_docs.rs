@@ -3,9 +3,9 @@
 //! pulls it with; no browser may read it) and a public one (`rooms/{room}/cameras/{camera}`).
 //!
 //! The sidecar owns the source document entirely, and of the public one only `name`, `enabled`
-//! and `createdAt`, plus `state` (clearing what the last pull found) when `enabled` changes: field masks
-//! leave what the pulling instance writes (`state`, `error`, `codec`, …) alone. Both documents
-//! of a camera are written, or deleted, in one Firestore transaction.
+//! and `createdAt`, plus `state` (clearing what the last pull found) when `enabled` changes:
+//! field masks leave what the pulling instance writes (`state`, `error`, `codec`, …) alone.
+//! Both documents of a camera are written, or deleted, in one Firestore transaction.
 //!
 //! PostgreSQL is the truth: [`reconcile`] rewrites what is missing or wrong and deletes
 //! documents of cameras it does not know. Every change to a camera, in the API and here, holds
