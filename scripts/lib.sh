@@ -10,6 +10,26 @@ BIN="$CARGO_TARGET_DIR/debug"
 RELEASE_BIN="$CARGO_TARGET_DIR/release"
 STARTED_GROUPS=()
 
+# prune_build_outputs: build outputs grow with every clone (CI's clones build their own copies of
+# the workspace's crates), feature set and session. When the disk holding them has less than
+# FIRESFU_MIN_FREE_GIB (25) free, the workspace's binaries and incremental caches that no build
+# touched for 3 hours go (dependencies stay: they are rebuilt only when they change).
+prune_build_outputs() {
+  local min=${FIRESFU_MIN_FREE_GIB:-25} free dir
+  mkdir -p "$CARGO_TARGET_DIR"
+  free=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print int($4 / 1048576)}')
+  [ "$free" -lt "$min" ] || return 0
+  echo "== prune: $free GiB free under $CARGO_TARGET_DIR (< $min): removing stale build outputs"
+  for dir in "$CARGO_TARGET_DIR" "${CARGO_TARGET_DIR%/}-fuzz"; do
+    [ -d "$dir" ] || continue
+    find "$dir" -mindepth 3 -maxdepth 3 -path '*/incremental/*' -mmin +180 -exec rm -rf {} + 2>/dev/null || true
+    find "$dir" -mindepth 3 -maxdepth 4 -path '*/deps/*' -type f -mmin +180 \
+      \( -name 'libfiresfu-*' -o \( -perm -u+x ! -name '*.so' \) \) -delete 2>/dev/null || true
+  done
+  free=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print int($4 / 1048576)}')
+  echo "   now $free GiB free"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

@@ -4,6 +4,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$FIRESFU_ROOT"
 
+prune_build_outputs
 bash scripts/deps.sh
 
 echo "== fmt"

@@ -312,7 +312,7 @@ async fn stop_signal(drain: Option<Drain>) {
         "draining: waiting for the monitor to move this instance's rooms"
     );
     let deadline = tokio::time::Instant::now() + drain.grace;
-    let second = crate::process::shutdown_signal();
+    let second = crate::process::signalled(2);
     tokio::pin!(second);
     loop {
         tokio::select! {

@@ -4,6 +4,8 @@ use firesfu::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let mut cli = Cli::parse();
+    // Before anything else: a SIGTERM from now on is counted, never lost (see the function).
+    firesfu::process::listen_for_signals();
     let (component, instance) = match &mut cli.command {
         Command::Broadcast(args) => {
             let id = firesfu::broadcast::instance_id(args);

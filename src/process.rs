@@ -20,21 +20,56 @@ pub fn host_instance(fallback: &str) -> String {
     )
 }
 
-/// SIGINT or SIGTERM. Both count: a script started with `&` from a non-interactive shell
-/// ignores SIGINT, so SIGTERM is how such a parent stops us.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// How many SIGTERM/SIGINTs arrived since [`listen_for_signals`] first ran.
+static SIGNALS: std::sync::OnceLock<tokio::sync::watch::Receiver<u32>> = std::sync::OnceLock::new();
+
+/// Installs the SIGTERM and SIGINT handlers and counts the signals from now on. `main` calls it
+/// first: in a container the process is PID 1, and PID 1 ignores a signal it has no handler
+/// for, so a SIGTERM that came before the handler existed was lost (the pod then ran to the end
+/// of its grace period and was killed without draining). Both signals count: a script started
+/// with `&` from a non-interactive shell ignores SIGINT, so SIGTERM is how such a parent stops us.
+/// Needs a tokio runtime.
+pub fn listen_for_signals() -> tokio::sync::watch::Receiver<u32> {
+    SIGNALS
+        .get_or_init(|| {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (tx, rx) = tokio::sync::watch::channel(0u32);
+            let term = signal(SignalKind::terminate());
+            let int = signal(SignalKind::interrupt());
+            tokio::spawn(async move {
+                let (mut term, mut int) = match (term, int) {
+                    (Ok(t), Ok(i)) => (t, i),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
+                        return std::future::pending().await;
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        Some(()) = term.recv() => {}
+                        Some(()) = int.recv() => {}
+                        else => return,
+                    }
+                    tx.send_modify(|n| *n += 1);
+                }
+            });
+            rx
+        })
+        .clone()
+}
+
+/// Resolves once `n` SIGTERM/SIGINTs have arrived (counting those before the call).
+pub async fn signalled(n: u32) {
+    let mut count = listen_for_signals();
+    if count.wait_for(|&c| c >= n).await.is_err() {
+        // The counting task is gone (its runtime ended): no signal will ever be counted.
+        std::future::pending::<()>().await;
     }
+}
+
+/// The first SIGTERM or SIGINT (at once if one has already arrived).
+pub async fn shutdown_signal() {
+    signalled(1).await
 }
 
 /// A process's resident memory, KiB (0 once it is gone, or where /proc is not there).

@@ -26,6 +26,7 @@ IMAGE=localhost/firesfu:image-test
 work="$FIRESFU_ROOT/target/deploy/image"
 logs="$FIRESFU_ROOT/target/test-logs/image"
 rootfs="$work/rootfs"
+ctx="$work/context"
 mkdir -p "$work" "$logs"
 
 [ "$(id -u)" -eq 0 ] || { echo "image.sh: needs root (podman with vfs storage, chroot)" >&2; exit 1; }
@@ -55,6 +56,9 @@ cleanup() {
   stop_postgres
   # The namespaces take their mounts with them; a leftover would be a bug, but never leave one.
   findmnt -rn -o TARGET | grep -F "$rootfs" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  # The base image stays cached; the built image, its context and the exported tree go.
+  pm rmi -f "$IMAGE" >/dev/null 2>&1 || true
+  rm -rf "$ctx" "$rootfs"
   [ $rc -eq 0 ] || echo "image.sh: FAILED (logs in $logs)" >&2
   exit $rc
 }
@@ -99,17 +103,18 @@ else
 fi
 
 echo "== image: build (Dockerfile --target runtime-prebuilt)"
-ctx="$work/context"
 rm -rf "$ctx"
 mkdir -p "$ctx/prebuilt"
 if [ ! -f web/dist/index.html ]; then
   [ -d web/node_modules ] || (cd web && npm ci --no-audit --no-fund --silent)
   (cd web && node build.mjs)
 fi
-cp "$FIRESFU" "$ctx/prebuilt/firesfu"
+# Debug info stripped: the image carries what a release build would (line tables, symbols
+# kept), and the disk is spared the test build's full copy twice over.
+objcopy --strip-debug "$FIRESFU" "$ctx/prebuilt/firesfu"
 cp -r web/dist "$ctx/prebuilt/web"
 rm -f "$ctx"/prebuilt/web/smoke.*   # as the Dockerfile's web stage does
-lap "context: binary $(du -m "$FIRESFU" | cut -f1) MiB, web/dist $(du -k "$ctx/prebuilt/web" | tail -1 | cut -f1) KiB"
+lap "context: binary $(du -m "$ctx/prebuilt/firesfu" | cut -f1) MiB, web/dist $(du -k "$ctx/prebuilt/web" | tail -1 | cut -f1) KiB"
 # --layers=false: one commit at the end (vfs copies the whole tree for every layer).
 pm build --layers=false --pull=never --target runtime-prebuilt \
   --build-arg RUNTIME_IMAGE="$BASE_IMAGE" --build-arg BUILDER_IMAGE="$BASE_IMAGE" \
@@ -213,6 +218,24 @@ firesfu_pid() {  # the firesfu process under an in_image unshare (its only child
   return 1
 }
 
+# stops_on_term NAME UNSHARE PID LOG: SIGTERM to PID (PID 1 of its namespace, as in a pod) ends
+# it with exit 0 within 20 s.
+stops_on_term() {
+  local name=$1 unshare=$2 pid=$3 log=$4 rc=0
+  kill -TERM "$pid"
+  for _ in $(seq 200); do
+    kill -0 "$unshare" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$unshare" 2>/dev/null; then
+    echo "$name: still running 20 s after SIGTERM (a PID 1 without a handler ignores it)" >&2
+    tail -5 "$log" >&2
+    return 1
+  fi
+  wait "$unshare" || rc=$?
+  [ $rc -eq 0 ] || { echo "$name exited with $rc on SIGTERM" >&2; tail -5 "$log" >&2; return 1; }
+}
+
 check_process() {  # check_process NAME PID: the user, privileges and root it runs with
   local name=$1 pid=$2 status
   status=$(cat "/proc/$pid/status")
@@ -247,10 +270,7 @@ cmp -s "$logs/app.js" "$rootfs/usr/share/firesfu/web/app.js" || { echo "GET /app
 code=$(curl -s -o /dev/null -w '%{http_code}' "$api/smoke.html")
 [ "$code" = 404 ] || { echo "GET /smoke.html answered $code, not 404" >&2; exit 1; }
 echo "   GET /healthz, /readyz: ok; GET / and /app.js: the image's files; GET /smoke.html: 404"
-kill -TERM "$sidecar"
-rc=0
-wait "$sidecar_unshare" || rc=$?
-[ $rc -eq 0 ] || { echo "the sidecar exited with $rc on SIGTERM" >&2; tail -5 "$logs/sidecar.log" >&2; exit 1; }
+stops_on_term sidecar "$sidecar_unshare" "$sidecar" "$logs/sidecar.log"
 lap "sidecar checks, SIGTERM: exit 0"
 
 http_port=$(free_port)
@@ -264,11 +284,21 @@ wait_http "http://127.0.0.1:$http_port/healthz" ok 60 || { tail -20 "$logs/broad
 broadcast=$(firesfu_pid "$broadcast_unshare")
 check_process broadcast "$broadcast"
 curl -fsS "http://127.0.0.1:$http_port/stats" | grep -q '"instance"'
-kill -TERM "$broadcast"
-rc=0
-wait "$broadcast_unshare" || rc=$?
-[ $rc -eq 0 ] || { echo "broadcast exited with $rc on SIGTERM" >&2; tail -5 "$logs/broadcast.log" >&2; exit 1; }
+stops_on_term broadcast "$broadcast_unshare" "$broadcast" "$logs/broadcast.log"
 lap "broadcast /healthz, /stats, SIGTERM: exit 0"
+
+# A pod stopped while it starts: SIGTERM as soon as the process has logged its first line
+# (before it serves). Once it failed here: the handler was installed only when serving began,
+# and PID 1 ignored the signal.
+in_image "$logs/broadcast-early.log" ${entrypoint% } broadcast
+broadcast_unshare=$in_image_pid
+broadcast=$(firesfu_pid "$broadcast_unshare")
+for _ in $(seq 100); do
+  [ -s "$logs/broadcast-early.log" ] && break
+  sleep 0.05
+done
+stops_on_term "broadcast (starting)" "$broadcast_unshare" "$broadcast" "$logs/broadcast-early.log"
+lap "broadcast: SIGTERM at its first log line: exit 0"
 
 printf '== image: ok in %.0f s; image %d MiB (base %d MiB + firesfu %d MiB)\n' \
   "$(echo "$(date +%s.%N) - $t_all" | bc)" $((size / 1048576)) $((base_size / 1048576)) $(((size - base_size) / 1048576))
