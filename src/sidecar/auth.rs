@@ -46,22 +46,28 @@ impl FromRequestParts<AppState> for CurrentUser {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(Problem::unauthorized)?;
-        let hash = token_hash(token.trim());
-        let row: Option<(Uuid, String, String)> = sqlx::query_as(
-            "SELECT u.id, u.username, u.firebase_uid FROM auth_sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > now()",
-        )
-        .bind(&hash)
-        .fetch_optional(&state.db)
-        .await?;
-        let (id, username, firebase_uid) = row.ok_or_else(Problem::unauthorized)?;
-        Ok(CurrentUser {
-            id,
-            username,
-            firebase_uid,
-            token_hash: hash,
-        })
+        user_for_token(state, token.trim())
+            .await?
+            .ok_or_else(Problem::unauthorized)
     }
+}
+
+/// The user an access token belongs to, if it is known and neither expired nor revoked.
+pub async fn user_for_token(state: &AppState, token: &str) -> Result<Option<CurrentUser>, Problem> {
+    let hash = token_hash(token);
+    let row: Option<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.firebase_uid FROM auth_sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.expires_at > now()",
+    )
+    .bind(&hash)
+    .fetch_optional(&state.db)
+    .await?;
+    Ok(row.map(|(id, username, firebase_uid)| CurrentUser {
+        id,
+        username,
+        firebase_uid,
+        token_hash: hash,
+    }))
 }
 
 /// The client's address: the X-Forwarded-For entry written by the outermost trusted proxy

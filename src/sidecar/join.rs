@@ -117,13 +117,7 @@ pub async fn join(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Join>> {
     let room = parse_id(&id)?;
-    let (room_name, max_presenters): (String, i32) =
-        sqlx::query_as("SELECT name, max_presenters FROM rooms WHERE id = $1")
-            .bind(room)
-            .fetch_optional(&state.db)
-            .await?
-            .ok_or_else(|| Problem::not_found("room"))?;
-    let id = room.to_string();
+    let fields = room_fields(&state, room).await?;
     // The body is optional: no body (zero bytes) means the defaults; anything else is JSON.
     let req: JoinRequest = if body.is_empty() {
         JoinRequest::default()
@@ -134,23 +128,58 @@ pub async fn join(
             Err(e) => return Err(super::auth::malformed(e.to_string())),
         }
     };
+    Ok(Json(join_as(&state, &user, room, fields, req).await?))
+}
+
+impl JoinRequest {
+    /// Publish only, under the user's name: what a WHIP publisher gets.
+    pub fn publish_only() -> JoinRequest {
+        JoinRequest {
+            display_name: None,
+            publish: Some(true),
+            subscribe: Some(false),
+        }
+    }
+}
+
+/// The room's row (404 when there is none).
+pub async fn room_fields(
+    state: &AppState,
+    room: Uuid,
+) -> Result<firestore_sync::RoomFields, Problem> {
+    let (name, max_presenters): (String, i32) =
+        sqlx::query_as("SELECT name, max_presenters FROM rooms WHERE id = $1")
+            .bind(room)
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or_else(|| Problem::not_found("room"))?;
+    Ok(firestore_sync::RoomFields {
+        name,
+        max_presenters,
+    })
+}
+
+/// A join token for `user` in `room` (whose row is `fields`): POST /v1/rooms/{id}/join, and
+/// WHIP publishers signed in with an access token.
+pub async fn join_as(
+    state: &AppState,
+    user: &CurrentUser,
+    room: Uuid,
+    fields: firestore_sync::RoomFields,
+    req: JoinRequest,
+) -> Result<Join, Problem> {
+    let id = room.to_string();
     let name = req.display_name.unwrap_or_else(|| user.username.clone());
     let name = crate::text::label("displayName", &name, 64)
         .map_err(|e| Problem::validation(e.to_string()))?;
     // PostgreSQL is the source of truth for rooms: a room whose Firestore document was lost
     // (a mistaken deletion, a restore) gets it back before anyone is sent to join it.
-    let fields = firestore_sync::RoomFields {
-        name: room_name,
-        max_presenters,
-    };
     firestore_sync::ensure_room(&state.firestore, &id, &fields).await?;
     let grants = Grants {
         publish: req.publish.unwrap_or(true),
         subscribe: req.subscribe.unwrap_or(true),
     };
-    Ok(Json(
-        issue(&state, &id, &user.firebase_uid, &name, grants).await?,
-    ))
+    issue(state, &id, &user.firebase_uid, &name, grants).await
 }
 
 /// Public keys verifying join tokens (JWKS, Ed25519).
