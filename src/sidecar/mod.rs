@@ -21,6 +21,7 @@ mod ratelimit;
 mod reconcile;
 mod rooms;
 pub mod turn;
+mod whip;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -146,6 +147,10 @@ pub struct SidecarArgs {
     /// A file holding that key.
     #[arg(long, env = "FIRESFU_CAMERA_KEY_FILE")]
     pub camera_key_file: Option<PathBuf>,
+    /// How long a WHIP POST waits for the broadcast's answer before 503, milliseconds
+    /// (500–7500: OBS gives up after 8 s).
+    #[arg(long, env = "FIRESFU_WHIP_ANSWER_MS", default_value_t = 6000)]
+    pub whip_answer_ms: u64,
 }
 
 /// The camera key, from FIRESFU_CAMERA_KEY or FIRESFU_CAMERA_KEY_FILE: none (cameras off), or
@@ -164,6 +169,8 @@ pub struct Config {
     pub bridge: Option<bridge::ExternalIssuer>,
     pub firebase: firebase_auth::FirebaseTokens,
     pub ice: turn::IceConfig,
+    /// How long a WHIP POST waits for the answer.
+    pub whip_answer: Duration,
 }
 
 #[derive(Clone)]
@@ -207,6 +214,28 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(cameras::get, cameras::update, cameras::remove))
         .routes(routes!(join::join))
         .routes(routes!(bridge::join))
+        .routes(whip_routes(routes!(
+            whip::endpoint_options,
+            whip::endpoint_get,
+            whip::publish
+        )))
+        .routes(whip_routes(routes!(
+            whip::session_options,
+            whip::session_get,
+            whip::trickle,
+            whip::stop
+        )))
+}
+
+type Routes = utoipa_axum::router::UtoipaMethodRouter<AppState>;
+
+/// WHIP's routes answer with CORS headers and a Bearer challenge (`whip::cors`).
+fn whip_routes((schemas, paths, router): Routes) -> Routes {
+    (
+        schemas,
+        paths,
+        router.layer(axum::middleware::from_fn(whip::cors)),
+    )
 }
 
 /// The routes and their complete document.
@@ -222,6 +251,7 @@ pub fn router(state: AppState, web_root: PathBuf) -> Router {
     let api = api
         // Unknown API paths are problems; everything else is the web app.
         .route("/v1/{*rest}", any(not_found))
+        .route("/whip/{*rest}", any(not_found))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(axum::Extension(OpenApiJson(doc)))
         .method_not_allowed_fallback(method_not_allowed)
@@ -386,6 +416,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         bridge,
         firebase,
         ice,
+        whip_answer: Duration::from_millis(args.whip_answer_ms.clamp(500, 7500)),
     };
     let state = AppState {
         db,

@@ -4,7 +4,8 @@
 //! another name or presenter limit is written again. Room documents the database does not know
 //! are left alone: other applications may create rooms (docs/signalling.md). Camera documents
 //! are the sidecar's alone: missing or wrong ones are rewritten, those of cameras the database
-//! does not know are deleted (`camera_docs::reconcile`).
+//! does not know are deleted (`camera_docs::reconcile`). Rows of WHIP sessions that ended without
+//! a DELETE are forgotten (`whip::sweep`).
 
 use std::time::Duration;
 
@@ -51,6 +52,11 @@ pub async fn run(state: AppState, every: Duration) {
                 "camera documents reconciled in Firestore"
             ),
             Err(e) => tracing::warn!("cannot reconcile the camera documents: {e:#}"),
+        }
+        match super::whip::sweep(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "ended WHIP sessions forgotten"),
+            Err(e) => tracing::warn!("cannot sweep the WHIP sessions: {e:#}"),
         }
     }
 }
