@@ -151,7 +151,9 @@ impl Sidecar {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let log = log_dir().join(format!("{}-sidecar-{}.log", project.id, addr.port()));
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_firesfu"));
+        // Like the broadcast's: FIRESFU_TEST_BIN (a release build for `make bench`) or this one.
+        let bin = std::env::var("FIRESFU_TEST_BIN").unwrap_or(env!("CARGO_BIN_EXE_firesfu").into());
+        let mut cmd = Command::new(bin);
         cmd.arg("sidecar")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -1,0 +1,600 @@
+//! WHIP ingest (RFC 9725) through `firesfu sidecar`, against the Firestore emulator, a real
+//! PostgreSQL and a real `firesfu broadcast`. The WHIP client is str0m (testpeer's endpoint, not
+//! the server's stack) offering as OBS does: sendonly audio and video, no candidates. Another
+//! participant joins through the session documents and must receive it.
+
+mod common;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::documents::sdp_with;
+use common::sidecar::{Sidecar, SidecarOptions, assert_problem, database};
+use common::{Broadcast, BroadcastOptions, Project};
+use firesfu::jointoken::{AUDIENCE, Grants, ISSUER, JoinClaims, SigningKey};
+use serde_json::{Value, json};
+use testpeer::endpoint::{Endpoint, MediaSpec};
+use testpeer::{Leave, Peer, PeerSpec, Report, VideoSource};
+use tokio::sync::oneshot;
+
+const T: Duration = Duration::from_secs(20);
+// The sidecar's join key in the error test, so that the test can sign an expired token.
+const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n";
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// A problem+json answer with this status and type.
+    fn problem(&self, status: u16, slug: &str) {
+        assert_eq!(
+            self.header("content-type"),
+            "application/problem+json",
+            "{} {:?} {}",
+            self.status,
+            self.headers,
+            self.body
+        );
+        let body: Value = serde_json::from_str(&self.body).unwrap_or(Value::Null);
+        assert_problem(&(self.status, body), status, slug);
+        assert_eq!(self.header("access-control-allow-origin"), "*");
+    }
+}
+
+async fn send(
+    s: &Sidecar,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Reply {
+    let mut req = s.http.request(method.parse().unwrap(), s.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(ty) = content_type {
+        req = req.header("content-type", ty);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.body(body).send().await.unwrap();
+    Reply {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
+}
+
+async fn post(s: &Sidecar, room: &str, token: Option<&str>, sdp: &str) -> Reply {
+    let path = format!("/whip/v1/rooms/{room}");
+    send(
+        s,
+        "POST",
+        &path,
+        token,
+        Some("application/sdp"),
+        &[],
+        sdp.to_owned(),
+    )
+    .await
+}
+
+/// A str0m WHIP publisher, sending tagged audio and video.
+struct Publisher {
+    report: Arc<Mutex<Report>>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    async fn wait(&self, what: &str, cond: impl Fn(&Report) -> bool) -> Report {
+        let report = self.report.clone();
+        common::eventually(what, T, async || {
+            let r = report.lock().unwrap().clone();
+            cond(&r).then_some(r)
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Offers as OBS does (sendonly audio and video, no candidates: an ICE-lite server learns the
+/// client's address from its checks), POSTs the offer, and on 201 applies the answer and sends.
+async fn publish(
+    s: &Sidecar,
+    room: &str,
+    token: &str,
+    tag: &str,
+) -> (Reply, String, Option<Publisher>) {
+    let report = Arc::new(Mutex::new(Report::default()));
+    let spec = MediaSpec {
+        tag: tag.into(),
+        publish_audio: true,
+        publish_video: true,
+        video: VideoSource::Tagged { frame_bytes: 2500 },
+        video_delay: Duration::ZERO,
+        remb: None,
+        camera_codecs: false,
+    };
+    let mut ep = Endpoint::bind(IpAddr::from([127, 0, 0, 1]), spec, report.clone())
+        .await
+        .unwrap();
+    let (offer, pending) = ep.first_offer(0, 0).unwrap();
+    let offer: String = offer
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with("a=candidate") && !l.starts_with("a=end-of-candidates"))
+        .collect();
+    let reply = post(s, room, Some(token), &offer).await;
+    if reply.status != 201 {
+        return (reply, offer, None);
+    }
+    ep.accept_answer(pending, &reply.body).unwrap();
+    ep.signalled_at = Some(Instant::now());
+    let (stop, mut stopped) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                r = ep.step() => if r.is_err() { break },
+            }
+        }
+        ep.close();
+        let _ = ep.drain().await;
+    });
+    let publisher = Publisher { report, stop, task };
+    (reply, offer, Some(publisher))
+}
+
+async fn sidecar(project: &Project, options: SidecarOptions) -> Sidecar {
+    Sidecar::start(project, database(None).await, options).await
+}
+
+/// A broadcast that admits only sessions with the sidecar's join tokens.
+async fn broadcast(project: &Project, s: &Sidecar, extra: &[(&str, &str)]) -> Broadcast {
+    let mut env = vec![
+        (
+            "FIRESFU_JWKS_URL".to_owned(),
+            s.url("/.well-known/jwks.json"),
+        ),
+        ("FIRESFU_DEV_NO_AUTH".to_owned(), "false".to_owned()),
+    ];
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    Broadcast::start_with(
+        project,
+        BroadcastOptions {
+            extra: env,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn new_room(s: &Sidecar, token: &str, name: &str) -> String {
+    let (status, room) = s
+        .call(
+            "POST",
+            "/v1/rooms",
+            Some(token),
+            Some(json!({"name": name})),
+        )
+        .await;
+    assert_eq!(status, 201, "{room}");
+    room["id"].as_str().unwrap().to_owned()
+}
+
+async fn join_token(s: &Sidecar, token: &str, room: &str, body: Value) -> String {
+    let (status, join) = s
+        .call(
+            "POST",
+            &format!("/v1/rooms/{room}/join"),
+            Some(token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{join}");
+    join["token"].as_str().unwrap().to_owned()
+}
+
+/// The room's WHIP session documents.
+async fn whip_docs(project: &Project, room: &str) -> Vec<Value> {
+    let docs = project
+        .db
+        .fluent()
+        .select()
+        .from("sessions")
+        .parent(project.db.parent_path("rooms", room).unwrap())
+        .query()
+        .await
+        .unwrap();
+    docs.iter()
+        .filter(|d| d.name.rsplit('/').next().unwrap().starts_with("whip-"))
+        .map(|d| firestore::FirestoreDb::deserialize_doc_to::<Value>(d).unwrap())
+        .collect()
+}
+
+/// No WHIP session of the room is left open, in Firestore or in PostgreSQL; returns how many
+/// documents there are (ended ones).
+async fn nothing_open(project: &Project, pg: &sqlx::PgPool, room: &str) -> usize {
+    let docs = whip_docs(project, room).await;
+    for d in &docs {
+        assert!(
+            matches!(d["state"].as_str(), Some("closed" | "failed")),
+            "a WHIP session is left open: {d:#}"
+        );
+    }
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM whip_sessions WHERE room_id = $1::uuid")
+            .bind(room)
+            .fetch_one(pg)
+            .await
+            .unwrap();
+    assert_eq!(rows, 0, "a WHIP session row is left");
+    docs.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_publisher_is_seen_and_heard_in_the_room_until_it_deletes_its_session() {
+    let project = Project::new().await;
+    let s = sidecar(&project, SidecarOptions::default()).await;
+    let _sfu = broadcast(&project, &s, &[]).await;
+    let (ada, user) = s.user("ada").await;
+    let (bob, bob_user) = s.user("bob").await;
+    let room = new_room(&s, &ada, "Stage").await;
+    let endpoint = format!("/whip/v1/rooms/{room}");
+
+    // CORS preflight, and GET (no representation).
+    let preflight = [
+        ("origin", "https://studio.example"),
+        ("access-control-request-method", "POST"),
+        (
+            "access-control-request-headers",
+            "authorization, content-type",
+        ),
+    ];
+    let pre = send(&s, "OPTIONS", &endpoint, None, None, &preflight, "").await;
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("accept-post"), "application/sdp");
+    assert_eq!(pre.header("access-control-allow-origin"), "*");
+    assert!(pre.header("access-control-allow-methods").contains("POST"));
+    assert!(
+        pre.header("access-control-allow-headers")
+            .contains("Authorization")
+    );
+    assert_eq!(
+        send(&s, "GET", &endpoint, None, None, &[], "").await.status,
+        204
+    );
+
+    // The publisher signs in with its access token: the sidecar mints its join token.
+    let started = Instant::now();
+    let (reply, offer, publisher) = publish(&s, &room, &ada, "whip-cam").await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let publisher = publisher.unwrap();
+    assert_eq!(reply.header("content-type"), "application/sdp");
+    assert!(reply.body.starts_with("v=0\r\n"));
+    assert!(reply.body.contains("a=ice-lite") && reply.body.contains("a=candidate:"));
+    let location = reply.header("location").to_owned();
+    let session = location
+        .strip_prefix(&format!("{endpoint}/sessions/"))
+        .unwrap_or_else(|| panic!("Location {location:?} is not an absolute path under {endpoint}"))
+        .to_owned();
+    assert!(session.starts_with("whip-"), "{session}");
+    let etag = reply.header("etag").to_owned();
+    assert!(
+        etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
+        "{etag}"
+    );
+    assert!(
+        reply
+            .header("access-control-expose-headers")
+            .contains("Location")
+    );
+    publisher
+        .wait("the WHIP client connects", |r| r.connected)
+        .await;
+
+    // Its session document is an ordinary one: the user's uid, name and publish-only token.
+    let doc = common::eventually("the session connected", T, async || {
+        let d = whip_docs(&project, &room).await.into_iter().next()?;
+        (d["state"] == "connected").then_some(d)
+    })
+    .await
+    .unwrap();
+    assert_eq!(doc["uid"], user["firebaseUid"]);
+    assert_eq!(doc["displayName"], "ada");
+    assert_eq!(doc["offer"]["revision"], 1);
+    assert_eq!(doc["offer"]["sdp"], offer.as_str());
+    assert!(!offer.contains("a=candidate"), "offered without candidates");
+    assert_eq!(doc["media"], json!({"audio": true, "video": true}));
+
+    // Someone joining through the documents receives it, and sees it in the roster.
+    let mut spec = PeerSpec::new(&room, "viewer");
+    spec.token = Some(join_token(&s, &bob, &room, json!({"publish": false})).await);
+    spec.uid = Some(bob_user["firebaseUid"].as_str().unwrap().to_owned());
+    (spec.publish_audio, spec.publish_video) = (false, false);
+    (spec.recv_audio, spec.recv_video) = (1, 1);
+    let viewer = Peer::join(&project.db, spec).await.unwrap();
+    let r = viewer
+        .wait_until("the WHIP publisher's media", T, |r| {
+            r.audio_from("whip-cam") > 25 && r.video_from("whip-cam") > 25 && r.corrupt == 0
+        })
+        .await
+        .unwrap();
+    assert!(
+        r.slots
+            .values()
+            .any(|p| p.as_deref() == Some(session.as_str())),
+        "{r:#?}"
+    );
+    let roster = project.roster(&room).await;
+    let entry = roster
+        .iter()
+        .find(|d| d.name.ends_with(&format!("/{session}")))
+        .expect("the WHIP publisher is in the roster");
+    let entry: Value = firestore::FirestoreDb::deserialize_doc_to(entry).unwrap();
+    assert_eq!(entry["displayName"], "ada");
+    let kinds: Vec<&str> = entry["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["audio", "video"], "{entry:#}");
+
+    // Trickled candidates are acknowledged (the ICE-lite server needs none); If-Match rules.
+    let ufrag = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap();
+    let fragment = format!(
+        "a=ice-ufrag:{ufrag}\r\na=ice-pwd:whatever\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\n\
+         a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+    );
+    let frag = Some("application/trickle-ice-sdpfrag");
+    let patch =
+        async |token: Option<&str>, ty: Option<&str>, if_match: Option<&str>, body: &str| {
+            let headers: Vec<(&str, &str)> =
+                if_match.map(|v| ("if-match", v)).into_iter().collect();
+            send(&s, "PATCH", &location, token, ty, &headers, body.to_owned()).await
+        };
+    let ok = patch(Some(&ada), frag, Some(&etag), &fragment).await;
+    assert_eq!((ok.status, ok.body.as_str()), (204, ""));
+    patch(Some(&ada), frag, None, &fragment)
+        .await
+        .problem(428, "precondition-required");
+    patch(Some(&ada), frag, Some("\"another\""), &fragment)
+        .await
+        .problem(412, "precondition-failed");
+    patch(Some(&ada), Some("text/plain"), Some(&etag), &fragment)
+        .await
+        .problem(415, "unsupported-media-type");
+    patch(Some(&ada), frag, Some("*"), &fragment)
+        .await
+        .problem(422, "ice-restart-unsupported");
+    let restart = fragment.replace(ufrag, "newfrag1");
+    patch(Some(&ada), frag, Some(&etag), &restart)
+        .await
+        .problem(422, "ice-restart-unsupported");
+    // Only the token that created the session may change or end it.
+    patch(Some(&bob), frag, Some(&etag), &fragment)
+        .await
+        .problem(403, "forbidden");
+    let stranger = send(&s, "DELETE", &location, Some(&bob), None, &[], "").await;
+    stranger.problem(403, "forbidden");
+    let anonymous = send(&s, "DELETE", &location, None, None, &[], "").await;
+    anonymous.problem(401, "unauthorized");
+    assert!(anonymous.header("www-authenticate").starts_with("Bearer"));
+    // The refused restart left the session as it was: media still flows.
+    let before = viewer.report().video_from("whip-cam");
+    viewer
+        .wait_until("media after the refused restart", T, |r| {
+            r.video_from("whip-cam") > before + 10
+        })
+        .await
+        .unwrap();
+
+    // DELETE ends it: the document is closed and the publisher leaves the roster.
+    let gone = send(&s, "DELETE", &location, Some(&ada), None, &[], "").await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert_eq!(whip_docs(&project, &room).await[0]["state"], "closed");
+    let left = common::eventually("the roster without the publisher", T, async || {
+        let roster = project.roster(&room).await;
+        (!roster
+            .iter()
+            .any(|d| d.name.ends_with(&format!("/{session}"))))
+        .then_some(())
+    })
+    .await;
+    assert!(left.is_ok(), "the WHIP publisher is still in the roster");
+    viewer
+        .wait_until("the viewer's slots go idle", T, |r| {
+            !r.slots
+                .values()
+                .any(|p| p.as_deref() == Some(session.as_str()))
+        })
+        .await
+        .unwrap();
+    send(&s, "DELETE", &location, Some(&ada), None, &[], "")
+        .await
+        .problem(404, "not-found");
+    let pg = sqlx::PgPool::connect(&s.db).await.unwrap();
+    nothing_open(&project, &pg, &room).await;
+    publisher.stop().await;
+    viewer.leave(Leave::Close).await.unwrap();
+    println!("WHIP POST → 201 in {} ms", took.as_millis());
+}
+
+fn claims(room: &str, uid: &str, exp_in: i64) -> JoinClaims {
+    let now = firesfu::sidecar::unix_now();
+    JoinClaims {
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        sub: uid.into(),
+        room: room.into(),
+        name: "Late".into(),
+        grants: Grants {
+            publish: true,
+            subscribe: false,
+        },
+        iat: now - 300,
+        exp: now + exp_in,
+        jti: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_errors_have_rfc_statuses_and_leave_no_session_open() {
+    let project = Project::new().await;
+    let s = sidecar(
+        &project,
+        SidecarOptions {
+            join_key_pem: Some(KEY_PEM.into()),
+            env: vec![("FIRESFU_WHIP_ANSWER_MS".into(), "2500".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut sfu = broadcast(&project, &s, &[("FIRESFU_MAX_ROOM_PARTICIPANTS", "1")]).await;
+    let pg = sqlx::PgPool::connect(&s.db).await.unwrap();
+    let (ada, user) = s.user("ada").await;
+    let uid = user["firebaseUid"].as_str().unwrap().to_owned();
+    let main = new_room(&s, &ada, "Main").await;
+    let full = new_room(&s, &ada, "Full").await;
+    let other = new_room(&s, &ada, "Other").await;
+    let good = sdp_with(&[("audio", "sendonly", "opus"), ("video", "sendonly", "VP8")]);
+
+    // Refused before anything is written.
+    let bare = post(&s, &main, None, &good).await;
+    bare.problem(401, "unauthorized");
+    assert!(bare.header("www-authenticate").starts_with("Bearer"));
+    post(&s, &main, Some("not-a-token"), &good)
+        .await
+        .problem(401, "unauthorized");
+    let path = format!("/whip/v1/rooms/{main}");
+    send(
+        &s,
+        "POST",
+        &path,
+        Some(&ada),
+        Some("application/json"),
+        &[],
+        good.clone(),
+    )
+    .await
+    .problem(415, "unsupported-media-type");
+    let huge = good.clone() + &"a=x-padding:0123456789abcdef\r\n".repeat(2500);
+    post(&s, &main, Some(&ada), &huge)
+        .await
+        .problem(413, "body-too-large");
+    post(&s, &main, Some(&ada), "hello, I am not SDP")
+        .await
+        .problem(422, "sdp-malformed");
+    let unbundled = good.replace("a=group:BUNDLE 0 1\r\n", "");
+    post(&s, &main, Some(&ada), &unbundled)
+        .await
+        .problem(422, "bundle-required");
+    post(
+        &s,
+        "00000000-0000-0000-0000-000000000000",
+        Some(&ada),
+        &good,
+    )
+    .await
+    .problem(404, "not-found");
+    post(&s, "not-a-room", Some(&ada), &good)
+        .await
+        .problem(404, "not-found");
+    let key = SigningKey::from_pem(KEY_PEM).unwrap();
+    let expired = key.issue(&claims(&main, &uid, -5)).unwrap();
+    post(&s, &main, Some(&expired), &good)
+        .await
+        .problem(401, "token-expired");
+    let elsewhere = join_token(&s, &ada, &other, json!({"subscribe": false})).await;
+    post(&s, &main, Some(&elsewhere), &good)
+        .await
+        .problem(403, "token-wrong-room");
+    assert_eq!(
+        nothing_open(&project, &pg, &main).await,
+        0,
+        "nothing written"
+    );
+
+    // Refused by the broadcast: mapped from its error code, the document ended.
+    let h265 = sdp_with(&[("video", "sendonly", "H265")]);
+    post(&s, &main, Some(&ada), &h265)
+        .await
+        .problem(422, "no-usable-media");
+    let listen_only = join_token(&s, &ada, &main, json!({"publish": false})).await;
+    post(&s, &main, Some(&listen_only), &good)
+        .await
+        .problem(403, "token-forbidden");
+    assert_eq!(nothing_open(&project, &pg, &main).await, 2);
+
+    // A publish-only join token as the bearer: one session, and DELETE with that token only.
+    let once = join_token(&s, &ada, &main, json!({"subscribe": false})).await;
+    let created = post(&s, &main, Some(&once), &good).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let location = created.header("location").to_owned();
+    send(&s, "DELETE", &location, Some(&ada), None, &[], "")
+        .await
+        .problem(403, "forbidden");
+    let ended = send(&s, "DELETE", &location, Some(&once), None, &[], "").await;
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    post(&s, &main, Some(&once), &good)
+        .await
+        .problem(401, "token-reused");
+    assert_eq!(nothing_open(&project, &pg, &main).await, 4);
+
+    // A full room (one participant at most here).
+    let mut spec = PeerSpec::new(&full, "occupant");
+    spec.token = Some(join_token(&s, &ada, &full, json!({})).await);
+    spec.uid = Some(uid.clone());
+    let occupant = Peer::join(&project.db, spec).await.unwrap();
+    occupant
+        .wait_until("the occupant connects", T, |r| r.connected)
+        .await
+        .unwrap();
+    post(&s, &full, Some(&ada), &good)
+        .await
+        .problem(409, "room-full");
+    assert_eq!(nothing_open(&project, &pg, &full).await, 1);
+    occupant.leave(Leave::Close).await.unwrap();
+
+    // Nobody answers: 503 with Retry-After after the deadline, and the document is closed.
+    sfu.kill();
+    let started = Instant::now();
+    let late = post(&s, &other, Some(&ada), &good).await;
+    let waited = started.elapsed();
+    late.problem(503, "no-answer");
+    assert_eq!(late.header("retry-after"), "2");
+    assert!(
+        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    assert_eq!(nothing_open(&project, &pg, &other).await, 1);
+    assert_eq!(whip_docs(&project, &other).await[0]["state"], "closed");
+}
