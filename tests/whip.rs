@@ -569,6 +569,18 @@ async fn whip_errors_have_rfc_statuses_and_leave_no_session_open() {
         .problem(401, "token-reused");
     assert_eq!(nothing_open(&project, &pg, &main).await, 4);
 
+    // One m-line without BUNDLE (GStreamer with a single track): the stack is given a BUNDLE
+    // group, the client gets its answer without one.
+    let single = sdp_with(&[("audio", "sendonly", "opus")]).replace("a=group:BUNDLE 0\r\n", "");
+    assert!(!single.contains("BUNDLE"));
+    let alone = post(&s, &other, Some(&ada), &single).await;
+    assert_eq!(alone.status, 201, "{}", alone.body);
+    assert!(!alone.body.contains("a=group:BUNDLE"), "{}", alone.body);
+    assert!(alone.body.contains("m=audio 9 ") && alone.body.contains("a=candidate:"));
+    let location = alone.header("location").to_owned();
+    let ended = send(&s, "DELETE", &location, Some(&ada), None, &[], "").await;
+    assert_eq!(ended.status, 200, "{}", ended.body);
+
     // A full room (one participant at most here).
     let mut spec = PeerSpec::new(&full, "occupant");
     spec.token = Some(join_token(&s, &ada, &full, json!({})).await);
@@ -595,6 +607,8 @@ async fn whip_errors_have_rfc_statuses_and_leave_no_session_open() {
         waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6),
         "{waited:?}"
     );
-    assert_eq!(nothing_open(&project, &pg, &other).await, 1);
-    assert_eq!(whip_docs(&project, &other).await[0]["state"], "closed");
+    assert_eq!(nothing_open(&project, &pg, &other).await, 2);
+    for doc in whip_docs(&project, &other).await {
+        assert_eq!(doc["state"], "closed", "{doc:#}");
+    }
 }

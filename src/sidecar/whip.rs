@@ -43,6 +43,8 @@ use crate::signalling::protocol::{ErrorCode, ROOMS, SESSIONS};
 
 pub const SDP: &str = "application/sdp";
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+/// An oversized body up to this size is read (and dropped) before the 413.
+const DRAIN_BYTES: usize = 256 * 1024;
 /// Trickle bodies are a few candidates.
 const MAX_PATCH_BYTES: usize = 16 * 1024;
 /// `expiresAt` of a new session document (the broadcast moves it while the session lives).
@@ -365,7 +367,12 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if let Some(n) = declared.filter(|n| *n > limit) {
+        // Read what was sent first (when it is not much): closing a connection with unread
+        // bytes resets it, and the client may lose the 413 before it reads it.
+        if n <= DRAIN_BYTES {
+            let _ = axum::body::to_bytes(body, DRAIN_BYTES).await;
+        }
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit)
