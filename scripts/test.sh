@@ -60,6 +60,8 @@ echo "== browser: presenting (three Chromium users, axe-core, keyboard only)"
 bash tests/browser/present.sh
 echo "== browser: IP cameras (an RTSP camera added in the web app, two Chromium users)"
 bash tests/browser/cameras.sh
+echo "== browser: WHIP ingest (Eyevinn's WHIP client in Chromium, VP8 and H.264; the web app views)"
+bash tests/browser/whip.sh
 echo "== adaptation: simulcast layers by what each subscriber shows, dynacast, paused slots (Chromium)"
 bash tests/adaptation/browser.sh
 echo "== connectivity: ICE-TCP, ICE restart, TURN (coturn), IPv6 with Chromium and the web app"

@@ -45,7 +45,7 @@ interface Participant {
 declare global {
   interface Window {
     /** For tests and the curious: what this tab receives, per participant. */
-    firesfuInbound?: () => Promise<{ participant: string; kind: string; source: string; packets: number; framesDecoded: number | null; frameWidth: number | null; frameHeight: number | null }[]>;
+    firesfuInbound?: () => Promise<{ participant: string; kind: string; source: string; codec: string | null; packets: number; framesDecoded: number | null; frameWidth: number | null; frameHeight: number | null }[]>;
     /** The session's state, slots and transceivers (for bug reports). */
     firesfuDebug?: () => unknown;
     firesfuPath?: () => Promise<unknown>;
@@ -607,10 +607,12 @@ class Meeting {
       const track = slot ? this.roster.get(slot.participant)?.tracks?.find((t) => t.mid === slot.sourceMid) : null;
       return track?.source ?? (slot?.kind === "audio" ? "microphone" : "camera");
     };
+    const codecs = new Map(stats.filter((r) => r.type === "codec").map((r) => [r.id as string, r.mimeType as string]));
     return stats.filter((r) => r.type === "inbound-rtp").map((r) => ({
       participant: (r.mid && s.slots[r.mid]?.displayName) || "?",
       kind: r.kind as string,
       source: sourceOf(r.mid),
+      codec: codecs.get(r.codecId) ?? null,
       packets: Number(r.packetsReceived ?? 0),
       framesDecoded: r.framesDecoded ?? null,
       frameWidth: r.frameWidth ?? null,
