@@ -121,6 +121,11 @@ FIRESFU_TEST_BIN="$RELEASE_BIN/firesfu" FIRESFU_TEST_LOG=info \
   cargo test --quiet --test cameras camera_benchmark -- --ignored --nocapture \
   2>"$out/logs/cameras.log" | grep '^CAMERA-BENCH ' | sed 's/^CAMERA-BENCH //' >"$out/cameras.json"
 
+echo "== WHIP: POST -> 201 and POST -> connected (str0m publisher, release build)"
+FIRESFU_TEST_BIN="$RELEASE_BIN/firesfu" FIRESFU_TEST_LOG=info \
+  cargo test --quiet --test whip whip_benchmark -- --ignored --nocapture \
+  2>"$out/logs/whip.log" | grep '^WHIP-BENCH ' | sed 's/^WHIP-BENCH //' >"$out/whip.json"
+
 echo "== join time by network path (Chromium: UDP, ICE-TCP, TURN relay)"
 bash scripts/bench-connectivity.sh
 
@@ -169,4 +174,7 @@ c = json.load(open(f"{out}/cameras.json"))
 print(f"| firesfu CPU per camera stream (RTSP pull, H.264 repacketized + PCMU, 600 kbit/s, 1 viewer; {c['rooms']} cameras) | {c['cpuPctPerCameraStream']:.2f} % of a core |")
 print(f"| … per person's stream of about the same rate (VP8 600 kbit/s + Opus, 1 viewer; {c['rooms']} rooms) | {c['cpuPctPerPersonStream']:.2f} % of a core |")
 print(f"| camera stream ÷ person's stream | {c['cameraOverPerson']:.2f} |")
+w = json.load(open(f"{out}/whip.json"))
+print(f"| WHIP POST -> 201 (answer from the broadcast via the session document), ms (n={w['n']}) | p50 {w['postTo201P50']:.0f}, p95 {w['postTo201P95']:.0f}, max {w['postTo201Max']:.0f} |")
+print(f"| WHIP POST -> publisher connected (ICE + DTLS), ms (n={w['n']}) | p50 {w['postToConnectedP50']:.0f}, p95 {w['postToConnectedP95']:.0f} |")
 PY

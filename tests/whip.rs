@@ -612,3 +612,51 @@ async fn whip_errors_have_rfc_statuses_and_leave_no_session_open() {
         assert_eq!(doc["state"], "closed", "{doc:#}");
     }
 }
+
+/// `make bench`: POST → 201 and POST → connected over `BENCH_PUBLISHES` (40) WHIP publishes one
+/// after another into a room, each ended with DELETE, against the
+/// build in FIRESFU_TEST_BIN (make bench: the release build). Prints one line `WHIP-BENCH {json}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench"]
+async fn whip_benchmark() {
+    let n: usize = std::env::var("BENCH_PUBLISHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let project = Project::new().await;
+    let s = sidecar(&project, SidecarOptions::default()).await;
+    let _sfu = broadcast(&project, &s, &[]).await;
+    let (ada, _) = s.user("ada").await;
+    let room = new_room(&s, &ada, "Bench").await;
+    let (mut created, mut connected) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let started = Instant::now();
+        let (reply, _, publisher) = publish(&s, &room, &ada, &format!("bench-{i}")).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        created.push(started.elapsed().as_secs_f64() * 1000.0);
+        let publisher = publisher.unwrap();
+        publisher
+            .wait("the publisher connects", |r| r.connected)
+            .await;
+        connected.push(started.elapsed().as_secs_f64() * 1000.0);
+        let location = reply.header("location").to_owned();
+        publisher.stop().await;
+        let gone = send(&s, "DELETE", &location, Some(&ada), None, &[], "").await;
+        assert_eq!(gone.status, 200, "{}", gone.body);
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
+    };
+    println!(
+        "WHIP-BENCH {}",
+        serde_json::json!({
+            "n": n,
+            "postTo201P50": pct(&mut created, 50.0),
+            "postTo201P95": pct(&mut created, 95.0),
+            "postTo201Max": pct(&mut created, 100.0),
+            "postToConnectedP50": pct(&mut connected, 50.0),
+            "postToConnectedP95": pct(&mut connected, 95.0),
+        })
+    );
+}
