@@ -41,19 +41,6 @@ async fn with_key(project: &Project) -> Sidecar {
     sidecar(project, &[("FIRESFU_CAMERA_KEY", KEY)]).await
 }
 
-async fn room(s: &Sidecar, token: &str, name: &str) -> String {
-    let (status, room) = s
-        .call(
-            "POST",
-            "/v1/rooms",
-            Some(token),
-            Some(json!({"name": name})),
-        )
-        .await;
-    assert_eq!(status, 201, "{room}");
-    room["id"].as_str().unwrap().to_owned()
-}
-
 fn assert_no_secret(what: &str, text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "{what} contains {secret:?}: {text}");
@@ -141,7 +128,7 @@ async fn an_owner_manages_cameras_whose_credentials_are_sealed_and_never_shown()
     let s = with_key(&project).await;
     let (ada, _) = s.user("ada").await;
     let (bob, _) = s.user("bob").await;
-    let room = room(&s, &ada, "Lobby").await;
+    let room = s.room(&ada, "Lobby").await;
     let cameras = format!("/v1/rooms/{room}/cameras");
     let mut responses = Vec::new();
 
@@ -468,7 +455,7 @@ async fn without_a_key_cameras_are_not_configured_and_a_bad_key_stops_the_sideca
     let project = Project::new().await;
     let s = sidecar(&project, &[]).await;
     let (ada, _) = s.user("ada").await;
-    let room = room(&s, &ada, "Plain").await;
+    let room = s.room(&ada, "Plain").await;
     let cameras = format!("/v1/rooms/{room}/cameras");
     let body = json!({"name": "Door", "url": "rtsp://cam/x"});
     for got in [
@@ -531,7 +518,7 @@ async fn a_room_holds_16_cameras_and_deleting_it_removes_their_documents() {
     let project = Project::new().await;
     let s = with_key(&project).await;
     let (ada, _) = s.user("ada").await;
-    let room = room(&s, &ada, "Many").await;
+    let room = s.room(&ada, "Many").await;
     let cameras = format!("/v1/rooms/{room}/cameras");
     // 20 at once: the limit holds under concurrency.
     let creations = (0..20).map(|i| {
@@ -675,7 +662,7 @@ async fn after_a_key_change_a_camera_shows_no_url_until_it_is_sent_again() {
     let project = Project::new().await;
     let mut first = with_key(&project).await;
     let (ada, _) = first.user("ada").await;
-    let room = room(&first, &ada, "Rekeyed").await;
+    let room = first.room(&ada, "Rekeyed").await;
     let cameras = format!("/v1/rooms/{room}/cameras");
     let body = json!({"name": "Door", "url": "rtsp://yardcam:hunter2@cam/x"});
     let (status, camera) = first.call("POST", &cameras, Some(&ada), Some(body)).await;

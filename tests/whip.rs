@@ -192,19 +192,6 @@ async fn broadcast(project: &Project, s: &Sidecar, extra: &[(&str, &str)]) -> Br
     .await
 }
 
-async fn new_room(s: &Sidecar, token: &str, name: &str) -> String {
-    let (status, room) = s
-        .call(
-            "POST",
-            "/v1/rooms",
-            Some(token),
-            Some(json!({"name": name})),
-        )
-        .await;
-    assert_eq!(status, 201, "{room}");
-    room["id"].as_str().unwrap().to_owned()
-}
-
 async fn join_token(s: &Sidecar, token: &str, room: &str, body: Value) -> String {
     let (status, join) = s
         .call(
@@ -262,7 +249,7 @@ async fn a_whip_publisher_is_seen_and_heard_in_the_room_until_it_deletes_its_ses
     let _sfu = broadcast(&project, &s, &[]).await;
     let (ada, user) = s.user("ada").await;
     let (bob, bob_user) = s.user("bob").await;
-    let room = new_room(&s, &ada, "Stage").await;
+    let room = s.room(&ada, "Stage").await;
     let endpoint = format!("/whip/v1/rooms/{room}");
 
     // CORS preflight, and GET (no representation).
@@ -482,9 +469,9 @@ async fn whip_errors_have_rfc_statuses_and_leave_no_session_open() {
     let pg = sqlx::PgPool::connect(&s.db).await.unwrap();
     let (ada, user) = s.user("ada").await;
     let uid = user["firebaseUid"].as_str().unwrap().to_owned();
-    let main = new_room(&s, &ada, "Main").await;
-    let full = new_room(&s, &ada, "Full").await;
-    let other = new_room(&s, &ada, "Other").await;
+    let main = s.room(&ada, "Main").await;
+    let full = s.room(&ada, "Full").await;
+    let other = s.room(&ada, "Other").await;
     let good = sdp_with(&[("audio", "sendonly", "opus"), ("video", "sendonly", "VP8")]);
 
     // Refused before anything is written.
@@ -627,7 +614,7 @@ async fn whip_benchmark() {
     let s = sidecar(&project, SidecarOptions::default()).await;
     let _sfu = broadcast(&project, &s, &[]).await;
     let (ada, _) = s.user("ada").await;
-    let room = new_room(&s, &ada, "Bench").await;
+    let room = s.room(&ada, "Bench").await;
     let (mut created, mut connected) = (Vec::new(), Vec::new());
     for i in 0..n {
         let started = Instant::now();

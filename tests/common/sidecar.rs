@@ -249,6 +249,20 @@ impl Sidecar {
         )
     }
 
+    /// Creates a room as the holder of `token`; returns its id.
+    pub async fn room(&self, token: &str, name: &str) -> String {
+        let (status, room) = self
+            .call(
+                "POST",
+                "/v1/rooms",
+                Some(token),
+                Some(serde_json::json!({"name": name})),
+            )
+            .await;
+        assert_eq!(status, 201, "{room}");
+        room["id"].as_str().unwrap().to_owned()
+    }
+
     /// Registers and logs in; returns the access token and the user document.
     pub async fn user(&self, name: &str) -> (String, Value) {
         let creds = serde_json::json!({"username": name, "password": "correct horse battery"});

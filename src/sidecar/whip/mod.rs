@@ -37,7 +37,7 @@ use super::auth::token_hash;
 use super::problem::Problem;
 use super::rooms::parse_id;
 use crate::media::offer::MAX_SDP_BYTES;
-use problems::{malformed_offer, problem, unauthorized};
+use problems::{malformed_offer, problem, unauthorized, unsupported_media_type};
 use protocol::{
     MAX_PATCH_BYTES, SDP, SDPFRAG, bearer, has_media_type, ice_links, if_match, location, read_body,
 };
@@ -128,12 +128,7 @@ pub async fn publish(
     let room = parse_id(&id)?;
     let token = bearer(&headers).ok_or_else(unauthorized)?;
     if !has_media_type(&headers, SDP) {
-        return Err(problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            "send the offer as `Content-Type: application/sdp`",
-        ));
+        return Err(unsupported_media_type(SDP));
     }
     let body = read_body(&headers, body, MAX_SDP_BYTES).await?;
     let sdp = std::str::from_utf8(&body)
@@ -297,12 +292,7 @@ pub async fn trickle(
         ));
     }
     if !has_media_type(&headers, SDPFRAG) {
-        return Err(problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            "send `Content-Type: application/trickle-ice-sdpfrag`",
-        ));
+        return Err(unsupported_media_type(SDPFRAG));
     }
     let body = read_body(&headers, body, MAX_PATCH_BYTES).await?;
     let fragment = std::str::from_utf8(&body)

@@ -97,6 +97,16 @@ pub(super) fn token_problem(e: TokenError) -> Problem {
     }
 }
 
+/// 415: the body is not of `expected`.
+pub(super) fn unsupported_media_type(expected: &str) -> Problem {
+    problem(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        &format!("send `Content-Type: {expected}`"),
+    )
+}
+
 pub(super) fn unauthorized() -> Problem {
     problem(
         StatusCode::UNAUTHORIZED,
