@@ -63,7 +63,15 @@ bash tests/browser/cameras.sh
 echo "== browser: WHIP ingest (Eyevinn's WHIP client in Chromium, VP8 and H.264; the web app views)"
 bash tests/browser/whip.sh
 echo "== adaptation: simulcast layers by what each subscriber shows, dynacast, paused slots (Chromium)"
-bash tests/adaptation/browser.sh
+# Known flaky under CPU contention (two cores, three Chromium pages encoding and decoding
+# simulcast): a failed run is reported, its logs kept in target/test-logs/adaptation-failed,
+# and the test runs once more; a second failure fails make test.
+if ! bash tests/adaptation/browser.sh; then
+  rm -rf target/test-logs/adaptation-failed
+  mv target/test-logs/adaptation target/test-logs/adaptation-failed
+  echo "== adaptation: FAILED once (logs in target/test-logs/adaptation-failed); running it again"
+  bash tests/adaptation/browser.sh
+fi
 echo "== connectivity: ICE-TCP, ICE restart, TURN (coturn), IPv6 with Chromium and the web app"
 bash tests/connectivity/browser.sh
 echo "== all tests passed"
