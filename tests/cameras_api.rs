@@ -568,7 +568,7 @@ async fn a_room_holds_16_cameras_and_deleting_it_removes_their_documents() {
 }
 
 async fn room_with_camera(s: &Sidecar, token: &str) -> (String, String) {
-    let room = room(s, token, "Other").await;
+    let room = s.room(token, "Other").await;
     let body = json!({"name": "Gate", "url": "rtsp://gate/x"});
     let (status, camera) = s
         .call(
