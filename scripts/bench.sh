@@ -126,6 +126,11 @@ FIRESFU_TEST_BIN="$RELEASE_BIN/firesfu" FIRESFU_TEST_LOG=info \
   cargo test --quiet --test whip whip_benchmark -- --ignored --nocapture \
   2>"$out/logs/whip.log" | grep '^WHIP-BENCH ' | sed 's/^WHIP-BENCH //' >"$out/whip.json"
 
+echo "== webhooks: event -> delivered, throughput with a slow receiver (release sidecar)"
+FIRESFU_TEST_BIN="$RELEASE_BIN/firesfu" FIRESFU_TEST_LOG=info \
+  cargo test --quiet --test webhooks webhook_benchmark -- --ignored --nocapture \
+  2>"$out/logs/webhooks.log" | grep '^WEBHOOK-BENCH ' | sed 's/^WEBHOOK-BENCH //' >"$out/webhooks.json"
+
 echo "== join time by network path (Chromium: UDP, ICE-TCP, TURN relay)"
 bash scripts/bench-connectivity.sh
 
@@ -177,4 +182,7 @@ print(f"| camera stream ÷ person's stream | {c['cameraOverPerson']:.2f} |")
 w = json.load(open(f"{out}/whip.json"))
 print(f"| WHIP POST -> 201 (answer from the broadcast via the session document), ms (n={w['n']}) | p50 {w['postTo201P50']:.0f}, p95 {w['postTo201P95']:.0f}, max {w['postTo201Max']:.0f} |")
 print(f"| WHIP POST -> publisher connected (ICE + DTLS), ms (n={w['n']}) | p50 {w['postToConnectedP50']:.0f}, p95 {w['postToConnectedP95']:.0f} |")
+h = json.load(open(f"{out}/webhooks.json"))
+print(f"| webhook: event published -> delivered (Pub/Sub, PostgreSQL, signed POST), ms ({h['events']} events, {h['rooms']} rooms) | p50 {h['eventToDeliveredP50Ms']:.0f}, p95 {h['eventToDeliveredP95Ms']:.0f}, max {h['eventToDeliveredMaxMs']:.0f} |")
+print(f"| webhook throughput to one endpoint while a 200 ms endpoint is registered | {h['quickPerSecond']:.0f} deliveries/s (slow one: {h['slowDeliveredMeanwhile']} meanwhile) |")
 PY

@@ -51,6 +51,12 @@ if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules ]; 
   touch web/node_modules
 fi
 
+# The webhook tests' receiver verifies deliveries with the Standard Webhooks reference library.
+if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
+  echo "deps: installing standardwebhooks (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check 'standardwebhooks==1.*'
+fi
+
 # `make fuzz` (and its smoke in `make test`): cargo-fuzz, pinned, built once per machine. It
 # needs a C++ compiler for libFuzzer.
 if [ "${1:-}" = "--fuzz" ]; then

@@ -30,7 +30,8 @@ sidecar_port=${FIRESFU_SIDECAR_PORT:-8090}
 start_group SIDECAR "$logs/sidecar.log" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
   DATABASE_URL="$FIRESFU_TEST_PG/firesfu" APP_PORT="$sidecar_port" FIRESFU_JOIN_KEY_FILE=.dev/join-key.pem \
-  FIRESFU_CAMERA_KEY_FILE=.dev/camera-key FIRESFU_WEB_ROOT=web/dist "$BIN"/firesfu sidecar
+  FIRESFU_CAMERA_KEY_FILE=.dev/camera-key FIRESFU_WEB_ROOT=web/dist \
+  PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" FIRESFU_WEBHOOKS=true "$BIN"/firesfu sidecar
 wait_http "http://127.0.0.1:$sidecar_port/healthz" ok 60
 
 # Browsers never use loopback ICE candidates: advertise this machine's primary address.
@@ -43,12 +44,12 @@ monitor_port=${FIRESFU_MONITOR_PORT:-8070}
 start_group MONITOR "$logs/monitor.log" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
   PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" APP_PORT="$monitor_port" FIRESFU_HTTP_BIND_IP=127.0.0.1 \
-  "$BIN"/firesfu monitor
+  FIRESFU_EVENTS=true "$BIN"/firesfu monitor
 wait_http "http://127.0.0.1:$monitor_port/healthz" ok 30
 
 start_group BROADCAST "$logs/broadcast.log" env \
   GOOGLE_CLOUD_PROJECT="$project" FIRESTORE_EMULATOR_HOST="$FIRESTORE_EMULATOR_HOST" \
-  PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" FIRESFU_FLEET=true \
+  PUBSUB_EMULATOR_HOST="$PUBSUB_EMULATOR_HOST" FIRESFU_FLEET=true FIRESFU_EVENTS=true \
   FIRESFU_UDP_BIND="0.0.0.0:$udp_port" FIRESFU_ADVERTISE_IPS="$advertise" \
   FIRESFU_JWKS_URL="http://127.0.0.1:$sidecar_port/.well-known/jwks.json" APP_PORT="$http_port" \
   FIRESFU_CAMERA_KEY_FILE=.dev/camera-key \
@@ -69,6 +70,8 @@ firesfu is running (project $project):
                        curl -s -XPOST localhost:$sidecar_port/v1/accounts -H content-type:application/json -d '{"username":"ada","password":"correct horse battery"}'
                        then POST /v1/sessions, POST /v1/rooms, POST /v1/rooms/{id}/join, and
                        cargo run -p testpeer -- --emulator $FIRESTORE_EMULATOR_HOST --project $project --room <id> --name ada --token <token> --uid <firebase.uid>
+  webhooks             an API key: DATABASE_URL=$FIRESFU_TEST_PG/firesfu $BIN/firesfu apikey create --name dev --scope webhooks
+                       then POST /v1/webhooks {"url": …} with it (docs/sidecar.md, "Webhooks")
 
 Ctrl-C stops everything.
 INFO

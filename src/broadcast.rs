@@ -160,6 +160,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let (observations_tx, observations) = mpsc::unbounded_channel();
     let mut listener = store.listen(observations_tx.clone()).await?;
     let sweeper = tokio::spawn(sweep(store.clone(), observations_tx.clone()));
+    let (events, publishing) = start_events(&args, &instance, &store);
     let (driver_tx, driver_rx) = mpsc::unbounded_channel();
     let ctx = SessionContext {
         store: store.clone(),
@@ -170,6 +171,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         limits: offer_limits(&args),
         instruments,
         live_ttl: Duration::from_secs(args.session_ttl_secs.max(60)),
+        events,
     };
     tracing::info!(
         %instance,
@@ -179,6 +181,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         candidates = ?engine.candidates(),
         http = %http,
         fleet = args.fleet,
+        events = args.publish_events,
         "broadcast is serving"
     );
 
@@ -216,6 +219,10 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     if let Some(reporter) = reporter {
         reporter.abort();
     }
+    // The sessions are over: their last events go out (the driver held the last emitter).
+    if let Some(publishing) = publishing {
+        let _ = tokio::time::timeout(Duration::from_secs(5), publishing).await;
+    }
     let _ = listener.shutdown().await;
     if let Some(a) = assignments.as_mut() {
         let _ = a.shutdown().await;
@@ -227,6 +234,26 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         tracing::info!("broadcast stopped");
     }
     result
+}
+
+/// Room events (`crate::events`) when FIRESFU_EVENTS is on: the emitter for the sessions and
+/// the task publishing what they report, which ends once every emitter is gone.
+fn start_events(
+    args: &BroadcastArgs,
+    instance: &str,
+    store: &Arc<Store>,
+) -> (crate::events::Emitter, Option<tokio::task::JoinHandle<()>>) {
+    if !args.publish_events {
+        return (crate::events::Emitter::disabled(), None);
+    }
+    let (emitter, happenings) = crate::events::Emitter::channel();
+    let task = tokio::spawn(crate::events::publish::run_instance(
+        happenings,
+        crate::events::calls::Calls::new(instance),
+        store.clone(),
+        crate::events::publish::Sink::new(&args.gcp.project, &args.pubsub),
+    ));
+    (emitter, Some(task))
 }
 
 /// The camera supervisor (`crate::ingest`): it pulls the cameras of the rooms this instance

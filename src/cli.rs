@@ -30,6 +30,8 @@ pub enum Command {
     /// Consume load reports, place every room on one broadcast instance, move rooms off dead
     /// or draining instances (one leader at a time, elected by a Firestore lease).
     Monitor(crate::fleet::monitor::MonitorArgs),
+    /// Create, list and revoke the API keys applications' servers call the sidecar with.
+    Apikey(crate::sidecar::apikeys::ApikeyArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,6 +118,10 @@ pub struct BroadcastArgs {
     /// this instance, drain on SIGTERM. Off: a standalone instance answering every room.
     #[arg(long, env = "FIRESFU_FLEET", default_value_t = false, action = ArgAction::Set)]
     pub fleet: bool,
+    /// Publish room events (joins, leaves, tracks, calls) on the events topic for webhooks
+    /// (`firesfu sidecar` with FIRESFU_WEBHOOKS delivers them).
+    #[arg(long = "events", env = "FIRESFU_EVENTS", default_value_t = false, action = ArgAction::Set)]
+    pub publish_events: bool,
     #[command(flatten)]
     pub pubsub: crate::gcp::PubsubArgs,
     #[command(flatten)]

@@ -100,11 +100,14 @@ pub struct PubsubArgs {
     /// The topic load reports are published on (created when missing).
     #[arg(long, env = "FIRESFU_LOAD_TOPIC", default_value = "firesfu-load")]
     pub load_topic: String,
+    /// The topic room events are published on (created when missing), for webhooks.
+    #[arg(long, env = "FIRESFU_EVENTS_TOPIC", default_value = "firesfu-events")]
+    pub events_topic: String,
 }
 
 impl PubsubArgs {
     pub fn topic_path(&self, project: &str) -> String {
-        format!("projects/{project}/topics/{}", self.load_topic)
+        topic_path(project, &self.load_topic)
     }
 
     /// The emulator endpoint and anonymous credentials, or nothing (Google, with ADC).
@@ -118,12 +121,25 @@ impl PubsubArgs {
     }
 }
 
+pub fn topic_path(project: &str, topic: &str) -> String {
+    format!("projects/{project}/topics/{topic}")
+}
+
 /// Every Pub/Sub client goes through these builders, so the emulator rule holds for all.
 pub async fn pubsub_publisher(
     project: &str,
     args: &PubsubArgs,
 ) -> anyhow::Result<google_cloud_pubsub::client::Publisher> {
-    let mut builder = google_cloud_pubsub::client::Publisher::builder(args.topic_path(project));
+    publisher_to(project, args, &args.load_topic).await
+}
+
+/// A publisher to `topic` (the load topic or the events topic).
+pub async fn publisher_to(
+    project: &str,
+    args: &PubsubArgs,
+    topic: &str,
+) -> anyhow::Result<google_cloud_pubsub::client::Publisher> {
+    let mut builder = google_cloud_pubsub::client::Publisher::builder(topic_path(project, topic));
     if let Some((endpoint, credentials)) = args.emulator() {
         builder = builder
             .with_endpoint(endpoint)
@@ -172,10 +188,19 @@ pub async fn pubsub_subscription_admin(
 /// least-privilege deployment, whose topic terraform made) it carries on: a missing topic
 /// then shows as publish or subscribe errors naming it.
 pub async fn ensure_topic(project: &str, args: &PubsubArgs) -> anyhow::Result<()> {
+    ensure_topic_named(project, args, &args.load_topic).await
+}
+
+/// [`ensure_topic`] for any topic.
+pub async fn ensure_topic_named(
+    project: &str,
+    args: &PubsubArgs,
+    topic: &str,
+) -> anyhow::Result<()> {
     let admin = pubsub_topic_admin(args).await?;
     match admin
         .create_topic()
-        .set_name(args.topic_path(project))
+        .set_name(topic_path(project, topic))
         .send()
         .await
     {
@@ -187,15 +212,12 @@ pub async fn ensure_topic(project: &str, args: &PubsubArgs) -> anyhow::Result<()
             }) =>
         {
             tracing::info!(
-                topic = %args.load_topic,
-                "no permission to create the load topic; using it as the deployment made it"
+                topic,
+                "no permission to create the topic; using it as the deployment made it"
             );
             Ok(())
         }
-        Err(e) => Err(anyhow::anyhow!(
-            "cannot create Pub/Sub topic {}: {e}",
-            args.load_topic
-        )),
+        Err(e) => Err(anyhow::anyhow!("cannot create Pub/Sub topic {topic}: {e}")),
     }
 }
 
@@ -237,6 +259,42 @@ pub async fn ensure_subscription(
     match created {
         Ok(_) => Ok(()),
         Err(e) if is_already_exists(&e) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create the Pub/Sub subscription {subscription}: {e}"
+        )),
+    }
+}
+
+/// Creates the webhook deliverers' subscription to the events topic unless it exists: shared
+/// by every sidecar (each event is taken once), ordered (a room's events in the order they were
+/// published), never expiring, unacknowledged events kept for 7 days.
+pub async fn ensure_events_subscription(
+    project: &str,
+    args: &PubsubArgs,
+    subscription: &str,
+) -> anyhow::Result<()> {
+    let admin = pubsub_subscription_admin(args).await?;
+    let created = admin
+        .create_subscription()
+        .set_name(subscription)
+        .set_topic(topic_path(project, &args.events_topic))
+        .set_ack_deadline_seconds(60)
+        .set_enable_message_ordering(true)
+        .set_message_retention_duration(google_cloud_wkt::Duration::clamp(7 * 86_400, 0))
+        .set_expiration_policy(google_cloud_pubsub::model::ExpirationPolicy::new())
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if is_already_exists(&e) => Ok(()),
+        // Least privilege: the deployment made the subscription (terraform/pubsub.tf).
+        Err(e)
+            if e.status().is_some_and(|s| {
+                s.code == google_cloud_gax::error::rpc::Code::PermissionDenied
+            }) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(anyhow::anyhow!(
             "cannot create the Pub/Sub subscription {subscription}: {e}"
         )),

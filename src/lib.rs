@@ -11,7 +11,8 @@
 //! - [`docdb`]: Firestore primitives every adapter shares (deadlines, compare-and-set, meter);
 //! - [`process`], [`text`]: host names, signals and memory; what user-visible text may contain;
 //! - [`deploy`]: what running on Kubernetes needs (each broadcast pod's own load balancer);
-//! - [`ingest`]: media from outside WebRTC (RTSP cameras); [`sealed`]: secrets at rest.
+//! - [`ingest`]: media from outside WebRTC (RTSP cameras); [`sealed`]: secrets at rest;
+//! - [`events`]: what happens in rooms, published for webhooks (`sidecar::webhooks` delivers).
 // No unsafe code, but for one audited call into the C allocator (`process::heap_kib`).
 #![deny(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod broadcast;
 pub mod cli;
 pub mod deploy;
 pub mod docdb;
+pub mod events;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod fleet;

@@ -13,6 +13,7 @@ async fn main() -> std::process::ExitCode {
             ("broadcast", id)
         }
         Command::Sidecar(_) => ("sidecar", firesfu::process::host_instance("sidecar")),
+        Command::Apikey(_) => ("apikey", firesfu::process::host_instance("apikey")),
         Command::Monitor(args) => {
             let id = firesfu::fleet::monitor::monitor_id(args);
             args.monitor_id = Some(id.clone());
@@ -24,6 +25,7 @@ async fn main() -> std::process::ExitCode {
         Command::Broadcast(args) => firesfu::broadcast::run(args).await,
         Command::Sidecar(args) => firesfu::sidecar::run(args).await,
         Command::Monitor(args) => firesfu::fleet::monitor::run(args).await,
+        Command::Apikey(args) => firesfu::sidecar::apikeys::run(args).await,
     };
     if let Err(e) = &result {
         tracing::error!("{e:#}");

@@ -54,3 +54,46 @@ resource "google_pubsub_topic_iam_member" "monitor_attach" {
   member = "serviceAccount:${local.sa_monitor.email}"
 }
 
+
+# Room events (docs/sidecar.md, "Webhooks"): broadcast instances and monitors publish (ordering
+# key = room), every sidecar replica takes them from one shared, ordered subscription and
+# delivers webhooks. Events wait up to 7 days for a sidecar; the subscription never expires.
+resource "google_pubsub_topic" "events" {
+  # checkov:skip=CKV_GCP_83: room events carry display names and session ids only as long as a delivery needs them; Google-managed encryption is enough
+  name   = "firesfu-events"
+  labels = var.labels
+
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.services]
+}
+
+resource "google_pubsub_subscription" "webhooks" {
+  name                       = "firesfu-webhooks"
+  topic                      = google_pubsub_topic.events.id
+  labels                     = var.labels
+  ack_deadline_seconds       = 60
+  enable_message_ordering    = true
+  message_retention_duration = "604800s"
+
+  # Never expires, however long no sidecar consumes it.
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+resource "google_pubsub_topic_iam_member" "events_publish" {
+  for_each = {
+    broadcast = local.sa_broadcast.email
+    monitor   = local.sa_monitor.email
+  }
+  topic  = google_pubsub_topic.events.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${each.value}"
+}
+
+resource "google_pubsub_subscription_iam_member" "sidecar_webhooks" {
+  subscription = google_pubsub_subscription.webhooks.id
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${local.sa_sidecar.email}"
+}

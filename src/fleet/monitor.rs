@@ -51,6 +51,9 @@ pub struct MonitorArgs {
     pub app_port: u16,
     #[arg(long, env = "FIRESFU_HTTP_BIND_IP", default_value = "0.0.0.0")]
     pub http_bind_ip: IpAddr,
+    /// Publish `room_moved` events on the events topic (for webhooks).
+    #[arg(long = "events", env = "FIRESFU_EVENTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub publish_events: bool,
 }
 
 /// What /status shows.
@@ -120,7 +123,16 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
     .await?;
     tracing::info!(monitor = %me, %subscription, http = %http, "monitor is running");
 
+    let (events, publishing) = if args.publish_events {
+        let (emitter, happenings) = crate::events::Emitter::channel();
+        let sink = crate::events::publish::Sink::new(&project, &args.pubsub);
+        let task = tokio::spawn(crate::events::publish::run_monitor(happenings, sink));
+        (emitter, Some(task))
+    } else {
+        (crate::events::Emitter::disabled(), None)
+    };
     let mut leader = Leader {
+        events,
         me: me.clone(),
         store: store.clone(),
         table: FleetTable::new(args.stale_after_ms as i64),
@@ -194,6 +206,10 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         tracing::warn!("cannot release the lease: {e}");
     }
     consumer.abort();
+    drop(leader);
+    if let Some(publishing) = publishing {
+        let _ = tokio::time::timeout(Duration::from_secs(5), publishing).await;
+    }
     let _ = rooms_listener.shutdown().await;
     let admin = crate::gcp::pubsub_subscription_admin(&args.pubsub).await?;
     if let Err(e) = admin
@@ -277,6 +293,8 @@ const HELD: [&str; 4] = ["offered", "answering", "answered", "connected"];
 const RECONCILE_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 struct Leader {
+    /// Where room moves are reported (for webhooks).
+    events: crate::events::Emitter,
     me: String,
     store: FleetStore,
     table: FleetTable,
@@ -455,6 +473,15 @@ impl Leader {
                         self.instruments.placed(reason.as_str());
                         tracing::info!(%room, instance = %to.instance, epoch = to.epoch, reason = reason.as_str(), "room assigned");
                         if let Some(prev) = previous {
+                            self.events.emit(
+                                &room,
+                                crate::events::Kind::RoomMoved(crate::events::proto::RoomMoved {
+                                    from_instance_id: prev.instance.clone(),
+                                    to_instance_id: to.instance.clone(),
+                                    reason: reason.as_str().into(),
+                                    epoch: to.epoch.max(0) as u64,
+                                }),
+                            );
                             self.after_move(&room, &prev.instance, reason, now).await;
                         }
                         true

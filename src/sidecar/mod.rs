@@ -1,9 +1,11 @@
-//! `firesfu sidecar`: users, rooms, room images, IP cameras and join tokens on PostgreSQL,
-//! behind a small HTTP API (RFC 9457 errors, OpenAPI at `/openapi.json`). It also mirrors rooms
+//! `firesfu sidecar`: users, rooms, room images, IP cameras, join tokens, API keys and webhooks
+//! on PostgreSQL, behind a small HTTP API (RFC 9457 errors, OpenAPI at `/openapi.json`); WHIP
+//! ingest; webhook delivery of room events (`webhooks`). It also mirrors rooms
 //! and cameras into Firestore (`rooms/{id}`, `cameraSources/{id}`), which is where browsers and
 //! broadcast instances meet.
 
 mod accounts;
+pub mod apikeys;
 mod auth;
 mod bridge;
 mod camera_docs;
@@ -21,6 +23,7 @@ mod ratelimit;
 mod reconcile;
 mod rooms;
 pub mod turn;
+pub mod webhooks;
 mod whip;
 
 use std::net::SocketAddr;
@@ -151,6 +154,8 @@ pub struct SidecarArgs {
     /// (500–7500: OBS gives up after 8 s).
     #[arg(long, env = "FIRESFU_WHIP_ANSWER_MS", default_value_t = 6000)]
     pub whip_answer_ms: u64,
+    #[command(flatten)]
+    pub webhooks: webhooks::WebhookArgs,
 }
 
 /// The camera key, from FIRESFU_CAMERA_KEY or FIRESFU_CAMERA_KEY_FILE: none (cameras off), or
@@ -214,6 +219,15 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(cameras::get, cameras::update, cameras::remove))
         .routes(routes!(join::join))
         .routes(routes!(bridge::join))
+        .routes(routes!(webhooks::api::list, webhooks::api::create))
+        .routes(routes!(
+            webhooks::api::get,
+            webhooks::api::update,
+            webhooks::api::remove
+        ))
+        .routes(routes!(webhooks::api::rotate))
+        .routes(routes!(webhooks::api::failed))
+        .routes(routes!(webhooks::api::replay))
         .routes(whip_routes(routes!(
             whip::endpoint_options,
             whip::endpoint_get,
@@ -435,6 +449,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         config: Arc::new(config),
         camera_key: camera_key.map(Arc::new),
     };
+    let deliverers = webhooks::start(&state.db, &args.gcp.project, &args.webhooks)?;
     let reconciler = tokio::spawn(reconcile::run(
         state.clone(),
         Duration::from_secs(args.room_reconcile_secs),
@@ -457,5 +472,8 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<()> {
     .with_graceful_shutdown(crate::process::shutdown_signal())
     .await?;
     reconciler.abort();
+    for task in deliverers {
+        task.abort();
+    }
     Ok(())
 }

@@ -34,6 +34,23 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
     room_change_needs_a_field(doc);
     labels_refuse_forbidden_characters(doc);
     camera_patterns(doc);
+    webhook_patterns(doc);
+}
+
+/// A webhook endpoint's URL: http(s), a host, no credentials, no fragment (as far as a pattern
+/// can say it: the URL parser checks the rest).
+fn webhook_patterns(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::Schema;
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in ["NewEndpoint", "EndpointChange"] {
+        if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(schema)
+            && let Some(RefOr::T(Schema::Object(p))) = o.properties.get_mut("url")
+        {
+            p.pattern = Some(r"^https?://[^\s/?#@]+([/?][^\s#]*)?$".to_owned());
+        }
+    }
 }
 
 /// A camera's URL and credentials refuse what `camera_input` refuses (as far as a pattern can
@@ -258,6 +275,15 @@ impl Modify for Common {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("fsk_… (an API key from `firesfu apikey create`)")
+                    .build(),
+            ),
+        );
         for (path, item) in doc.paths.paths.iter_mut() {
             for method in [
                 HttpMethod::Get,
@@ -275,7 +301,13 @@ impl Modify for Common {
                     _ => None,
                 };
                 let Some(op) = op else { continue };
-                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                let by_key = op.security.as_ref().is_some_and(|s| {
+                    serde_json::to_value(s).is_ok_and(|v| v.to_string().contains("apiKey"))
+                });
+                if by_key {
+                    add(op, 401, "No API key, or one unknown or revoked");
+                    add(op, 403, "The API key lacks the scope (`missing-scope`)");
+                } else if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
                     add(op, 401, "No valid access token");
                 }
                 if reads_json(op.request_body.as_ref()) {

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::announce::LEFT;
 use super::decide::{Decision, Observed, decide};
 use super::quality::Quality;
 use super::session::{DriverMsg, SessionContext, SessionMsg, run_session};
@@ -111,7 +112,7 @@ impl Driver {
             Observation::Swept { key, doc: None } | Observation::Deleted { key } => {
                 tracing::debug!(%key, "the session's document is gone");
                 self.seen.remove(&key);
-                self.send(&key, SessionMsg::Leave);
+                self.send(&key, SessionMsg::Leave(LEFT.into()));
             }
             Observation::Left { key } => {
                 tracing::debug!(%key, "the document left a listener target");
@@ -143,7 +144,12 @@ impl Driver {
         let receive = doc.get("receive").cloned().unwrap_or(Value::Null);
         match decide(&Observed::from_doc(doc), self.ctx.store.instance(), holding) {
             Decision::Ignore => {}
-            Decision::Leave => self.send(&key, SessionMsg::Leave),
+            Decision::Leave => {
+                // A document the server closed names why (`room-moved`: the monitor moved the
+                // room); one the client closed has no error.
+                let reason = doc.pointer("/error/code").and_then(Value::as_str);
+                self.send(&key, SessionMsg::Leave(reason.unwrap_or(LEFT).into()))
+            }
             work => {
                 // A client may pass its trace context (W3C `traceparent`) along.
                 let traceparent = doc

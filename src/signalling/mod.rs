@@ -5,6 +5,7 @@
 //! session state and what the participant receives. `docs/signalling.md` is the contract.
 
 pub mod admission;
+pub mod announce;
 pub mod decide;
 pub mod driver;
 pub mod limits;

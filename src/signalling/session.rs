@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::admission::Admission;
+use super::announce::{Announcer, LEFT};
 use super::decide::Decision;
 use super::limits::OfferLimits;
 use super::protocol::{ErrorCode, SessionError, SessionState};
@@ -31,8 +32,9 @@ pub enum SessionMsg {
     /// A decision taken on a listener snapshot (answer, reject, resume, lost), with the
     /// client's trace context if its document carries one.
     Work(Decision, Option<String>),
-    /// The client left: its document is `closed` or deleted.
-    Leave,
+    /// The client left: its document is `closed` or deleted. The reason is `left`, or the
+    /// error code the document was closed with (`room-moved` when the monitor moved the room).
+    Leave(String),
     /// The document left our listener's targets; read it to learn why.
     Recheck,
     Connected,
@@ -67,6 +69,8 @@ pub struct SessionContext {
     pub instruments: Arc<SignallingInstruments>,
     /// How far ahead `expiresAt` of a live session is kept.
     pub live_ttl: Duration,
+    /// Where joins, leaves and tracks are reported for webhooks.
+    pub events: crate::events::Emitter,
 }
 
 /// A write the session could not make yet.
@@ -129,6 +133,8 @@ struct Session {
     wishes: Option<std::collections::HashMap<String, crate::media::SlotWish>>,
     /// The quality last written into the roster.
     quality: Option<Quality>,
+    /// What webhooks were told about this participant.
+    announcer: Announcer,
     finished: bool,
 }
 
@@ -162,6 +168,7 @@ pub async fn run_session(
         receive_refused: false,
         wishes: None,
         quality: None,
+        announcer: Announcer::default(),
         finished: false,
     };
     let mut pending: std::collections::VecDeque<SessionMsg> = Default::default();
@@ -186,7 +193,7 @@ pub async fn run_session(
         };
         match msg {
             SessionMsg::Work(decision, traceparent) => session.work(decision, traceparent).await,
-            SessionMsg::Leave => session.leave().await,
+            SessionMsg::Leave(reason) => session.leave(&reason).await,
             SessionMsg::Recheck => session.recheck().await,
             SessionMsg::Connected => session.connected().await,
             SessionMsg::EngineClosed(reason) => session.engine_closed(reason).await,
@@ -222,6 +229,7 @@ pub async fn run_session(
         && let Some(peer) = session.peer
     {
         session.ctx.engine.close(peer, CloseReason::Left);
+        session.announce_left(ErrorCode::ServerShutdown.as_str());
     }
     let _ = driver.send(DriverMsg::Finished { key });
 }
@@ -335,7 +343,7 @@ impl Session {
                 }
                 self.done_unless_live();
             }
-            Decision::Leave => self.leave().await,
+            Decision::Leave => self.leave(LEFT).await,
             Decision::Ignore => {}
         }
     }
@@ -461,6 +469,7 @@ impl Session {
         if self.roster.as_ref() != Some(&negotiated.roster) {
             self.roster = Some(negotiated.roster);
             self.write_participant().await;
+            self.announce();
         }
     }
 
@@ -697,11 +706,12 @@ impl Session {
         self.write_participant().await;
     }
 
-    async fn leave(&mut self) {
+    async fn leave(&mut self, reason: &str) {
         if let Some(peer) = self.peer {
             self.ctx.engine.close(peer, CloseReason::Left);
         }
         self.remove_participant().await;
+        self.announce_left(reason);
         // A `closed` document stays for a while so the client can see it, then expires.
         let _ = self
             .ctx
@@ -713,7 +723,7 @@ impl Session {
 
     async fn recheck(&mut self) {
         match self.ctx.store.read(&self.key).await {
-            Ok(None) => self.leave().await,
+            Ok(None) => self.leave(LEFT).await,
             Ok(Some(_)) => {}
             Err(e) => tracing::warn!(key = %self.key, "cannot re-read a session: {e}"),
         }
@@ -741,15 +751,44 @@ impl Session {
                 ),
             )),
         };
-        if let Some((state, error)) = ending {
+        let reason = ending.as_ref().map_or(LEFT, |(_, e)| e.code.as_str());
+        if let Some((state, error)) = &ending {
             tracing::info!(key = %self.key, code = error.code.as_str(), "session ended by the server");
-            if let Err(e) = self.ctx.store.end(&self.key, state, &error, now()).await {
+            if let Err(e) = self.ctx.store.end(&self.key, *state, error, now()).await {
                 tracing::warn!(key = %self.key, "cannot end a session: {e}");
             }
         }
         self.remove_participant().await;
+        self.announce_left(reason);
         self.peer = None;
         self.finished = true;
+    }
+
+    /// Tells webhooks that the participant joined (once) and which tracks it publishes now.
+    fn announce(&mut self) {
+        if let Some(roster) = &self.roster {
+            let who = self.who(roster);
+            self.announcer
+                .roster(&self.ctx.events, &self.key.room, who, roster);
+        }
+    }
+
+    fn announce_left(&mut self, reason: &str) {
+        if let Some(roster) = &self.roster {
+            let who = self.who(roster);
+            let stayed = self.joined.and_then(|t| now().duration_since(t).ok());
+            self.announcer
+                .left(&self.ctx.events, &self.key.room, who, reason, stayed);
+        }
+    }
+
+    fn who(&self, roster: &Roster) -> crate::events::proto::Participant {
+        crate::events::proto::Participant {
+            session_id: self.key.session.clone(),
+            display_name: roster.display_name.clone(),
+            uid: self.uid.clone().unwrap_or_default(),
+            instance_id: self.ctx.store.instance().to_owned(),
+        }
     }
 
     async fn remove_participant(&self) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # schemathesis against the live sidecar: every check, a fixed seed and a bounded number of
-# examples per operation, with and without an access token; zero failures required.
+# examples per operation, with and without an access token, and the webhook routes with an API
+# key; zero failures required.
 #
 # Needs FIRESTORE_EMULATOR_HOST and FIRESFU_TEST_PG (`make test` exports both).
 set -euo pipefail
@@ -44,6 +45,10 @@ tail -n 6 "$logs/with-token.txt"
 echo "-- without one"
 run >"$logs/without-token.txt" 2>&1 || status=1
 tail -n 6 "$logs/without-token.txt"
+echo "-- the webhook routes with an API key (scope webhooks)"
+key=$(DATABASE_URL="$FIRESFU_TEST_PG/$db" "$BIN/firesfu" apikey create --name schemathesis --scope webhooks 2>/dev/null)
+run --include-tag webhooks -H "Authorization: Bearer $key" >"$logs/with-api-key.txt" 2>&1 || status=1
+tail -n 6 "$logs/with-api-key.txt"
 if [ "$status" -ne 0 ]; then
   echo "schemathesis found failures; reports in $logs" >&2
   grep -E "^_+ |^- |curl" "$logs"/*.txt >&2 || true

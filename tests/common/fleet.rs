@@ -132,6 +132,8 @@ impl Monitor {
             .env("FIRESTORE_EMULATOR_HOST", &project.host)
             .env("PUBSUB_EMULATOR_HOST", pubsub)
             .env("FIRESFU_MONITOR_ID", id)
+            // room.moved for the webhook tests (harmless elsewhere: nobody subscribes).
+            .env("FIRESFU_EVENTS", "true")
             .env("FIRESFU_STALE_AFTER_MS", stale_ms.to_string())
             .env("FIRESFU_LEASE_MS", "3000")
             .env("FIRESFU_MONITOR_TICK_MS", "100")

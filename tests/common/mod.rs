@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod otlp;
 pub mod rtsp;
 pub mod sidecar;
+pub mod webhooks;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;

@@ -280,6 +280,12 @@ impl Sidecar {
 }
 
 impl Sidecar {
+    /// SIGKILL and wait: a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM and wait (the process flushes its telemetry on the way out).
     pub fn terminate(&mut self) {
         let _ = Command::new("kill")

@@ -22,6 +22,7 @@ use crate::media::{SessionKey, SessionView};
 mod assigned;
 mod claim;
 mod listen;
+mod origin;
 mod reclaim;
 mod roster;
 pub use roster::ParticipantEntry;
