@@ -192,7 +192,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         draining: draining_tx,
         grace: Duration::from_secs(args.drain_grace_secs),
     }));
-    let cameras = start_cameras(&args, &instance, &engine, &store)?;
+    let cameras = start_cameras(&args, &instance, &engine, &store, &ctx.events)?;
     let driver = Driver::new(
         ctx,
         driver_rx,
@@ -263,6 +263,7 @@ fn start_cameras(
     instance: &str,
     engine: &Arc<crate::media::EngineHandle>,
     store: &Arc<Store>,
+    events: &crate::events::Emitter,
 ) -> anyhow::Result<(
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
@@ -277,6 +278,7 @@ fn start_cameras(
         group: Arc::new(retina::client::SessionGroup::default()),
         connect_timeout: Duration::from_secs(args.camera_connect_timeout_secs.max(1)),
         read_timeout: Duration::from_secs(args.camera_read_timeout_secs.max(1)),
+        events: events.clone(),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok((

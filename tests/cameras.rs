@@ -233,6 +233,92 @@ async fn a_camera_is_pulled_while_someone_watches_and_comes_back_after_an_outage
     drop(bc);
 }
 
+/// Camera state changes reach webhooks (`camera.changed`): each state once, with its error
+/// code; during the call they are numbered with the call's events, after it with 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_state_changes_reach_webhooks() {
+    use common::webhooks::{Receiver, accepted, endpoint, webhooks_key};
+    let camera = RtspCamera::start(CameraOptions::default());
+    let project = Project::new().await;
+    let receiver = Receiver::start().await;
+    let db = common::sidecar::database(None).await;
+    let s = common::webhooks::sidecar(&project, db.clone(), 600).await;
+    let key = webhooks_key(&db);
+    endpoint(&s, &key, &receiver, ("ok", "cams"), &["camera.changed"]).await;
+    let _bc = Broadcast::start_with(
+        &project,
+        BroadcastOptions {
+            extra: vec![
+                ("FIRESFU_CAMERA_KEY".into(), KEY.into()),
+                ("FIRESFU_CAMERA_READ_TIMEOUT_SECS".into(), "3".into()),
+                ("FIRESFU_CAMERA_CONNECT_TIMEOUT_SECS".into(), "5".into()),
+                ("FIRESFU_EVENTS".into(), "true".into()),
+                ("PUBSUB_EMULATOR_HOST".into(), common::fleet::pubsub()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let room = project.room(&unique("hooked")).await;
+    let lobby = add_camera(&project, &room, "Lobby", &open(camera.url(mount::H264))).await;
+    let nowhere = add_camera(
+        &project,
+        &room,
+        "Nowhere",
+        &open("rtsp://127.0.0.1:9/none".into()),
+    )
+    .await;
+    let alice = Peer::join(&project.db, viewer(&room, "alice"))
+        .await
+        .unwrap();
+    until_frames(&alice, &lobby, 25, 0, T).await;
+    until_camera(&project, &room, &nowhere, "retrying", T, |d| {
+        state(d) == "retrying"
+    })
+    .await;
+    alice.leave(Leave::Close).await.unwrap();
+    let states = |id: &str| -> Vec<Value> {
+        accepted(&receiver, "cams")
+            .into_iter()
+            .map(|d| d["event"]["data"].clone())
+            .filter(|d| d["camera"]["id"] == id)
+            .collect()
+    };
+    let names = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|d| d["state"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    let lobby_events = eventually("the Lobby idle", T, async || {
+        let got = states(&lobby);
+        (names(&got).last().map(String::as_str) == Some("idle")).then_some(got)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}", names(&states(&lobby))));
+    assert_eq!(names(&lobby_events), ["connecting", "live", "idle"]);
+    assert_eq!(lobby_events[1]["camera"]["name"], "Lobby");
+    assert!(lobby_events[1]["error"].is_null());
+    assert!(
+        lobby_events[1]["sequence"].as_u64().unwrap() > 0,
+        "in the call"
+    );
+    assert_eq!(lobby_events[2]["sequence"], 0, "after the call");
+    let nowhere_events = eventually("Nowhere idle", T, async || {
+        let got = states(&nowhere);
+        (names(&got).last().map(String::as_str) == Some("idle")).then_some(got)
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(&nowhere_events)[..2], ["connecting", "retrying"]);
+    assert_eq!(
+        nowhere_events[1]["error"]["code"], "unreachable",
+        "{:?}",
+        nowhere_events[1]
+    );
+    assert_eq!(nowhere_events[1]["camera"]["name"], "Nowhere");
+}
+
 /// What cannot work says so on the camera's document, each with its own code; the other
 /// cameras of the room go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -654,6 +654,15 @@ async fn webhook_benchmark() {
         .max()
         .unwrap();
     let slow = accepted(&receiver, "slow").len();
+    // How fast the intake stored the events (Pub/Sub → PostgreSQL), apart from delivery.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let (stored_ms,): (f64,) = sqlx::query_as(
+        "SELECT (extract(epoch FROM max(created_at) - min(created_at)) * 1000)::float8 \
+         FROM webhook_deliveries",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     latency.sort_by(f64::total_cmp);
     let pct = |p: f64| latency[((p / 100.0) * (latency.len() - 1) as f64).round() as usize];
     println!(
@@ -662,6 +671,7 @@ async fn webhook_benchmark() {
             "events": n,
             "rooms": 100,
             "publishedInMs": published.as_millis() as u64,
+            "storedInMs": stored_ms.round(),
             "eventToDeliveredP50Ms": pct(50.0),
             "eventToDeliveredP95Ms": pct(95.0),
             "eventToDeliveredMaxMs": pct(100.0),

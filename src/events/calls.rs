@@ -40,9 +40,20 @@ impl Calls {
         matches!(h.kind, Kind::ParticipantJoined(_)) && !self.rooms.contains_key(&h.room)
     }
 
-    /// The events `h` makes, in order (ids left empty for the publisher).
+    /// The events `h` makes, in order (ids left empty for the publisher). An event outside
+    /// any call here (a camera changing state in an empty room) has sequence 0.
     pub fn apply(&mut self, h: Happening, moved_in: bool) -> Vec<Event> {
         let at_ms = unix_ms(h.at);
+        if !matches!(h.kind, Kind::ParticipantJoined(_)) && !self.rooms.contains_key(&h.room) {
+            return vec![Event {
+                id: String::new(),
+                room_id: h.room,
+                at_unix_ms: at_ms,
+                source: self.instance.clone(),
+                sequence: 0,
+                kind: Some(h.kind),
+            }];
+        }
         let mut kinds = Vec::with_capacity(2);
         let call = self.rooms.entry(h.room.clone()).or_insert_with(|| {
             if matches!(h.kind, Kind::ParticipantJoined(_)) && !moved_in {
@@ -231,6 +242,19 @@ mod tests {
             names(&other.apply(left("s", 1, "a", "server-shutdown"), false)),
             [("participant.left", 3)]
         );
+    }
+
+    #[test]
+    fn an_event_outside_a_call_has_sequence_0_and_starts_nothing() {
+        let mut calls = Calls::new("i1");
+        let camera = Kind::CameraChanged(crate::events::proto::CameraChanged {
+            camera_id: "c1".into(),
+            state: "live".into(),
+            ..Default::default()
+        });
+        let out = calls.apply(at("r", 0, camera), false);
+        assert_eq!(names(&out), [("camera.changed", 0)]);
+        assert_eq!(calls.active(), 0);
     }
 
     #[test]

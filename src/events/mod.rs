@@ -85,7 +85,7 @@ impl Emitter {
 }
 
 /// Every event type, as [`type_name`] names them.
-pub const TYPES: [&str; 7] = [
+pub const TYPES: [&str; 8] = [
     "room.started",
     "room.finished",
     "participant.joined",
@@ -93,6 +93,7 @@ pub const TYPES: [&str; 7] = [
     "track.published",
     "track.unpublished",
     "room.moved",
+    "camera.changed",
 ];
 
 /// The name of an event's kind in webhooks (`type`) and logs.
@@ -105,6 +106,7 @@ pub fn type_name(kind: &Kind) -> &'static str {
         Kind::TrackPublished(_) => "track.published",
         Kind::TrackUnpublished(_) => "track.unpublished",
         Kind::RoomMoved(_) => "room.moved",
+        Kind::CameraChanged(_) => "camera.changed",
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Context {
     pub connect_timeout: Duration,
     /// No frame for this long: the camera stopped sending.
     pub read_timeout: Duration,
+    /// Where state changes are reported for webhooks (`camera.changed`).
+    pub events: crate::events::Emitter,
 }
 
 /// One camera to pull.
@@ -77,12 +79,7 @@ struct Attached {
 /// Pulls `camera` until `stop` says otherwise.
 pub async fn run(ctx: Arc<Context>, camera: Camera, mut stop: watch::Receiver<Option<Stop>>) {
     let (statuses, queue) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_statuses(
-        ctx.clone(),
-        camera.doc.room.clone(),
-        camera.id.clone(),
-        queue,
-    ));
+    let writer = tokio::spawn(write_statuses(ctx.clone(), camera.clone(), queue));
     let mut pull = Pull {
         statuses,
         key: SessionKey {
@@ -108,17 +105,51 @@ pub async fn run(ctx: Arc<Context>, camera: Camera, mut stop: watch::Receiver<Op
 
 /// Writes the camera's states in the order they were reached, away from the camera's reads:
 /// a slow Firestore delays the document, never the frames.
+/// Each change of state (or of its error's code) is also reported for webhooks.
 async fn write_statuses(
     ctx: Arc<Context>,
-    room: String,
-    camera: String,
+    camera: Camera,
     mut queue: mpsc::UnboundedReceiver<CameraStatus>,
 ) {
+    let room = &camera.doc.room;
+    let mut reported = None;
     while let Some(status) = queue.recv().await {
-        if let Err(e) = ctx.cameras.set_status(&room, &camera, &status).await {
-            tracing::warn!(%room, %camera, "camera state not written: {e}");
+        if let Err(e) = ctx.cameras.set_status(room, &camera.id, &status).await {
+            tracing::warn!(%room, camera = %camera.id, "camera state not written: {e}");
+        }
+        let now = (status.state, status.error.as_ref().map(|e| e.code));
+        if reported != Some(now) {
+            reported = Some(now);
+            ctx.events.emit(room, camera_changed(&camera, &status));
         }
     }
+}
+
+/// A state or error code as its document spells it (`live`, `unreachable`).
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn camera_changed(camera: &Camera, status: &CameraStatus) -> crate::events::Kind {
+    crate::events::Kind::CameraChanged(crate::events::proto::CameraChanged {
+        camera_id: camera.id.clone(),
+        name: camera.doc.name.clone(),
+        state: wire_name(&status.state),
+        error_code: status
+            .error
+            .as_ref()
+            .map(|e| wire_name(&e.code))
+            .unwrap_or_default(),
+        error_message: status
+            .error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default(),
+        instance_id: status.instance.clone(),
+    })
 }
 
 struct Pull {

@@ -56,6 +56,8 @@ pub enum EventType {
     TrackUnpublished,
     #[serde(rename = "room.moved")]
     RoomMoved,
+    #[serde(rename = "camera.changed")]
+    CameraChanged,
 }
 
 impl EventType {
@@ -487,6 +489,7 @@ mod tests {
             EventType::TrackPublished,
             EventType::TrackUnpublished,
             EventType::RoomMoved,
+            EventType::CameraChanged,
         ];
         let names: Vec<String> = all.into_iter().map(EventType::name).collect();
         assert_eq!(names, crate::events::TYPES);

@@ -18,7 +18,7 @@ use super::schedule::Schedule;
 use super::signing;
 
 /// Rows one worker takes at once (each the first pending one of its room).
-const BATCH: i64 = 16;
+const BATCH: i64 = 64;
 /// Delivered rows are kept this long, so that an event Pub/Sub delivers again is not sent again.
 const KEEP_DELIVERED: &str = "1 hour";
 
@@ -145,10 +145,25 @@ async fn worker(d: Arc<Deliverer>, endpoint: Uuid) {
         };
         let attempts = due.iter().map(|row| attempt(&d, &url, &key, row));
         let outcomes = futures::future::join_all(attempts).await;
+        // Successes in one statement; failures (rarer) one by one, each with its schedule.
+        let mut delivered = (Vec::new(), Vec::new());
+        let mut failed = Vec::new();
         for (row, outcome) in due.iter().zip(outcomes) {
-            if let Err(e) = record(&d, endpoint, row, outcome).await {
-                // The hold expires and the row is taken again.
-                tracing::warn!(%endpoint, "cannot record a delivery: {e}");
+            match outcome {
+                Outcome::Delivered(status) => {
+                    delivered.0.push(row.seq);
+                    delivered.1.push(i32::from(status));
+                }
+                Outcome::Failed(status, error) => failed.push((row, status, error)),
+            }
+        }
+        // A record that fails leaves the row held: the hold expires and it is taken again.
+        if let Err(e) = record_delivered(&d.db, &delivered.0, &delivered.1).await {
+            tracing::warn!(%endpoint, "cannot record deliveries: {e}");
+        }
+        for (row, status, error) in failed {
+            if let Err(e) = record_failed(&d, endpoint, row, status, error).await {
+                tracing::warn!(%endpoint, "cannot record a failed delivery: {e}");
             }
         }
     }
@@ -234,50 +249,52 @@ async fn attempt(d: &Deliverer, url: &str, key: &[u8], row: &Due) -> Outcome {
     }
 }
 
-async fn record(
+async fn record_delivered(db: &PgPool, seqs: &[i64], statuses: &[i32]) -> Result<(), sqlx::Error> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE webhook_deliveries d SET state = 'delivered', attempts = d.attempts + 1, \
+         last_status = u.status, last_error = NULL, locked_until = NULL \
+         FROM unnest($1::bigint[], $2::int[]) AS u(seq, status) WHERE d.seq = u.seq",
+    )
+    .bind(seqs)
+    .bind(statuses)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+async fn record_failed(
     d: &Deliverer,
     endpoint: Uuid,
     row: &Due,
-    outcome: Outcome,
+    status: Option<u16>,
+    error: String,
 ) -> Result<(), sqlx::Error> {
     let attempts = row.attempts + 1;
-    match outcome {
-        Outcome::Delivered(status) => {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'delivered', attempts = $2, last_status = $3, \
-                 last_error = NULL, locked_until = NULL WHERE seq = $1",
-            )
-            .bind(row.seq)
-            .bind(attempts)
-            .bind(i32::from(status))
-            .execute(&d.db)
-            .await?;
-        }
-        Outcome::Failed(status, error) => {
-            let age = (Utc::now() - row.created_at).to_std().unwrap_or_default();
-            let next = d.schedule.next(attempts as u32, age, rand::random());
-            if next.is_none() {
-                tracing::warn!(%endpoint, event = %row.event_id, attempts, "webhook delivery given up (a dead letter now): {error}");
-            } else {
-                tracing::info!(%endpoint, event = %row.event_id, attempts, "webhook delivery failed, trying again: {error}");
-            }
-            sqlx::query(
-                "UPDATE webhook_deliveries SET attempts = $2, last_status = $3, last_error = $4, \
-                 locked_until = NULL, \
-                 state = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END, \
-                 failed_at = CASE WHEN $5::float8 IS NULL THEN now() END, \
-                 next_attempt_at = now() + make_interval(secs => coalesce($5::float8, 0)) \
-                 WHERE seq = $1",
-            )
-            .bind(row.seq)
-            .bind(attempts)
-            .bind(status.map(i32::from))
-            .bind(error)
-            .bind(next.map(|n| n.as_secs_f64()))
-            .execute(&d.db)
-            .await?;
-        }
+    let age = (Utc::now() - row.created_at).to_std().unwrap_or_default();
+    let next = d.schedule.next(attempts as u32, age, rand::random());
+    if next.is_none() {
+        tracing::warn!(%endpoint, event = %row.event_id, attempts, "webhook delivery given up (a dead letter now): {error}");
+    } else {
+        tracing::info!(%endpoint, event = %row.event_id, attempts, "webhook delivery failed, trying again: {error}");
     }
+    sqlx::query(
+        "UPDATE webhook_deliveries SET attempts = $2, last_status = $3, last_error = $4, \
+         locked_until = NULL, \
+         state = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END, \
+         failed_at = CASE WHEN $5::float8 IS NULL THEN now() END, \
+         next_attempt_at = now() + make_interval(secs => coalesce($5::float8, 0)) \
+         WHERE seq = $1",
+    )
+    .bind(row.seq)
+    .bind(attempts)
+    .bind(status.map(i32::from))
+    .bind(error)
+    .bind(next.map(|n| n.as_secs_f64()))
+    .execute(&d.db)
+    .await?;
     Ok(())
 }
 

@@ -48,6 +48,13 @@ pub fn body(event: &Event) -> Option<(&'static str, String)> {
             "participant": participant(&k.participant),
             "track": track(&k.track),
         }),
+        Kind::CameraChanged(k) => json!({
+            "camera": {"id": k.camera_id, "name": k.name},
+            "state": k.state,
+            "error": (!k.error_code.is_empty())
+                .then(|| json!({"code": k.error_code, "message": k.error_message})),
+            "instance": k.instance_id,
+        }),
         Kind::RoomMoved(k) => json!({
             "from": k.from_instance_id,
             "to": k.to_instance_id,
