@@ -17,10 +17,18 @@ use super::auth::token_hash;
 use super::problem::Problem;
 
 /// What a key may do.
-pub const SCOPES: [(&str, &str); 1] = [(
-    "webhooks",
-    "manage webhook endpoints, list and replay failed deliveries",
-)];
+pub const SCOPES: [(&str, &str); 4] = [
+    (
+        "webhooks",
+        "manage webhook endpoints, list and replay failed deliveries",
+    ),
+    ("rooms:read", "list rooms, their calls and participants"),
+    ("participants:write", "remove participants from rooms"),
+    (
+        "tokens:write",
+        "mint join tokens for the application's own users",
+    ),
+];
 
 pub const PREFIX: &str = "fsk_";
 
@@ -177,7 +185,7 @@ pub enum ApikeyAction {
         /// What the key is for (1–80 characters).
         #[arg(long)]
         name: String,
-        /// A scope (repeat for more): webhooks.
+        /// A scope (repeat for more): webhooks, rooms:read, participants:write, tokens:write.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
     },

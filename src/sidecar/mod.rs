@@ -22,6 +22,7 @@ pub mod problem;
 mod ratelimit;
 mod reconcile;
 mod rooms;
+mod server;
 pub mod turn;
 pub mod webhooks;
 mod whip;
@@ -228,6 +229,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::api::rotate))
         .routes(routes!(webhooks::api::failed))
         .routes(routes!(webhooks::api::replay))
+        .routes(routes!(server::rooms))
+        .routes(routes!(server::participants))
+        .routes(routes!(server::remove))
+        .routes(routes!(server::token))
         .routes(whip_routes(routes!(
             whip::endpoint_options,
             whip::endpoint_get,

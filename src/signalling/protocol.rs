@@ -123,6 +123,8 @@ pub enum ErrorCode {
     RoomFull,
     /// A screen share while the room's presenter places are taken (someone else presents).
     PresenterBusy,
+    /// The application removed the participant (the sidecar's server API).
+    Removed,
 }
 
 impl ErrorCode {
@@ -152,10 +154,11 @@ impl ErrorCode {
             ErrorCode::TooManyTracks => "too-many-tracks",
             ErrorCode::RoomFull => "room-full",
             ErrorCode::PresenterBusy => "presenter-busy",
+            ErrorCode::Removed => "removed",
         }
     }
 
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidDocument,
         ErrorCode::UnsupportedVersion,
         ErrorCode::SdpTooLarge,
@@ -180,6 +183,7 @@ impl ErrorCode {
         ErrorCode::TooManyTracks,
         ErrorCode::RoomFull,
         ErrorCode::PresenterBusy,
+        ErrorCode::Removed,
     ];
 }
 

@@ -45,9 +45,10 @@ tail -n 6 "$logs/with-token.txt"
 echo "-- without one"
 run >"$logs/without-token.txt" 2>&1 || status=1
 tail -n 6 "$logs/without-token.txt"
-echo "-- the webhook routes with an API key (scope webhooks)"
-key=$(DATABASE_URL="$FIRESFU_TEST_PG/$db" "$BIN/firesfu" apikey create --name schemathesis --scope webhooks 2>/dev/null)
-run --include-tag webhooks -H "Authorization: Bearer $key" >"$logs/with-api-key.txt" 2>&1 || status=1
+echo "-- the webhook and server routes with an API key (every scope)"
+key=$(DATABASE_URL="$FIRESFU_TEST_PG/$db" "$BIN/firesfu" apikey create --name schemathesis --scope webhooks \
+  --scope rooms:read --scope participants:write --scope tokens:write 2>/dev/null)
+run --include-tag webhooks --include-tag server -H "Authorization: Bearer $key" >"$logs/with-api-key.txt" 2>&1 || status=1
 tail -n 6 "$logs/with-api-key.txt"
 if [ "$status" -ne 0 ]; then
   echo "schemathesis found failures; reports in $logs" >&2

@@ -1,0 +1,87 @@
+//! The server API's Firestore side: a room's roster entries, and ending one session with
+//! `removed` (a compare-and-set on the live session, as the monitor ends moved sessions).
+
+use std::time::{Duration, SystemTime};
+
+use firestore::{FirestoreDb, FirestoreTimestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::docdb::{self, Cas, DbError, DocRef, doc_id, meter, timestamp};
+use crate::signalling::protocol::{ErrorCode, PARTICIPANTS, ROOMS, SESSIONS};
+
+/// Session states a participant is in (or on the way into) the room.
+const LIVE: [&str; 4] = ["offered", "answering", "answered", "connected"];
+
+/// The room's roster entries: (session id, document).
+pub async fn entries(db: &FirestoreDb, room: &str) -> Result<Vec<(String, Value)>, DbError> {
+    let parent = db.parent_path(ROOMS, room)?;
+    let docs = docdb::timed(
+        db.fluent()
+            .select()
+            .from(PARTICIPANTS)
+            .parent(&parent)
+            .query(),
+    )
+    .await?;
+    meter::read(docs.len().max(1));
+    Ok(docs
+        .iter()
+        .filter_map(|d| {
+            let json = FirestoreDb::deserialize_doc_to::<Value>(d).ok()?;
+            Some((doc_id(&d.name).to_owned(), json))
+        })
+        .collect())
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ending {
+    state: String,
+    error: Value,
+    updated_at: FirestoreTimestamp,
+    expires_at: FirestoreTimestamp,
+}
+
+/// Ends the session `session` of `room` with `removed` if it is live. False when there is no
+/// such live session.
+pub async fn remove(
+    db: &FirestoreDb,
+    room: &str,
+    session: &str,
+    now: SystemTime,
+) -> Result<bool, DbError> {
+    let parent = db.parent_path(ROOMS, room)?.to_string();
+    let doc = DocRef {
+        parent: &parent,
+        collection: SESSIONS,
+        id: session,
+    };
+    let ending = Ending {
+        state: "closed".into(),
+        error: json!({
+            "code": ErrorCode::Removed.as_str(),
+            "message": "the application removed you from the room",
+            "revision": Value::Null,
+        }),
+        updated_at: timestamp(now),
+        expires_at: timestamp(now + Duration::from_secs(600)),
+    };
+    let live = |d: &Value| {
+        d.get("state")
+            .and_then(Value::as_str)
+            .is_some_and(|s| LIVE.contains(&s))
+    };
+    let mask = ["state", "error", "updatedAt", "expiresAt"];
+    Ok(
+        match docdb::update_if(db, &doc, &mask, &ending, live).await? {
+            Cas::Written => true,
+            // Removed already (a retried request whose first answer was lost).
+            Cas::Refused(d) => {
+                d.pointer("/error/code").and_then(Value::as_str)
+                    == Some(ErrorCode::Removed.as_str())
+            }
+            Cas::Missing => false,
+        },
+    )
+}
