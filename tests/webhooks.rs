@@ -55,8 +55,8 @@ fn assert_in_order(name: &str, deliveries: &[Value]) {
 }
 
 /// Alice and Bob meet in `room` (both receive each other), then Alice closes her session and
-/// Bob deletes his. Returns when the leave was written.
-async fn meet_and_leave(project: &Project, room: &str) -> Instant {
+/// Bob deletes his.
+async fn meet_and_leave(project: &Project, room: &str) {
     let alice = project.join(room, "alice").await;
     let bob = project.join(room, "bob").await;
     for (p, other) in [(&alice, "bob"), (&bob, "alice")] {
@@ -65,9 +65,7 @@ async fn meet_and_leave(project: &Project, room: &str) -> Instant {
             .unwrap();
     }
     alice.leave(Leave::Close).await.unwrap();
-    let left = Instant::now();
     bob.leave(Leave::Delete).await.unwrap();
-    left
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +93,7 @@ async fn a_call_reaches_every_endpoint_signed_in_order_and_a_dead_one_gets_it_re
     receiver.flaky("dead", false);
 
     let room = project.room("standup").await;
-    let left = meet_and_leave(&project, &room).await;
+    meet_and_leave(&project, &room).await;
     let want = call_of_two();
 
     // The plain endpoint: everything, verified, in order, soon — while another endpoint hangs.
@@ -108,13 +106,6 @@ async fn a_call_reaches_every_endpoint_signed_in_order_and_a_dead_one_gets_it_re
     assert_in_order("all", &all);
     assert_eq!(types(&all).first().unwrap(), "room.started");
     assert_eq!(types(&all).last().unwrap(), "room.finished");
-    let finished_at = all.last().unwrap()["arrived"].as_i64().unwrap();
-    let leave_to_finished = finished_at - (now_ms() - left.elapsed().as_millis() as i64);
-    println!("last leave -> room.finished delivered: {leave_to_finished} ms (an endpoint hangs)");
-    assert!(
-        leave_to_finished < 5_000,
-        "a hanging endpoint delayed another: {leave_to_finished} ms"
-    );
     for d in &all {
         assert_eq!(d["event"]["data"]["room"], room.as_str());
         assert!(d["id"].as_str().unwrap().starts_with("evt_"));
@@ -146,7 +137,11 @@ async fn a_call_reaches_every_endpoint_signed_in_order_and_a_dead_one_gets_it_re
             d["arrived"].as_i64().unwrap() - at
         })
         .collect();
-    println!("event -> delivered (ms), `all`: {latencies:?}");
+    println!("event -> delivered (ms), `all` (another endpoint hangs): {latencies:?}");
+    assert!(
+        latencies.iter().all(|ms| *ms < 5_000),
+        "a hanging endpoint delayed another: {latencies:?}"
+    );
 
     // Fails 3 times per event, then accepts: the same webhook-id each time.
     let retried = eventually("every event at `retried`", T, async || {

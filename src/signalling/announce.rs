@@ -9,10 +9,25 @@ use crate::events::proto::{
     Participant, ParticipantJoined, ParticipantLeft, Track, TrackPublished, TrackUnpublished,
 };
 use crate::events::{Emitter, Kind};
-use crate::media::{Roster, TrackSource};
+use crate::media::{Roster, SessionKey, TrackSource};
 
 /// The leave reason of a client that closed or deleted its session itself.
 pub const LEFT: &str = "left";
+
+/// Who the events are about.
+pub fn participant(
+    key: &SessionKey,
+    roster: &Roster,
+    uid: Option<&str>,
+    instance: &str,
+) -> Participant {
+    Participant {
+        session_id: key.session.clone(),
+        display_name: roster.display_name.clone(),
+        uid: uid.unwrap_or_default().to_owned(),
+        instance_id: instance.to_owned(),
+    }
+}
 
 #[derive(Default)]
 pub struct Announcer {

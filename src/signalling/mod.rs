@@ -12,6 +12,7 @@ pub mod limits;
 pub mod protocol;
 pub mod quality;
 pub mod receive;
+pub mod refusal;
 pub mod session;
 pub mod store;
 pub mod validate;

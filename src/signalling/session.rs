@@ -13,18 +13,19 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::admission::Admission;
-use super::announce::{Announcer, LEFT};
+use super::announce::{Announcer, LEFT, participant};
 use super::decide::Decision;
 use super::limits::OfferLimits;
 use super::protocol::{ErrorCode, SessionError, SessionState};
 use super::quality::{Quality, worth_writing};
 use super::receive::parse_receive;
+use super::refusal::negotiation_error;
 use super::store::{AnswerWrite, Claim, ClaimContext, ENDED_TTL, Live, ParticipantEntry, Store};
 use crate::docdb::DbError;
 use crate::jointoken::Grants;
 use crate::media::{
-    CloseReason, CodecSupport, EngineHandle, MediaKind, NegotiationError, OfferError, PeerId,
-    Roster, SessionKey, SessionOffer, SessionView,
+    CloseReason, CodecSupport, EngineHandle, MediaKind, NegotiationError, PeerId, Roster,
+    SessionKey, SessionOffer, SessionView,
 };
 use crate::telemetry::metrics::SignallingInstruments;
 
@@ -229,7 +230,7 @@ pub async fn run_session(
         && let Some(peer) = session.peer
     {
         session.ctx.engine.close(peer, CloseReason::Left);
-        session.announce_left(ErrorCode::ServerShutdown.as_str());
+        session.announce(Some(ErrorCode::ServerShutdown.as_str()));
     }
     let _ = driver.send(DriverMsg::Finished { key });
 }
@@ -242,21 +243,6 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn now() -> SystemTime {
     SystemTime::now()
-}
-
-fn negotiation_error(e: &NegotiationError) -> SessionError {
-    let code = match e {
-        NegotiationError::Offer(OfferError::TooLarge { .. }) => ErrorCode::SdpTooLarge,
-        NegotiationError::Offer(OfferError::Malformed(_)) => ErrorCode::SdpMalformed,
-        NegotiationError::Offer(OfferError::NoUsableMedia(_)) => ErrorCode::NoUsableMedia,
-        NegotiationError::RoomFull { .. } => ErrorCode::RoomFull,
-        NegotiationError::PresenterBusy { .. } => ErrorCode::PresenterBusy,
-        NegotiationError::SourceKind { .. } => ErrorCode::InvalidDocument,
-        NegotiationError::InstanceFull { .. } => ErrorCode::FleetFull,
-        NegotiationError::Rejected(_) => ErrorCode::NegotiationFailed,
-        NegotiationError::Closed | NegotiationError::EngineGone => ErrorCode::ServerShutdown,
-    };
-    SessionError::new(code, e.to_string())
 }
 
 impl Session {
@@ -469,7 +455,7 @@ impl Session {
         if self.roster.as_ref() != Some(&negotiated.roster) {
             self.roster = Some(negotiated.roster);
             self.write_participant().await;
-            self.announce();
+            self.announce(None);
         }
     }
 
@@ -711,7 +697,7 @@ impl Session {
             self.ctx.engine.close(peer, CloseReason::Left);
         }
         self.remove_participant().await;
-        self.announce_left(reason);
+        self.announce(Some(reason));
         // A `closed` document stays for a while so the client can see it, then expires.
         let _ = self
             .ctx
@@ -759,35 +745,28 @@ impl Session {
             }
         }
         self.remove_participant().await;
-        self.announce_left(reason);
+        self.announce(Some(reason));
         self.peer = None;
         self.finished = true;
     }
 
-    /// Tells webhooks that the participant joined (once) and which tracks it publishes now.
-    fn announce(&mut self) {
-        if let Some(roster) = &self.roster {
-            let who = self.who(roster);
-            self.announcer
-                .roster(&self.ctx.events, &self.key.room, who, roster);
-        }
-    }
-
-    fn announce_left(&mut self, reason: &str) {
-        if let Some(roster) = &self.roster {
-            let who = self.who(roster);
-            let stayed = self.joined.and_then(|t| now().duration_since(t).ok());
-            self.announcer
-                .left(&self.ctx.events, &self.key.room, who, reason, stayed);
-        }
-    }
-
-    fn who(&self, roster: &Roster) -> crate::events::proto::Participant {
-        crate::events::proto::Participant {
-            session_id: self.key.session.clone(),
-            display_name: roster.display_name.clone(),
-            uid: self.uid.clone().unwrap_or_default(),
-            instance_id: self.ctx.store.instance().to_owned(),
+    /// Tells webhooks that the participant joined (once) and what it publishes now, or (with
+    /// a reason) that it left.
+    fn announce(&mut self, left: Option<&str>) {
+        let Some(roster) = &self.roster else { return };
+        let (events, room) = (&self.ctx.events, &self.key.room);
+        let who = participant(
+            &self.key,
+            roster,
+            self.uid.as_deref(),
+            self.ctx.store.instance(),
+        );
+        match left {
+            None => self.announcer.roster(events, room, who, roster),
+            Some(reason) => {
+                let stayed = self.joined.and_then(|t| now().duration_since(t).ok());
+                self.announcer.left(events, room, who, reason, stayed)
+            }
         }
     }
 
