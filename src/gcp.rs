@@ -256,9 +256,27 @@ pub async fn ensure_subscription(
         )
         .send()
         .await;
+    subscription_made(created.map(|_| ()), subscription, false)
+}
+
+/// A subscription creation's outcome: made or there already is fine; so is "no permission"
+/// where the deployment makes the subscription (`denied_ok`).
+fn subscription_made(
+    created: Result<(), google_cloud_pubsub::Error>,
+    subscription: &str,
+    denied_ok: bool,
+) -> anyhow::Result<()> {
     match created {
-        Ok(_) => Ok(()),
+        Ok(()) => Ok(()),
         Err(e) if is_already_exists(&e) => Ok(()),
+        Err(e)
+            if denied_ok
+                && e.status().is_some_and(|s| {
+                    s.code == google_cloud_gax::error::rpc::Code::PermissionDenied
+                }) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(anyhow::anyhow!(
             "cannot create the Pub/Sub subscription {subscription}: {e}"
         )),
@@ -284,19 +302,6 @@ pub async fn ensure_events_subscription(
         .set_expiration_policy(google_cloud_pubsub::model::ExpirationPolicy::new())
         .send()
         .await;
-    match created {
-        Ok(_) => Ok(()),
-        Err(e) if is_already_exists(&e) => Ok(()),
-        // Least privilege: the deployment made the subscription (terraform/pubsub.tf).
-        Err(e)
-            if e.status().is_some_and(|s| {
-                s.code == google_cloud_gax::error::rpc::Code::PermissionDenied
-            }) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(anyhow::anyhow!(
-            "cannot create the Pub/Sub subscription {subscription}: {e}"
-        )),
-    }
+    // Least privilege: the deployment made the subscription (terraform/pubsub.tf).
+    subscription_made(created.map(|_| ()), subscription, true)
 }

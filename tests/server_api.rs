@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::sidecar::{Sidecar, SidecarOptions, assert_problem, database};
-use common::webhooks::apikey;
+use common::webhooks::{apikey, revoke_newest};
 use common::{Broadcast, BroadcastOptions, Project, eventually};
 use serde_json::{Value, json};
 use testpeer::{Peer, PeerSpec};
@@ -248,15 +248,7 @@ async fn each_route_wants_its_scope() {
     );
     let revoked = key(&db, &["rooms:read", "participants:write", "tokens:write"]);
     let (_, listed, _) = apikey(&db, &["list"]);
-    let revoked_id = listed
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .next_back()
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(apikey(&db, &["revoke", &revoked_id]).0);
+    revoke_newest(&db, &listed);
     let webhooks_only = key(&db, &["webhooks"]);
     let routes: [(&str, String, Option<Value>, &str); 4] = [
         ("GET", "/v1/server/rooms".into(), None, "rooms:read"),

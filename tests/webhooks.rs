@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::fleet::{Member, Monitor, assigned, fleet_broadcast, until_everyone_receives_everyone};
 use common::sidecar::{Sidecar, SidecarOptions, assert_problem, database};
 use common::webhooks::{
-    Receiver, accepted, apikey, broadcast, endpoint, sidecar, sidecar_env, subscribed, types,
-    webhooks_key,
+    Receiver, accepted, apikey, broadcast, endpoint, revoke_newest, sidecar, sidecar_env,
+    subscribed, types, webhooks_key,
 };
 use common::{Project, eventually};
 use serde_json::{Value, json};
@@ -54,8 +54,9 @@ fn assert_in_order(name: &str, deliveries: &[Value]) {
     assert_eq!(seq, want, "{name}: {:?}", types(deliveries));
 }
 
-/// Alice and Bob meet in `room` (both receive each other), then Alice closes her session and
-/// Bob deletes his.
+/// Alice and Bob meet in `room` (both receive each other), then both close their sessions.
+/// (Not a deletion: the Firestore emulator's listener once missed Bob's deleted document under
+/// make test's load, and only the peer timeout ended his session, 15 s later.)
 async fn meet_and_leave(project: &Project, room: &str) {
     let alice = project.join(room, "alice").await;
     let bob = project.join(room, "bob").await;
@@ -65,7 +66,7 @@ async fn meet_and_leave(project: &Project, room: &str) {
             .unwrap();
     }
     alice.leave(Leave::Close).await.unwrap();
-    bob.leave(Leave::Delete).await.unwrap();
+    bob.leave(Leave::Close).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,15 +336,7 @@ async fn every_route_wants_a_valid_key_with_the_scope() {
     let (ok, listed, _) = apikey(&db, &["list"]);
     assert!(ok);
     assert!(!listed.contains("fsk_"), "keys are never listed: {listed}");
-    let revoked_id = listed
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .next_back()
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(apikey(&db, &["revoke", &revoked_id]).0);
+    revoke_newest(&db, &listed);
     let (ok, _, err) = apikey(
         &db,
         &["create", "--name", "x", "--scope", "rooms:everything"],

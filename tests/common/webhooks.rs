@@ -189,6 +189,19 @@ pub fn apikey(db: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Revokes the newest key of `apikey list`'s output.
+pub fn revoke_newest(db: &str, listed: &str) {
+    let id = listed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .next_back()
+        .expect("a key")["id"]
+        .as_str()
+        .expect("its id")
+        .to_owned();
+    assert!(apikey(db, &["revoke", &id]).0);
+}
+
 /// A new key with the `webhooks` scope.
 pub fn webhooks_key(db: &str) -> String {
     let (ok, key, err) = apikey(db, &["create", "--name", "tests", "--scope", "webhooks"]);

@@ -73,15 +73,24 @@ pub async fn remove(
             .is_some_and(|s| LIVE.contains(&s))
     };
     let mask = ["state", "error", "updatedAt", "expiresAt"];
-    Ok(
-        match docdb::update_if(db, &doc, &mask, &ending, live).await? {
-            Cas::Written => true,
-            // Removed already (a retried request whose first answer was lost).
-            Cas::Refused(d) => {
-                d.pointer("/error/code").and_then(Value::as_str)
-                    == Some(ErrorCode::Removed.as_str())
+    // A compare-and-set: trying again after a transient error is safe.
+    let mut attempt = 0;
+    let written = loop {
+        match docdb::update_if(db, &doc, &mask, &ending, live).await {
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::info!(room, session, "removing a participant, trying again: {e}");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            Cas::Missing => false,
-        },
-    )
+            other => break other?,
+        }
+    };
+    Ok(match written {
+        Cas::Written => true,
+        // Removed already (a retried request whose first answer was lost).
+        Cas::Refused(d) => {
+            d.pointer("/error/code").and_then(Value::as_str) == Some(ErrorCode::Removed.as_str())
+        }
+        Cas::Missing => false,
+    })
 }
