@@ -67,6 +67,7 @@ fn session_offer(
         receives: true,
         sources: Default::default(),
         presenters: 1,
+        watch: None,
     }
 }
 

@@ -8,9 +8,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::bridge::broadcast;
 use common::sidecar::{Sidecar, SidecarOptions, assert_problem, database};
 use common::webhooks::{apikey, revoke_newest};
-use common::{Broadcast, BroadcastOptions, Project, eventually};
+use common::{Project, eventually};
 use serde_json::{Value, json};
 use testpeer::{Peer, PeerSpec};
 
@@ -24,23 +25,6 @@ fn key(db: &str, scopes: &[&str]) -> String {
     let (ok, key, err) = apikey(db, &args);
     assert!(ok, "{err}");
     key
-}
-
-async fn broadcast(project: &Project, s: &Sidecar) -> Broadcast {
-    Broadcast::start_with(
-        project,
-        BroadcastOptions {
-            extra: vec![
-                (
-                    "FIRESFU_JWKS_URL".to_owned(),
-                    s.url("/.well-known/jwks.json"),
-                ),
-                ("FIRESFU_DEV_NO_AUTH".to_owned(), "false".to_owned()),
-            ],
-            ..Default::default()
-        },
-    )
-    .await
 }
 
 /// A str0m participant admitted by a join token from the server API.
@@ -58,7 +42,7 @@ async fn an_application_mints_tokens_sees_the_call_and_removes_a_participant() {
     let project = Project::new().await;
     let db = database(None).await;
     let s = Sidecar::start(&project, db.clone(), SidecarOptions::default()).await;
-    let _bc = broadcast(&project, &s).await;
+    let _bc = broadcast(&project, &s, &[]).await;
     let backend = key(&db, &["rooms:read", "participants:write", "tokens:write"]);
     let (owner, _) = s.user("owner").await;
     let room = s.room(&owner, "Support").await;
@@ -157,6 +141,97 @@ async fn an_application_mints_tokens_sees_the_call_and_removes_a_participant() {
     );
     let tracks = &people["participants"][0]["tracks"];
     assert_eq!(tracks.as_array().map(Vec::len), Some(2), "{tracks}");
+
+    // The application mutes Ada's camera: Bo stops receiving it while her voice goes on, the
+    // roster shows it; unmuting lets it through again.
+    let ada_video = people["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["sessionId"] == "ada")
+        .and_then(|p| {
+            p["tracks"]
+                .as_array()?
+                .iter()
+                .find(|t| t["kind"] == "video")
+        })
+        .and_then(|t| t["mid"].as_str())
+        .unwrap()
+        .to_owned();
+    let ada_track = format!("/v1/server/rooms/{room}/participants/ada/tracks/{ada_video}");
+    let mute = |muted: Value| {
+        s.call(
+            "PATCH",
+            &ada_track,
+            Some(&backend),
+            Some(json!({ "muted": muted })),
+        )
+    };
+    let (status, track) = mute(json!(true)).await;
+    assert_eq!(status, 200, "{track}");
+    assert_eq!(
+        track,
+        json!({"mid": ada_video, "kind": "video", "source": "camera", "muted": true})
+    );
+    let ada_entry = async |muted: bool| {
+        eventually("Ada's roster entry", T, async || {
+            let (_, people) = s
+                .call(
+                    "GET",
+                    &format!("/v1/server/rooms/{room}/participants"),
+                    Some(&backend),
+                    None,
+                )
+                .await;
+            let ada = people["participants"]
+                .as_array()?
+                .iter()
+                .find(|p| p["sessionId"] == "ada")?
+                .clone();
+            let video = ada["tracks"]
+                .as_array()?
+                .iter()
+                .find(|t| t["kind"] == "video")?;
+            (video["muted"] == muted && ada["media"]["video"] == !muted).then_some(ada)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("muted {muted}: {e}"))
+    };
+    let entry = ada_entry(true).await;
+    assert_eq!(entry["media"]["audio"], true, "{entry}");
+    let still = eventually("Bo's video from Ada stops", T, async || {
+        let before = bo_peer.report().video_from("ada");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        (bo_peer.report().video_from("ada") == before).then_some(before)
+    })
+    .await
+    .unwrap();
+    let audio = bo_peer.report().audio_from("ada");
+    bo_peer
+        .wait_until("Ada's voice while her camera is muted", T, |r| {
+            r.audio_from("ada") > audio + 20 && r.video_from("ada") == still
+        })
+        .await
+        .unwrap();
+    let (status, track) = mute(json!(false)).await;
+    assert_eq!((status, &track["muted"]), (200, &json!(false)), "{track}");
+    bo_peer
+        .wait_until("Ada's video again", T, |r| r.video_from("ada") > still + 20)
+        .await
+        .unwrap();
+    ada_entry(false).await;
+    // A track or session the room does not have is a 404; a body that is not `{muted: bool}`
+    // a 400.
+    for path in [
+        format!("/v1/server/rooms/{room}/participants/ada/tracks/99"),
+        format!("/v1/server/rooms/{room}/participants/nobody/tracks/{ada_video}"),
+    ] {
+        let got = s
+            .call("PATCH", &path, Some(&backend), Some(json!({"muted": true})))
+            .await;
+        assert_problem(&got, 404, "not-found");
+    }
+    assert_eq!(mute(json!("yes")).await.0, 400);
 
     // Bo is removed: his session ends with `removed`, he sees it, Ada stays.
     let gone = s
@@ -258,7 +333,7 @@ async fn each_route_wants_its_scope() {
     let (_, listed, _) = apikey(&db, &["list"]);
     revoke_newest(&db, &listed);
     let webhooks_only = key(&db, &["webhooks"]);
-    let routes: [(&str, String, Option<Value>, &str); 4] = [
+    let routes: [(&str, String, Option<Value>, &str); 5] = [
         ("GET", "/v1/server/rooms".into(), None, "rooms:read"),
         (
             "GET",
@@ -276,6 +351,12 @@ async fn each_route_wants_its_scope() {
             "DELETE",
             format!("/v1/server/rooms/{room}/participants/nobody"),
             None,
+            "participants:write",
+        ),
+        (
+            "PATCH",
+            format!("/v1/server/rooms/{room}/participants/nobody/tracks/1"),
+            Some(json!({"muted": true})),
             "participants:write",
         ),
     ];
@@ -305,7 +386,7 @@ async fn each_route_wants_its_scope() {
             refused.1
         );
         let (status, answer) = s.call(method, path, Some(&all), body.clone()).await;
-        // Removing nobody is a 404; the others succeed.
+        // Removing or muting nobody is a 404; the others succeed.
         let want = match *method {
             "GET" => 200,
             "POST" => 201,

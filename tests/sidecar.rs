@@ -905,8 +905,8 @@ async fn the_openapi_document_describes_exactly_the_live_routes() {
         .sum();
     assert_eq!(documented, generated);
     assert_eq!(
-        documented, 44,
-        "every route of the sidecar (7 of them WHIP's, 8 the webhooks', 4 the server API's)"
+        documented, 52,
+        "every route of the sidecar (7 of them WHIP's, 7 WHEP's, 8 the webhooks', 5 the server API's)"
     );
     assert_problem(
         &s.call("GET", "/v1/nothing-here", None, None).await,

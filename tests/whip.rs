@@ -5,79 +5,20 @@
 
 mod common;
 
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::Project;
+use common::bridge::{Client, Reply, broadcast, offer_to, send};
 use common::documents::sdp_with;
-use common::sidecar::{Sidecar, SidecarOptions, assert_problem, database};
-use common::{Broadcast, BroadcastOptions, Project};
+use common::sidecar::{Sidecar, SidecarOptions, database};
 use firesfu::jointoken::{AUDIENCE, Grants, ISSUER, JoinClaims, SigningKey};
 use serde_json::{Value, json};
-use testpeer::endpoint::{Endpoint, MediaSpec};
-use testpeer::{Leave, Peer, PeerSpec, Report, VideoSource};
-use tokio::sync::oneshot;
+use testpeer::endpoint::MediaSpec;
+use testpeer::{Leave, Peer, PeerSpec, VideoSource};
 
 const T: Duration = Duration::from_secs(20);
 // The sidecar's join key in the error test, so that the test can sign an expired token.
 const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n";
-
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    /// A problem+json answer with this status and type.
-    fn problem(&self, status: u16, slug: &str) {
-        assert_eq!(
-            self.header("content-type"),
-            "application/problem+json",
-            "{} {:?} {}",
-            self.status,
-            self.headers,
-            self.body
-        );
-        let body: Value = serde_json::from_str(&self.body).unwrap_or(Value::Null);
-        assert_problem(&(self.status, body), status, slug);
-        assert_eq!(self.header("access-control-allow-origin"), "*");
-    }
-}
-
-async fn send(
-    s: &Sidecar,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    content_type: Option<&str>,
-    headers: &[(&str, &str)],
-    body: impl Into<reqwest::Body>,
-) -> Reply {
-    let mut req = s.http.request(method.parse().unwrap(), s.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(ty) = content_type {
-        req = req.header("content-type", ty);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.body(body).send().await.unwrap();
-    Reply {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
-}
 
 async fn post(s: &Sidecar, room: &str, token: Option<&str>, sdp: &str) -> Reply {
     let path = format!("/whip/v1/rooms/{room}");
@@ -93,30 +34,6 @@ async fn post(s: &Sidecar, room: &str, token: Option<&str>, sdp: &str) -> Reply 
     .await
 }
 
-/// A str0m WHIP publisher, sending tagged audio and video.
-struct Publisher {
-    report: Arc<Mutex<Report>>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Publisher {
-    async fn wait(&self, what: &str, cond: impl Fn(&Report) -> bool) -> Report {
-        let report = self.report.clone();
-        common::eventually(what, T, async || {
-            let r = report.lock().unwrap().clone();
-            cond(&r).then_some(r)
-        })
-        .await
-        .unwrap()
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
-}
-
 /// Offers as OBS does (sendonly audio and video, no candidates: an ICE-lite server learns the
 /// client's address from its checks), POSTs the offer, and on 201 applies the answer and sends.
 async fn publish(
@@ -124,8 +41,7 @@ async fn publish(
     room: &str,
     token: &str,
     tag: &str,
-) -> (Reply, String, Option<Publisher>) {
-    let report = Arc::new(Mutex::new(Report::default()));
+) -> (Reply, String, Option<Client>) {
     let spec = MediaSpec {
         tag: tag.into(),
         publish_audio: true,
@@ -135,61 +51,12 @@ async fn publish(
         remb: None,
         camera_codecs: false,
     };
-    let mut ep = Endpoint::bind(IpAddr::from([127, 0, 0, 1]), spec, report.clone())
-        .await
-        .unwrap();
-    let (offer, pending) = ep.first_offer(0, 0).unwrap();
-    let offer: String = offer
-        .split_inclusive('\n')
-        .filter(|l| !l.starts_with("a=candidate") && !l.starts_with("a=end-of-candidates"))
-        .collect();
-    let reply = post(s, room, Some(token), &offer).await;
-    if reply.status != 201 {
-        return (reply, offer, None);
-    }
-    ep.accept_answer(pending, &reply.body).unwrap();
-    ep.signalled_at = Some(Instant::now());
-    let (stop, mut stopped) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = &mut stopped => break,
-                r = ep.step() => if r.is_err() { break },
-            }
-        }
-        ep.close();
-        let _ = ep.drain().await;
-    });
-    let publisher = Publisher { report, stop, task };
-    (reply, offer, Some(publisher))
+    let path = format!("/whip/v1/rooms/{room}");
+    offer_to(s, &path, Some(token), spec, (0, 0)).await
 }
 
 async fn sidecar(project: &Project, options: SidecarOptions) -> Sidecar {
     Sidecar::start(project, database(None).await, options).await
-}
-
-/// A broadcast that admits only sessions with the sidecar's join tokens.
-async fn broadcast(project: &Project, s: &Sidecar, extra: &[(&str, &str)]) -> Broadcast {
-    let mut env = vec![
-        (
-            "FIRESFU_JWKS_URL".to_owned(),
-            s.url("/.well-known/jwks.json"),
-        ),
-        ("FIRESFU_DEV_NO_AUTH".to_owned(), "false".to_owned()),
-    ];
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    Broadcast::start_with(
-        project,
-        BroadcastOptions {
-            extra: env,
-            ..Default::default()
-        },
-    )
-    .await
 }
 
 async fn join_token(s: &Sidecar, token: &str, room: &str, body: Value) -> String {

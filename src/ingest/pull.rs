@@ -442,6 +442,7 @@ impl Pull {
             roster: &roster,
             media: &media,
             hand: None,
+            muted: &Default::default(),
             uid: None,
             joined: self.joined,
             expires: now + Duration::from_secs(24 * 3600),

@@ -140,6 +140,7 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
         let stats = read(|s| s.dropped_unknown_sender);
         let unauthenticated = read(|s| s.dropped_unauthenticated);
         let padding = read(|s| s.dropped_padding);
+        let muted = read(|s| s.dropped_muted);
         let codec = read(|s| s.dropped_codec_mismatch);
         let stack = read(|s| s.dropped_by_stack);
         let kernel = read(|s| s.kernel_receive_drops.unwrap_or(0));
@@ -153,6 +154,7 @@ pub fn observe_media(stats: Arc<Mutex<MediaStats>>) -> MediaObservers {
                     ("unknown_sender", stats()),
                     ("unauthenticated", unauthenticated()),
                     ("padding", padding()),
+                    ("muted", muted()),
                     ("codec_mismatch", codec()),
                     ("refused_by_stack", stack()),
                     ("kernel_receive_buffer", kernel()),

@@ -31,6 +31,7 @@ pub mod source;
 pub mod speaker;
 pub mod sync;
 pub mod tcp;
+pub mod watch;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub use engine::{EngineHandle, spawn_engine};
 pub use offer::{CodecSupport, MediaKind, OfferError};
 pub use peer::SlotWish;
 pub use room::Wants;
+pub use watch::Watch;
 
 /// A peer connection inside the engine. Ids grow with creation order and are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -217,6 +219,8 @@ pub struct SessionOffer {
     pub sources: std::collections::BTreeMap<String, TrackSource>,
     /// How many participants of the room may share a screen at once (0: any number).
     pub presenters: u32,
+    /// A viewer session: it receives only whom it watches (the document's `watch`).
+    pub watch: Option<Watch>,
 }
 
 /// The result of applying an offer.
@@ -255,6 +259,9 @@ pub enum NegotiationError {
         what: &'static str,
         kind: &'static str,
     },
+    /// `watch` names a session that is not in the room.
+    #[error("`watch` names session {session:?}, which is not in the room")]
+    WatchedGone { session: String },
 }
 
 /// "one screen share", "2 screen shares".
@@ -277,6 +284,8 @@ pub enum CloseReason {
     ConnectFailed(ConnectAttempt),
     /// The instance is shutting down.
     Shutdown,
+    /// A viewer's watched participant left the room.
+    WatchedGone,
 }
 
 /// What a peer tried before it failed to connect: what a `connect-failed` message names.
@@ -335,6 +344,12 @@ pub enum Command {
     Wishes {
         key: SessionKey,
         wishes: std::collections::HashMap<String, SlotWish>,
+    },
+    /// Which published tracks of the session `key` the application muted (its document's
+    /// `muted`): they are not forwarded.
+    Muted {
+        key: SessionKey,
+        mids: std::collections::BTreeSet<String>,
     },
     AttachSource {
         spec: source::SourceSpec,
@@ -402,6 +417,8 @@ pub struct MediaStats {
     pub dropped_unknown_sender: u64,
     /// Padding-only packets (bandwidth probes), not forwarded.
     pub dropped_padding: u64,
+    /// Packets of tracks the application muted, not forwarded.
+    pub dropped_muted: u64,
     pub dropped_codec_mismatch: u64,
     pub dropped_by_stack: u64,
     pub send_errors: u64,

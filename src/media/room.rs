@@ -42,6 +42,9 @@ struct Member {
     slots: Vec<Slot>,
     /// May not receive (its grants): it wants no slot.
     deaf: bool,
+    /// Receives only these tracks, in order of preference (a viewer watching one
+    /// participant); `None`: every other member's tracks.
+    focus: Option<Vec<TrackRef>>,
 }
 
 /// What a negotiation or a departure changed, for the engine to apply.
@@ -167,6 +170,27 @@ impl Room {
         changes
     }
 
+    /// Narrows what `peer` receives to `focus` (in order of preference: a track gets a slot
+    /// when one of its kind is free; `None`: every other member's tracks). A member not yet in
+    /// the room gets its focus before its first negotiation.
+    pub fn set_focus(&mut self, peer: PeerId, focus: Option<Vec<TrackRef>>) -> Changes {
+        if self.members.get(&peer).is_some_and(|m| m.focus == focus) {
+            return Changes::default();
+        }
+        let before = self.snapshot();
+        self.members.entry(peer).or_default().focus = focus;
+        self.reassign();
+        self.diff(&before)
+    }
+
+    /// The members that receive only what they focus on.
+    pub fn focused(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.focus.is_some())
+            .map(|(id, _)| *id)
+    }
+
     /// Removes `peer`; the slots its tracks occupied elsewhere become free (and are refilled
     /// by tracks that were waiting for a slot).
     pub fn leave(&mut self, peer: PeerId) -> Changes {
@@ -207,7 +231,19 @@ impl Room {
 
     fn wants_all(&self, peer: PeerId) -> Wants {
         let mut wants = Wants::default();
-        if self.members.get(&peer).is_some_and(|m| m.deaf) {
+        let Some(member) = self.members.get(&peer) else {
+            return wants;
+        };
+        if member.deaf {
+            return wants;
+        }
+        if let Some(focus) = &member.focus {
+            for kind in focus.iter().filter_map(|t| self.kind_of(t)) {
+                match kind {
+                    MediaKind::Audio => wants.audio += 1,
+                    MediaKind::Video => wants.video += 1,
+                }
+            }
             return wants;
         }
         for (_, kind) in self
@@ -237,6 +273,16 @@ impl Room {
         })
     }
 
+    /// The kind of a published track (`None`: nobody publishes it).
+    fn kind_of(&self, track: &TrackRef) -> Option<MediaKind> {
+        self.members
+            .get(&track.publisher)?
+            .published
+            .iter()
+            .find(|(mid, _)| *mid == track.mid)
+            .map(|(_, kind)| *kind)
+    }
+
     fn reassign(&mut self) {
         let tracks: Vec<(TrackRef, MediaKind)> = self
             .members
@@ -256,16 +302,30 @@ impl Room {
         let live: BTreeSet<&TrackRef> = tracks.iter().map(|(t, _)| t).collect();
 
         for (id, member) in self.members.iter_mut() {
-            // Drop assignments whose track is gone or whose kind no longer matches.
+            let wanted = |t: &TrackRef| {
+                t.publisher != *id && member.focus.as_ref().is_none_or(|f| f.contains(t))
+            };
+            // Drop assignments whose track is gone, whose kind no longer matches, or that the
+            // member's focus left out.
             for slot in &mut member.slots {
                 if let Some(src) = &slot.source
                     && (!live.contains(src)
-                        || !tracks.iter().any(|(t, k)| t == src && *k == slot.kind))
+                        || !tracks.iter().any(|(t, k)| t == src && *k == slot.kind)
+                        || !wanted(src))
                 {
                     slot.source = None;
                 }
             }
-            for (track, kind) in tracks.iter().filter(|(t, _)| t.publisher != *id) {
+            // A focused member takes its tracks in its order of preference.
+            let order: Vec<&(TrackRef, MediaKind)> = match &member.focus {
+                Some(focus) => focus
+                    .iter()
+                    .filter_map(|f| tracks.iter().find(|(t, _)| t == f))
+                    .filter(|(t, _)| t.publisher != *id)
+                    .collect(),
+                None => tracks.iter().filter(|(t, _)| t.publisher != *id).collect(),
+            };
+            for (track, kind) in order {
                 if member
                     .slots
                     .iter()
@@ -555,5 +615,46 @@ mod tests {
         };
         let subs: Vec<_> = room.subscribers_of(&t).map(|s| s.subscriber.0).collect();
         assert_eq!(subs, [2, 3]);
+    }
+
+    fn track(publisher: u64, mid: &str) -> TrackRef {
+        TrackRef {
+            publisher: PeerId(publisher),
+            mid: mid.into(),
+        }
+    }
+
+    #[test]
+    fn a_focused_member_receives_only_its_focus_and_follows_it() {
+        let mut room = Room::default();
+        room.negotiate(PeerId(1), av("p"), vec![]);
+        room.negotiate(PeerId(2), av("q"), vec![]);
+        // A viewer with one slot of each kind, focused on peer 2 before it negotiates.
+        room.set_focus(PeerId(3), Some(vec![track(2, "qv"), track(2, "qa")]));
+        room.negotiate(PeerId(3), vec![], slots(1, 1, 0));
+        assert_eq!(
+            sources(&room, 3),
+            [Some((2, "qa".into())), Some((2, "qv".into()))]
+        );
+        assert_eq!(room.wants(PeerId(3)), Wants { audio: 1, video: 1 });
+        assert_eq!(room.focused().collect::<Vec<_>>(), [PeerId(3)]);
+
+        // Moving the focus to peer 1 switches both slots without a re-offer.
+        let c = room.set_focus(PeerId(3), Some(vec![track(1, "pv"), track(1, "pa")]));
+        assert_eq!(c.started.len(), 2);
+        assert!(c.views_changed.contains(&PeerId(3)));
+        assert_eq!(
+            sources(&room, 3),
+            [Some((1, "pa".into())), Some((1, "pv".into()))]
+        );
+        // Its focus leaving idles its slots; nothing else fills them.
+        room.leave(PeerId(1));
+        assert_eq!(sources(&room, 3), [None, None]);
+        // The others still receive everybody.
+        room.negotiate(PeerId(4), vec![], slots(1, 1, 0));
+        assert_eq!(
+            sources(&room, 4),
+            [Some((2, "qa".into())), Some((2, "qv".into()))]
+        );
     }
 }

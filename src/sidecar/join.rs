@@ -140,6 +140,15 @@ impl JoinRequest {
             subscribe: Some(false),
         }
     }
+
+    /// What a WHEP viewer joins with: receiving only.
+    pub fn view_only() -> JoinRequest {
+        JoinRequest {
+            display_name: None,
+            publish: Some(false),
+            subscribe: Some(true),
+        }
+    }
 }
 
 /// The room's row (404 when there is none).

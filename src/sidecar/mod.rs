@@ -232,6 +232,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(server::rooms))
         .routes(routes!(server::participants))
         .routes(routes!(server::remove))
+        .routes(routes!(server::mute))
         .routes(routes!(server::token))
         .routes(whip_routes(routes!(
             whip::endpoint_options,
@@ -243,6 +244,19 @@ fn api() -> OpenApiRouter<AppState> {
             whip::session_get,
             whip::trickle,
             whip::stop
+        )))
+        .routes(whip_routes(routes!(
+            whip::whep::view_options,
+            whip::whep::view
+        )))
+        .routes(whip_routes(routes!(
+            whip::whep::view_presenter_options,
+            whip::whep::view_presenter
+        )))
+        .routes(whip_routes(routes!(
+            whip::whep::viewer_options,
+            whip::whep::viewer_trickle,
+            whip::whep::viewer_stop
         )))
 }
 
@@ -271,6 +285,7 @@ pub fn router(state: AppState, web_root: PathBuf) -> Router {
         // Unknown API paths are problems; everything else is the web app.
         .route("/v1/{*rest}", any(not_found))
         .route("/whip/{*rest}", any(not_found))
+        .route("/whep/{*rest}", any(not_found))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(axum::Extension(OpenApiJson(doc)))
         .method_not_allowed_fallback(method_not_allowed)

@@ -166,6 +166,7 @@ impl Driver {
         }
         let hand = doc.get("hand").and_then(Value::as_bool).unwrap_or(false);
         self.send(&key, SessionMsg::Hand(hand));
+        self.send(&key, SessionMsg::Muted(muted_mids(doc)));
         self.send(&key, SessionMsg::Receive(receive));
     }
 
@@ -234,4 +235,17 @@ impl Driver {
             let _ = tx.send(msg);
         }
     }
+}
+
+/// The published mids a document's `muted` map (written by the server API only) sets `true`.
+fn muted_mids(doc: &Value) -> std::collections::BTreeSet<String> {
+    doc.get("muted")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.as_bool() == Some(true))
+                .map(|(mid, _)| mid.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -125,6 +125,8 @@ pub enum ErrorCode {
     PresenterBusy,
     /// The application removed the participant (the sidecar's server API).
     Removed,
+    /// A viewer's watched participant (`watch`) is not in the room, or left it.
+    WatchedGone,
 }
 
 impl ErrorCode {
@@ -155,10 +157,11 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room-full",
             ErrorCode::PresenterBusy => "presenter-busy",
             ErrorCode::Removed => "removed",
+            ErrorCode::WatchedGone => "watched-gone",
         }
     }
 
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InvalidDocument,
         ErrorCode::UnsupportedVersion,
         ErrorCode::SdpTooLarge,
@@ -184,6 +187,7 @@ impl ErrorCode {
         ErrorCode::RoomFull,
         ErrorCode::PresenterBusy,
         ErrorCode::Removed,
+        ErrorCode::WatchedGone,
     ];
 }
 

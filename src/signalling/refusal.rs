@@ -11,6 +11,7 @@ pub fn negotiation_error(e: &NegotiationError) -> SessionError {
         NegotiationError::RoomFull { .. } => ErrorCode::RoomFull,
         NegotiationError::PresenterBusy { .. } => ErrorCode::PresenterBusy,
         NegotiationError::SourceKind { .. } => ErrorCode::InvalidDocument,
+        NegotiationError::WatchedGone { .. } => ErrorCode::WatchedGone,
         NegotiationError::InstanceFull { .. } => ErrorCode::FleetFull,
         NegotiationError::Rejected(_) => ErrorCode::NegotiationFailed,
         NegotiationError::Closed | NegotiationError::EngineGone => ErrorCode::ServerShutdown,

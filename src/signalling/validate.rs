@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::protocol::{
     ErrorCode, MAX_DISPLAY_NAME_CHARS, MAX_TOKEN_BYTES, PROTOCOL_VERSION, SessionError,
 };
-use crate::media::TrackSource;
 use crate::media::offer::MAX_SDP_BYTES;
+use crate::media::{TrackSource, Watch};
 
 /// A client's offer, once its document passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct OfferRequest {
     pub revision: i64,
     /// `sources`: what the offer's published m-lines carry (screen shares), by mid.
     pub sources: BTreeMap<String, TrackSource>,
+    /// `watch`: a viewer session, receiving only this participant (or the presenter).
+    pub watch: Option<Watch>,
 }
 
 /// Entries `sources` may have (one per m-line at most; the m-line limit is lower).
@@ -119,8 +121,27 @@ pub fn validate_offer(doc: &Value, require_token: bool) -> Result<OfferRequest, 
         sdp: sdp.clone(),
         revision,
         sources: sources(doc.get("sources"))?,
+        watch: watch(doc.get("watch"))?,
     })
 }
+
+/// `watch`: `"presenter"` or the session id of a participant of the room.
+fn watch(value: Option<&Value>) -> Result<Option<Watch>, SessionError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if !s.is_empty() && s.len() <= MAX_WATCH_BYTES && !s.contains('/') =>
+        {
+            Ok(Some(Watch::parse(s)))
+        }
+        Some(_) => Err(invalid(format!(
+            "field `watch` must be \"presenter\" or a session id (1–{MAX_WATCH_BYTES} bytes, no `/`)"
+        ))),
+    }
+}
+
+/// The longest `watch` (a Firestore document id is at most 1500 bytes; ours are far shorter).
+pub const MAX_WATCH_BYTES: usize = 128;
 
 /// `sources`: a map from mid to one of `camera`, `microphone`, `screen`, `screen-audio`.
 fn sources(value: Option<&Value>) -> Result<BTreeMap<String, TrackSource>, SessionError> {
@@ -177,6 +198,26 @@ mod tests {
 
     fn code(doc: Value) -> ErrorCode {
         validate_offer(&doc, false).unwrap_err().code
+    }
+
+    #[test]
+    fn reads_whom_a_viewer_watches() {
+        assert_eq!(validate_offer(&good(), false).unwrap().watch, None);
+        let mut doc = good();
+        doc["watch"] = json!("presenter");
+        assert_eq!(
+            validate_offer(&doc, false).unwrap().watch,
+            Some(Watch::Presenter)
+        );
+        doc["watch"] = json!("AbC123");
+        let watch = validate_offer(&doc, false).unwrap().watch;
+        assert_eq!(watch, Some(Watch::Session("AbC123".into())));
+        for bad in [json!(""), json!(3), json!("a/b"), json!("x".repeat(129))] {
+            doc["watch"] = bad;
+            let e = validate_offer(&doc, false).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidDocument);
+            assert!(e.message.contains("`watch`"), "{}", e.message);
+        }
     }
 
     #[test]

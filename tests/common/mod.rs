@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod bridge;
 pub mod documents;
 pub mod emulators;
 pub mod fleet;

@@ -120,6 +120,22 @@ describe("sessions", () => {
     await assertFails(updateDoc(mine(db), { hand: "up" }));
     await assertFails(updateDoc(mine(as("bob")), { hand: true }));
   });
+  it("a viewer session names whom it watches when it is created, never later", async () => {
+    const db = as("ada");
+    await assertSucceeds(setDoc(mine(db), session("ada", { watch: "presenter" })));
+    await assertFails(updateDoc(mine(db), { watch: "theirs" }));
+    await assertFails(setDoc(mine(db, "s2"), session("ada", { watch: "" })));
+    await assertFails(setDoc(mine(db, "s3"), session("ada", { watch: 7 })));
+  });
+  it("only the server mutes a participant's tracks", async () => {
+    const db = as("ada");
+    await assertFails(setDoc(mine(db), session("ada", { muted: { "0": true } })));
+    await setDoc(mine(db), session("ada"));
+    await env.withSecurityRulesDisabled((ctx) => updateDoc(mine(ctx.firestore()), { muted: { "0": true } }));
+    await assertFails(updateDoc(mine(db), { muted: {} }));
+    await assertFails(updateDoc(mine(db), { muted: { "0": false }, media: { audio: true, video: true } }));
+    await assertSucceeds(updateDoc(mine(db), { media: { audio: true, video: false } }));
+  });
   it("a session may be created with receive", () =>
     assertSucceeds(setDoc(mine(as("ada")), session("ada", { receive: { "2": { maxHeight: 360 } } }))));
   it("receive alone is writable without a re-offer", async () => {

@@ -22,6 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 mod adapt;
+mod focus;
 mod housekeeping;
 mod io;
 mod reports;
@@ -149,6 +150,12 @@ impl EngineHandle {
     /// What session `key` wants to receive on its slots (replaces earlier wishes).
     pub fn set_wishes(&self, key: SessionKey, wishes: HashMap<String, super::SlotWish>) {
         let _ = self.commands.send(Command::Wishes { key, wishes });
+    }
+
+    /// Which published tracks of session `key` are muted by the application (replaces the
+    /// earlier set).
+    pub fn set_muted(&self, key: SessionKey, mids: std::collections::BTreeSet<String>) {
+        let _ = self.commands.send(Command::Muted { key, mids });
     }
 
     /// Joins a source (a camera) to its room; its id names it in [`EngineHandle::source_rtp`].
@@ -528,6 +535,7 @@ impl Engine {
                     self.dirty.push(id);
                 }
             }
+            Command::Muted { key, mids } => self.set_muted(now, &key, mids),
             Command::Shutdown => {}
             #[cfg(feature = "fault-injection")]
             Command::InjectPanic => panic!("fault injection: the media thread panics"),
@@ -608,6 +616,11 @@ impl Engine {
                         packet,
                     } => {
                         self.stats.published_late += late as u64;
+                        // A track the application muted is neither forwarded nor heard.
+                        if self.peers.get(&id).is_some_and(|p| p.muted.contains(&mid)) {
+                            self.stats.dropped_muted += 1;
+                            continue;
+                        }
                         if let Some((level, voice)) = audio_level {
                             self.on_audio_level(now, id, level, voice);
                         }
@@ -739,6 +752,7 @@ impl Engine {
                 self.rooms.remove(&peer.key.room);
             }
             self.apply_changes(now, &changes, None);
+            self.refocus(now, &peer.key.room);
         }
         Some(peer)
     }

@@ -11,7 +11,7 @@ use crate::media::rewrite::Translation;
 use crate::media::room::{Changes, Room, TrackRef};
 use crate::media::{
     MediaEvent, Negotiated, NegotiationError, PeerId, Roster, SessionEvent, SessionKey,
-    SessionOffer, SessionView, SlotSource, SlotView, TrackSource,
+    SessionOffer, SessionView, SlotSource, SlotView, TrackSource, Watch,
 };
 
 /// The declared sources of the m-lines that publish (others are ignored: a share that stopped
@@ -51,11 +51,25 @@ impl Engine {
             receives,
             sources,
             presenters,
+            watch,
         } = offer;
         let sdp = sdp.as_str();
         let summary = inspect_offer(sdp, &self.config.codecs)?;
         let sources = published_sources(&summary, sources)?;
         self.check_presenters(&key, &sources, presenters)?;
+        // A viewer receives only whom it watches, from its first answer on.
+        let focus =
+            match &watch {
+                Some(w) => Some(self.focus_of(&key.room, w).ok_or_else(|| {
+                    NegotiationError::WatchedGone {
+                        session: match w {
+                            Watch::Session(s) => s.clone(),
+                            Watch::Presenter => String::new(),
+                        },
+                    }
+                })?),
+                None => None,
+            };
         let (id, created) = match (self.sessions.get(&key).copied(), expected) {
             (Some(id), Some(expected)) if id == expected => (id, false),
             // A re-offer for a peer that closed meanwhile must not create a new one that its
@@ -89,6 +103,7 @@ impl Engine {
             .map(|m| (m.mid.clone(), m.kind))
             .collect();
         let slots = summary.slots().map(|m| (m.mid.clone(), m.kind)).collect();
+        room.set_focus(id, focus);
         let changes = room.negotiate_as(id, published, slots, receives);
         let streams: HashMap<String, String> = room
             .slots(id)
@@ -100,6 +115,7 @@ impl Engine {
             .collect();
 
         let peer = self.peers.get_mut(&id).ok_or(NegotiationError::Closed)?;
+        peer.watch = watch;
         let previous_sources = std::mem::replace(&mut peer.sources, sources);
         let answer = peer.negotiate(now, sdp, &summary, |mid| {
             streams
@@ -128,6 +144,8 @@ impl Engine {
         self.rooms.insert(key.room.clone(), room);
         self.stats.negotiations += 1;
         self.apply_changes(now, &changes, Some(id));
+        // Viewers follow a new publisher, share or track.
+        self.refocus(now, &key.room);
         self.dirty.push(id);
         Ok(Negotiated {
             peer: id,

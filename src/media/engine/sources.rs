@@ -38,10 +38,11 @@ impl Engine {
         self.sources.insert(id, source);
         let room = self
             .rooms
-            .entry(room_name)
+            .entry(room_name.clone())
             .or_insert_with(|| Room::new(self.config.limits.media_lines));
         let changes = room.negotiate_as(id, published, Vec::new(), false);
         self.apply_changes(now, &changes, None);
+        self.refocus(now, &room_name);
         Ok(id)
     }
 
@@ -87,6 +88,7 @@ impl Engine {
                 self.rooms.remove(&source.key.room);
             }
             self.apply_changes(now, &changes, None);
+            self.refocus(now, &source.key.room);
         }
     }
 }

@@ -77,6 +77,8 @@ impl Engine {
             if let Some(writer) = writer {
                 self.emit(writer, SessionEvent::Speaker(named));
             }
+            // Viewers of the presenter may follow the new speaker.
+            self.refocus(now, &room);
         }
     }
 }

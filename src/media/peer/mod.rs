@@ -121,6 +121,10 @@ pub struct Peer {
     publishes: HashMap<String, Publish>,
     /// What each published m-line carries, as the offer's document declared it.
     pub sources: std::collections::BTreeMap<String, crate::media::TrackSource>,
+    /// Published m-lines the application muted: their packets are not forwarded.
+    pub muted: std::collections::BTreeSet<String>,
+    /// A viewer session: whom it watches.
+    pub watch: Option<crate::media::Watch>,
     slots: HashMap<String, Slot>,
     /// What the subscriber asked to receive per slot mid (kept across re-offers).
     wishes: HashMap<String, SlotWish>,

@@ -65,6 +65,8 @@ impl Peer {
             published_tracks: HashMap::new(),
             publishes: HashMap::new(),
             sources: Default::default(),
+            muted: Default::default(),
+            watch: None,
             slots: HashMap::new(),
             wishes: HashMap::new(),
             downlink,

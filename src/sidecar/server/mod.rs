@@ -3,7 +3,7 @@
 //! participant (their session ends with `removed`), and join tokens for the application's own
 //! users, whoever their identity provider is (docs/sidecar.md, "Server API").
 
-mod roster;
+pub(super) mod roster;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -60,6 +60,24 @@ pub struct Participant {
 #[derive(Serialize, ToSchema)]
 pub struct ParticipantList {
     pub participants: Vec<Participant>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackChange {
+    /// Muted by the application: the server stops forwarding the track (the participant
+    /// cannot undo it); `false` lets it through again.
+    muted: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Track {
+    pub mid: String,
+    /// `audio` or `video`.
+    pub kind: String,
+    /// `camera`, `microphone`, `screen` or `screen-audio`.
+    pub source: String,
+    pub muted: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -153,6 +171,17 @@ pub async fn remove(
     key.require("participants:write")?;
     let room = parse_id(&id)?;
     room_fields(&state, room).await?;
+    live_session_id(&session)?;
+    let now = std::time::SystemTime::now();
+    if !roster::remove(&state.firestore, &room.to_string(), &session, now).await? {
+        return Err(Problem::not_found("live session"));
+    }
+    tracing::info!(%room, %session, key = %key.id, "participant removed by the application");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A session id that can name a person's live session (404 otherwise: cameras have none).
+fn live_session_id(session: &str) -> Result<(), Problem> {
     // Firestore document ids: `__…__` is reserved (no session can have it).
     let reserved = session.starts_with("__") && session.ends_with("__");
     let valid = !session.is_empty()
@@ -164,12 +193,47 @@ pub async fn remove(
     if !valid || session.starts_with("camera-") {
         return Err(Problem::not_found("live session"));
     }
+    Ok(())
+}
+
+/// Mutes (or unmutes) one of a participant's published tracks: the broadcast stops forwarding
+/// it and the roster shows it muted (`tracks[].muted`, and `media` off when every track of the
+/// kind is). The participant cannot undo it; the next `PATCH` with `muted: false` does.
+#[utoipa::path(patch, path = "/v1/server/rooms/{id}/participants/{session}/tracks/{mid}", operation_id = "serverMuteTrack", tag = "server", security(("apiKey" = [])), request_body = TrackChange,
+    params(("id" = String, Path, description = "The room's id (a UUID)"), ("session" = String, Path, description = "The participant's session id"), ("mid" = String, Path, description = "The track's `mid` (the roster's `tracks[].mid`)")),
+    responses((status = 200, body = Track, description = "The track as it is now (the roster follows within a moment)"),
+        (status = 404, description = "No such room, live session or published track", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn mute(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Path((id, session, mid)): Path<(String, String, String)>,
+    ApiJson(body): ApiJson<TrackChange>,
+) -> ApiResult<Json<Track>> {
+    key.require("participants:write")?;
+    let room = parse_id(&id)?;
+    room_fields(&state, room).await?;
+    live_session_id(&session)?;
+    let room = room.to_string();
+    let entry = roster::entry(&state.firestore, &room, &session)
+        .await?
+        .ok_or_else(|| Problem::not_found("live session"))?;
+    let track = entry
+        .get("tracks")
+        .and_then(Value::as_array)
+        .and_then(|t| t.iter().find(|t| t["mid"].as_str() == Some(mid.as_str())))
+        .ok_or_else(|| Problem::not_found("published track"))?;
+    let text = |f: &str| track[f].as_str().unwrap_or_default().to_owned();
     let now = std::time::SystemTime::now();
-    if !roster::remove(&state.firestore, &room.to_string(), &session, now).await? {
+    if !roster::set_muted(&state.firestore, &room, &session, &mid, body.muted, now).await? {
         return Err(Problem::not_found("live session"));
     }
-    tracing::info!(%room, %session, key = %key.id, "participant removed by the application");
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(%room, %session, mid, muted = body.muted, key = %key.id, "track muted by the application");
+    Ok(Json(Track {
+        kind: text("kind"),
+        source: text("source"),
+        muted: body.muted,
+        mid,
+    }))
 }
 
 /// A join token for one of the application's users (uid `app:<user>`), with the Firebase

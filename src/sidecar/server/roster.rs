@@ -1,6 +1,8 @@
-//! The server API's Firestore side: a room's roster entries, and ending one session with
-//! `removed` (a compare-and-set on the live session, as the monitor ends moved sessions).
+//! The server API's Firestore side: a room's roster entries, ending one session with
+//! `removed`, and muting a session's track (compare-and-sets on the live session, as the
+//! monitor ends moved sessions).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use firestore::{FirestoreDb, FirestoreTimestamp};
@@ -32,6 +34,115 @@ pub async fn entries(db: &FirestoreDb, room: &str) -> Result<Vec<(String, Value)
             Some((doc_id(&d.name).to_owned(), json))
         })
         .collect())
+}
+
+/// One roster entry (`None`: the session is not in the room).
+pub async fn entry(db: &FirestoreDb, room: &str, session: &str) -> Result<Option<Value>, DbError> {
+    let parent = db.parent_path(ROOMS, room)?;
+    let doc: Option<Value> = docdb::timed(
+        db.fluent()
+            .select()
+            .by_id_in(PARTICIPANTS)
+            .parent(&parent)
+            .obj()
+            .one(session),
+    )
+    .await?;
+    meter::read(1);
+    Ok(doc)
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Muting {
+    muted: BTreeMap<String, bool>,
+    updated_at: FirestoreTimestamp,
+}
+
+/// The mids a session document's `muted` map sets.
+fn muted_of(doc: &Value) -> BTreeMap<String, bool> {
+    doc.get("muted")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.as_bool() == Some(true))
+                .map(|(mid, _)| (mid.clone(), true))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sets or clears `muted[mid]` in the live session `session` of `room` (the broadcast reads
+/// it). False when there is no such live session.
+pub async fn set_muted(
+    db: &FirestoreDb,
+    room: &str,
+    session: &str,
+    mid: &str,
+    muted: bool,
+    now: SystemTime,
+) -> Result<bool, DbError> {
+    let parent = db.parent_path(ROOMS, room)?.to_string();
+    let doc = DocRef {
+        parent: &parent,
+        collection: SESSIONS,
+        id: session,
+    };
+    let live = |d: &Value| {
+        d.get("state")
+            .and_then(Value::as_str)
+            .is_some_and(|s| LIVE.contains(&s))
+    };
+    // Read, decide the new map, and write it only onto a document whose map is still the one
+    // read (another key's change in between makes it read again).
+    for attempt in 0..5u32 {
+        let Some(current) = read(db, &doc).await? else {
+            return Ok(false);
+        };
+        if !live(&current) {
+            return Ok(false);
+        }
+        let before = muted_of(&current);
+        let mut after = before.clone();
+        if muted {
+            after.insert(mid.to_owned(), true);
+        } else {
+            after.remove(mid);
+        }
+        if after == before {
+            return Ok(true);
+        }
+        let write = Muting {
+            muted: after,
+            updated_at: timestamp(now),
+        };
+        let still = |d: &Value| live(d) && muted_of(d) == before;
+        match docdb::update_if(db, &doc, &["muted", "updatedAt"], &write, still).await {
+            Ok(Cas::Written) => return Ok(true),
+            Ok(Cas::Missing) => return Ok(false),
+            Ok(Cas::Refused(_)) => {}
+            Err(e) if attempt < 3 => {
+                tracing::info!(room, session, "muting a track, trying again: {e}");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+async fn read(db: &FirestoreDb, doc: &DocRef<'_>) -> Result<Option<Value>, DbError> {
+    let found: Option<Value> = docdb::timed(
+        db.fluent()
+            .select()
+            .by_id_in(doc.collection)
+            .parent(doc.parent)
+            .obj()
+            .one(doc.id),
+    )
+    .await?;
+    meter::read(1);
+    Ok(found)
 }
 
 #[derive(Serialize, Deserialize)]

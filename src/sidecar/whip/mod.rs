@@ -19,6 +19,7 @@ mod problems;
 mod protocol;
 mod sdp;
 mod session;
+pub mod whep;
 
 use std::time::Instant;
 
@@ -34,6 +35,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::token_hash;
+use super::join::JoinRequest;
 use super::problem::Problem;
 use super::rooms::parse_id;
 use crate::media::offer::MAX_SDP_BYTES;
@@ -124,20 +126,33 @@ pub async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let started = Instant::now();
     let room = parse_id(&id)?;
-    let token = bearer(&headers).ok_or_else(unauthorized)?;
-    if !has_media_type(&headers, SDP) {
+    let offer = read_offer(&headers, body).await?;
+    bridge(&state, room, offer, Role::Publish).await
+}
+
+/// A POSTed offer, read and checked: the bearer, the SDP (BUNDLEd), whether BUNDLE was added.
+struct PostedOffer<'a> {
+    token: &'a str,
+    sdp: String,
+    added_bundle: bool,
+}
+
+/// Reads a WHIP or WHEP POST: a bearer, an `application/sdp` body of at most 64 KiB that is an
+/// SDP offer whose m-lines are BUNDLEd (one m-line may lack the group).
+async fn read_offer(headers: &HeaderMap, body: Body) -> Result<PostedOffer<'_>, Problem> {
+    let token = bearer(headers).ok_or_else(unauthorized)?;
+    if !has_media_type(headers, SDP) {
         return Err(unsupported_media_type(SDP));
     }
-    let body = read_body(&headers, body, MAX_SDP_BYTES).await?;
+    let body = read_body(headers, body, MAX_SDP_BYTES).await?;
     let sdp = std::str::from_utf8(&body)
         .ok()
         .filter(|s| s.starts_with("v=0"))
         .ok_or_else(|| {
             malformed_offer("the body is not an SDP offer (it must start with \"v=0\")")
         })?;
-    let (offer, added_bundle) = bundled(sdp).map_err(|e| {
+    let (sdp, added_bundle) = bundled(sdp).map_err(|e| {
         problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bundle-required",
@@ -145,9 +160,61 @@ pub async fn publish(
             &e,
         )
     })?;
-    let publisher = admit(&state, room, token).await?;
+    Ok(PostedOffer {
+        token,
+        sdp,
+        added_bundle,
+    })
+}
 
-    let session = format!("whip-{}", Uuid::new_v4().simple());
+/// What a bridged session does in the room.
+enum Role {
+    /// WHIP: publishes (a publish-only join token is minted for an access token).
+    Publish,
+    /// WHEP: receives only whom it watches (`watch`: a session id or `presenter`).
+    View { watch: String },
+}
+
+impl Role {
+    /// The path prefix of its resources and its session ids' prefix.
+    fn protocol(&self) -> &'static str {
+        match self {
+            Role::Publish => "whip",
+            Role::View { .. } => "whep",
+        }
+    }
+}
+
+/// Writes the session document for `offer`, waits for the broadcast's answer and answers the
+/// POST with it: `201`, `Location` of the session resource, `ETag`, `Link` (ICE servers).
+async fn bridge(
+    state: &AppState,
+    room: Uuid,
+    offer: PostedOffer<'_>,
+    role: Role,
+) -> Result<Response, Problem> {
+    let started = Instant::now();
+    let PostedOffer {
+        token,
+        sdp: offer,
+        added_bundle,
+    } = offer;
+    let (request, watch) = match &role {
+        Role::Publish => (JoinRequest::publish_only(), None),
+        Role::View { watch } => (JoinRequest::view_only(), Some(watch.as_str())),
+    };
+    let publisher = admit(state, room, token, request).await?;
+    // A viewer of one participant: that participant is in the room now (its roster entry).
+    if let Some(watch) = watch.filter(|w| *w != crate::media::watch::PRESENTER) {
+        let entry =
+            super::server::roster::entry(&state.firestore, &room.to_string(), watch).await?;
+        if entry.is_none() {
+            return Err(Problem::not_found("participant"));
+        }
+    }
+
+    let protocol = role.protocol();
+    let session = format!("{protocol}-{}", Uuid::new_v4().simple());
     let etag = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
     sqlx::query(
         "INSERT INTO whip_sessions (room_id, session_id, owner_hash, etag, ice_ufrag) VALUES ($1, $2, $3, $4, $5)",
@@ -160,12 +227,12 @@ pub async fn publish(
     .execute(&state.db)
     .await?;
     let room_id = room.to_string();
-    let answer = match negotiate(&state, &room_id, &session, &publisher, &offer).await {
+    let answer = match negotiate(state, &room_id, &session, &publisher, &offer, watch).await {
         Ok(answer) if added_bundle => unbundled(&answer),
         Ok(answer) => answer,
         Err(p) => {
-            clean_up(&state, room, &session).await;
-            tracing::info!(room = %room_id, session, code = p.slug, "WHIP offer not answered");
+            clean_up(state, room, &session).await;
+            tracing::info!(room = %room_id, session, code = p.slug, "{protocol} offer not answered");
             return Err(p);
         }
     };
@@ -173,7 +240,7 @@ pub async fn publish(
     // unsupported codec) fails the whole offer.
     let rejected = rejected_mids(&answer);
     if !rejected.is_empty() {
-        clean_up(&state, room, &session).await;
+        clean_up(state, room, &session).await;
         return Err(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "no-usable-media",
@@ -184,11 +251,11 @@ pub async fn publish(
             ),
         ));
     }
-    tracing::info!(room = %room_id, session, ms = started.elapsed().as_millis() as u64, "WHIP session answered");
+    tracing::info!(room = %room_id, session, ms = started.elapsed().as_millis() as u64, "{protocol} session answered");
     let mut response = (StatusCode::CREATED, answer).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
-    let location = location(&room_id, &session);
+    let location = location(protocol, &room_id, &session);
     h.insert(
         header::LOCATION,
         HeaderValue::from_str(&location).map_err(|_| Problem::internal())?,

@@ -15,9 +15,9 @@ pub(super) const DRAIN_BYTES: usize = 256 * 1024;
 /// Trickle bodies are a few candidates.
 pub(super) const MAX_PATCH_BYTES: usize = 16 * 1024;
 
-/// What the session resource's URL is.
-pub fn location(room: &str, session: &str) -> String {
-    format!("/whip/v1/rooms/{room}/sessions/{session}")
+/// What the session resource's URL is (`protocol`: `whip` or `whep`).
+pub fn location(protocol: &str, room: &str, session: &str) -> String {
+    format!("/{protocol}/v1/rooms/{room}/sessions/{session}")
 }
 
 /// The media type of the body, parameters and case aside.

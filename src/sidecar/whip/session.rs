@@ -66,7 +66,12 @@ pub(super) struct Publisher {
 }
 
 /// The publisher the bearer stands for (401, 403, or 404 for a room the database lacks).
-pub(super) async fn admit(state: &AppState, room: Uuid, token: &str) -> Result<Publisher, Problem> {
+pub(super) async fn admit(
+    state: &AppState,
+    room: Uuid,
+    token: &str,
+    request: JoinRequest,
+) -> Result<Publisher, Problem> {
     if is_join_token(token) {
         let keys = VerifyingKeys::from_jwks(&state.keys.jwks()).map_err(|e| {
             tracing::error!("{e}");
@@ -90,7 +95,7 @@ pub(super) async fn admit(state: &AppState, room: Uuid, token: &str) -> Result<P
         .await?
         .ok_or_else(unauthorized)?;
     let fields = room_fields(state, room).await?;
-    let join = join_as(state, &user, room, fields, JoinRequest::publish_only()).await?;
+    let join = join_as(state, &user, room, fields, request).await?;
     Ok(Publisher {
         uid: user.firebase_uid,
         name: join.display_name,
@@ -113,6 +118,9 @@ pub(super) struct NewSession {
     offer: Value,
     state: String,
     media: Value,
+    /// A WHEP viewer: whom it watches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watch: Option<String>,
     created_at: FirestoreTimestamp,
     expires_at: FirestoreTimestamp,
 }
@@ -193,6 +201,7 @@ pub(super) async fn negotiate(
     session: &str,
     publisher: &Publisher,
     offer: &str,
+    watch: Option<&str>,
 ) -> Result<String, Problem> {
     let now = SystemTime::now();
     let (audio, video) = published(offer);
@@ -205,6 +214,7 @@ pub(super) async fn negotiate(
         offer: json!({"sdp": offer, "revision": 1}),
         state: "offered".into(),
         media: json!({"audio": audio, "video": video}),
+        watch: watch.map(str::to_owned),
         created_at: docdb::timestamp(now),
         expires_at: docdb::timestamp(now + SESSION_TTL),
     };

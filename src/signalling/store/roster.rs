@@ -34,6 +34,8 @@ pub struct ParticipantEntry<'a> {
     pub roster: &'a Roster,
     pub media: &'a Value,
     pub hand: Option<SystemTime>,
+    /// Published mids the application muted.
+    pub muted: &'a std::collections::BTreeSet<String>,
     pub uid: Option<String>,
     pub joined: SystemTime,
     pub expires: SystemTime,
@@ -103,7 +105,12 @@ impl Store {
                 .map(|(mid, kind)| {
                     let source = entry.roster.sources.get(mid).copied();
                     let source = source.unwrap_or(TrackSource::default_for(*kind));
-                    json!({"mid": mid, "kind": kind.as_str(), "source": source.as_str()})
+                    json!({
+                        "mid": mid,
+                        "kind": kind.as_str(),
+                        "source": source.as_str(),
+                        "muted": entry.muted.contains(mid),
+                    })
                 })
                 .collect(),
             media: entry.media.clone(),

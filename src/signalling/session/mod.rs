@@ -12,20 +12,21 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+mod fields;
+
 use super::admission::Admission;
 use super::announce::{Announcer, LEFT, participant};
 use super::decide::Decision;
 use super::limits::OfferLimits;
 use super::protocol::{ErrorCode, SessionError, SessionState};
-use super::quality::{Quality, worth_writing};
-use super::receive::parse_receive;
+use super::quality::Quality;
 use super::refusal::negotiation_error;
-use super::store::{AnswerWrite, Claim, ClaimContext, ENDED_TTL, Live, ParticipantEntry, Store};
+use super::store::{AnswerWrite, Claim, ClaimContext, ENDED_TTL, Live, Store};
 use crate::docdb::DbError;
 use crate::jointoken::Grants;
 use crate::media::{
-    CloseReason, CodecSupport, EngineHandle, MediaKind, NegotiationError, PeerId, Roster,
-    SessionKey, SessionOffer, SessionView,
+    CloseReason, CodecSupport, EngineHandle, NegotiationError, PeerId, Roster, SessionKey,
+    SessionOffer, SessionView,
 };
 use crate::telemetry::metrics::SignallingInstruments;
 
@@ -47,6 +48,8 @@ pub enum SessionMsg {
     Receive(serde_json::Value),
     /// The client's `hand` field (a raised hand), mirrored into the roster's `handRaisedAt`.
     Hand(bool),
+    /// The published mids the application muted (the document's `muted`).
+    Muted(std::collections::BTreeSet<String>),
     /// Which simulcast layers the publisher should encode, for its document.
     Layers(std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>),
     /// The room's dominant speaker changed: this session writes it for the room.
@@ -125,6 +128,8 @@ struct Session {
     join_span: Option<tracing::Span>,
     /// The client's `media` field, if it wrote one.
     media: Option<serde_json::Value>,
+    /// Published mids the application muted (the document's `muted`).
+    muted: std::collections::BTreeSet<String>,
     /// Since when the client's `hand` is raised.
     hand: Option<SystemTime>,
     /// The client's `receive` field as last applied (null: none), and the wishes read from it.
@@ -164,6 +169,7 @@ pub async fn run_session(
         view_version: 0,
         join_span: None,
         media: None,
+        muted: Default::default(),
         hand: None,
         receive: serde_json::Value::Null,
         receive_refused: false,
@@ -211,6 +217,7 @@ pub async fn run_session(
             SessionMsg::Media(media) => session.media_changed(media).await,
             SessionMsg::Receive(receive) => session.receive_changed(receive).await,
             SessionMsg::Hand(raised) => session.hand_changed(raised).await,
+            SessionMsg::Muted(muted) => session.muted_changed(muted).await,
             SessionMsg::Layers(layers) => session.write_layers(layers).await,
             SessionMsg::Speaker(speaker) => {
                 let speaker = speaker.as_ref().map(|(s, n)| (s.as_str(), n.as_str()));
@@ -396,6 +403,7 @@ impl Session {
                 receives: self.grants.subscribe,
                 sources: request.sources.clone(),
                 presenters: admitted.presenters,
+                watch: request.watch.clone(),
             })
             .instrument(tracing::info_span!(parent: span, "media.negotiate"))
             .await;
@@ -513,142 +521,6 @@ impl Session {
         }
     }
 
-    /// What the roster says is on: the client's `media` field, or everything it publishes.
-    fn media_value(&self) -> serde_json::Value {
-        self.media.clone().unwrap_or_else(|| {
-            let tracks = self
-                .roster
-                .as_ref()
-                .map(|r| r.tracks.as_slice())
-                .unwrap_or(&[]);
-            serde_json::json!({
-                "audio": tracks.iter().any(|(_, k)| *k == MediaKind::Audio),
-                "video": tracks.iter().any(|(_, k)| *k == MediaKind::Video),
-            })
-        })
-    }
-
-    async fn media_changed(&mut self, media: serde_json::Value) {
-        if self.media.as_ref() == Some(&media) {
-            return;
-        }
-        self.media = Some(media.clone());
-        if self.roster.is_some()
-            && let Err(e) = self
-                .ctx
-                .store
-                .update_participant(
-                    &self.key,
-                    &serde_json::json!({ "media": media }),
-                    &["media"],
-                )
-                .await
-        {
-            tracing::warn!(key = %self.key, "cannot update the roster's media state: {e}");
-        }
-    }
-
-    async fn hand_changed(&mut self, raised: bool) {
-        if raised == self.hand.is_some() {
-            return;
-        }
-        self.hand = raised.then(now);
-        if self.roster.is_some()
-            && let Err(e) = self.ctx.store.set_hand(&self.key, self.hand).await
-        {
-            tracing::warn!(key = %self.key, "cannot update the roster's raised hand: {e}");
-        }
-    }
-
-    async fn receive_changed(&mut self, receive: serde_json::Value) {
-        if self.receive == receive {
-            return;
-        }
-        self.receive = receive;
-        match parse_receive(&self.receive) {
-            Ok(wishes) => {
-                self.ctx.engine.set_wishes(self.key.clone(), wishes.clone());
-                self.wishes = Some(wishes);
-                if self.receive_refused
-                    && self
-                        .ctx
-                        .store
-                        .write_notice(&self.key, None, now())
-                        .await
-                        .is_ok()
-                {
-                    self.receive_refused = false;
-                }
-            }
-            Err(message) => {
-                tracing::info!(key = %self.key, "receive refused: {message}");
-                let error = SessionError::new(ErrorCode::InvalidDocument, message);
-                match self
-                    .ctx
-                    .store
-                    .write_notice(&self.key, Some(&error), now())
-                    .await
-                {
-                    Ok(()) => self.receive_refused = true,
-                    Err(e) => {
-                        tracing::warn!(key = %self.key, "cannot report a bad receive field: {e}")
-                    }
-                }
-            }
-        }
-    }
-
-    async fn write_layers(
-        &mut self,
-        layers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>,
-    ) {
-        let value = serde_json::to_value(&layers).unwrap_or_default();
-        if let Err(e) = self.ctx.store.write_layers(&self.key, value, now()).await {
-            tracing::warn!(key = %self.key, "cannot write the layers to encode: {e}");
-        }
-    }
-
-    async fn quality(&mut self, sample: Quality) {
-        if self.roster.is_none() || !worth_writing(self.quality.as_ref(), &sample) {
-            return;
-        }
-        let quality =
-            serde_json::json!({ "quality": { "rttMs": sample.rtt_ms, "loss": sample.loss } });
-        match self
-            .ctx
-            .store
-            .update_participant(&self.key, &quality, &["quality"])
-            .await
-        {
-            Ok(()) => self.quality = Some(sample),
-            Err(e) => tracing::warn!(key = %self.key, "cannot update the roster's quality: {e}"),
-        }
-    }
-
-    async fn write_participant(&self) {
-        let Some(roster) = &self.roster else {
-            return;
-        };
-        let t = now();
-        if let Some(uid) = &self.uid
-            && let Err(e) = self.ctx.store.put_member(&self.key.room, uid, t).await
-        {
-            tracing::warn!(key = %self.key, "cannot write the member document: {e}");
-        }
-        let media = self.media_value();
-        let entry = ParticipantEntry {
-            roster,
-            media: &media,
-            hand: self.hand,
-            uid: self.uid.clone(),
-            joined: self.joined.unwrap_or(t),
-            expires: t + self.ctx.live_ttl,
-        };
-        if let Err(e) = self.ctx.store.put_participant(&self.key, &entry, t).await {
-            tracing::warn!(key = %self.key, "cannot write the participant document: {e}");
-        }
-    }
-
     async fn connected(&mut self) {
         self.connected = true;
         if let Some(span) = self.join_span.take() {
@@ -734,6 +606,13 @@ impl Session {
                 SessionError::new(
                     ErrorCode::ServerShutdown,
                     "the server instance is shutting down; join again",
+                ),
+            )),
+            CloseReason::WatchedGone => Some((
+                SessionState::Closed,
+                SessionError::new(
+                    ErrorCode::WatchedGone,
+                    "the participant this session watches left the room",
                 ),
             )),
         };
