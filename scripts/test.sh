@@ -62,6 +62,8 @@ echo "== browser: IP cameras (an RTSP camera added in the web app, two Chromium 
 bash tests/browser/cameras.sh
 echo "== browser: WHIP ingest (Eyevinn's WHIP client in Chromium, VP8 and H.264; the web app views)"
 bash tests/browser/whip.sh
+echo "== browser: WHEP playback (Eyevinn's WHEP player in Chromium plays a participant and the presenter)"
+bash tests/browser/whep.sh
 echo "== adaptation: simulcast layers by what each subscriber shows, dynacast, paused slots (Chromium)"
 # Known flaky under CPU contention (two cores, three Chromium pages encoding and decoding
 # simulcast): a failed run is reported, its logs kept in target/test-logs/adaptation-failed,
