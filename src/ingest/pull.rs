@@ -425,6 +425,7 @@ impl Pull {
                 .iter()
                 .map(|t| (t.mid.clone(), t.source))
                 .collect(),
+            watching: None,
         };
         let peer = self
             .ctx

@@ -193,6 +193,8 @@ pub struct Roster {
     pub tracks: Vec<(String, MediaKind)>,
     /// The source of each published track (every mid of `tracks`).
     pub sources: std::collections::BTreeMap<String, TrackSource>,
+    /// A viewer session: whom it watches (its document's `watch`).
+    pub watching: Option<String>,
 }
 
 impl Roster {

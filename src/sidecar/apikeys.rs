@@ -23,7 +23,10 @@ pub const SCOPES: [(&str, &str); 4] = [
         "manage webhook endpoints, list and replay failed deliveries",
     ),
     ("rooms:read", "list rooms, their calls and participants"),
-    ("participants:write", "remove participants from rooms, mute their tracks"),
+    (
+        "participants:write",
+        "remove participants from rooms, mute their tracks",
+    ),
     (
         "tokens:write",
         "mint join tokens for the application's own users",

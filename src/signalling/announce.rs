@@ -122,6 +122,7 @@ mod tests {
             display_name: "Ann".into(),
             tracks: tracks.iter().map(|(m, k, _)| (m.to_string(), *k)).collect(),
             sources: tracks.iter().map(|(m, _, s)| (m.to_string(), *s)).collect(),
+            watching: None,
         }
     }
 

@@ -114,6 +114,15 @@ try {
   if (two.status !== 201) throw new Error(`POST answered ${two.status}: ${two.body}`);
   const presenter = await plays(two.page, "the presenter (alice's camera)");
   summary.figures.presenter = { postToPlayingMs: Date.now() - two.started, ...presenter };
+  // The players are in alice's roster as viewers, and get no tile.
+  const viewers = await until(a, "two viewers in the roster", () => {
+    const roster = window.firesfuDebug?.().roster ?? [];
+    const watching = roster.filter((p) => p.watching).map((p) => p.watching).sort();
+    return watching.length === 2 ? watching : null;
+  });
+  const tiles = await a.locator("article.tile").count();
+  summary.figures.viewersInRoster = viewers;
+  if (tiles !== 1) throw new Error(`alice sees ${tiles} tiles with only herself publishing`);
 
   step("alice shares her screen: the presenter player switches to the share without a new offer");
   const posts = [];

@@ -325,6 +325,10 @@ impl Engine {
             display_name: peer.map(|p| p.display_name.clone()).unwrap_or_default(),
             tracks,
             sources,
+            watching: peer.and_then(|p| p.watch.as_ref()).map(|w| match w {
+                Watch::Session(s) => s.clone(),
+                Watch::Presenter => crate::media::watch::PRESENTER.to_owned(),
+            }),
         }
     }
 

@@ -23,6 +23,9 @@ struct ParticipantDoc {
     media: Value,
     /// Since when the participant's hand is raised (null: it is not).
     hand_raised_at: Option<FirestoreTimestamp>,
+    /// A viewer session: whom it watches (clients show no tile for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watching: Option<String>,
     instance: String,
     joined_at: FirestoreTimestamp,
     updated_at: FirestoreTimestamp,
@@ -115,6 +118,7 @@ impl Store {
                 .collect(),
             media: entry.media.clone(),
             hand_raised_at: entry.hand.map(timestamp),
+            watching: entry.roster.watching.clone(),
             instance: self.instance.clone(),
             joined_at: timestamp(entry.joined),
             updated_at: timestamp(now),

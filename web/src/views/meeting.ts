@@ -38,6 +38,8 @@ interface Participant {
   media?: { audio?: boolean; video?: boolean; camera?: boolean };
   quality?: { rttMs: number | null; loss: number | null };
   handRaisedAt?: Timestamp | null;
+  /** A viewer session (a WHEP player): whom it watches. It gets no tile. */
+  watching?: string;
   /** The broadcast instance that wrote the entry. */
   instance?: string;
 }
@@ -494,7 +496,7 @@ class Meeting {
     const states: TileState[] = [self];
     const screens: TileState[] = [];
     const others = [...this.roster.values()]
-      .filter((p) => !this.mySessions.has(p.id))
+      .filter((p) => !this.mySessions.has(p.id) && !p.watching)
       .sort((a, b) => a.displayName.localeCompare(b.displayName) || a.id.localeCompare(b.id));
     const owner = this.owner();
     for (const p of others) {
