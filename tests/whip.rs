@@ -246,13 +246,10 @@ async fn a_whip_publisher_is_seen_and_heard_in_the_room_until_it_deletes_its_ses
     patch(Some(&ada), Some("text/plain"), Some(&etag), &fragment)
         .await
         .problem(415, "unsupported-media-type");
+    // A restart must bring new credentials.
     patch(Some(&ada), frag, Some("*"), &fragment)
         .await
-        .problem(422, "ice-restart-unsupported");
-    let restart = fragment.replace(ufrag, "newfrag1");
-    patch(Some(&ada), frag, Some(&etag), &restart)
-        .await
-        .problem(422, "ice-restart-unsupported");
+        .problem(422, "ice-credentials-required");
     // Only the token that created the session may change or end it.
     patch(Some(&bob), frag, Some(&etag), &fragment)
         .await
@@ -262,11 +259,69 @@ async fn a_whip_publisher_is_seen_and_heard_in_the_room_until_it_deletes_its_ses
     let anonymous = send(&s, "DELETE", &location, None, None, &[], "").await;
     anonymous.problem(401, "unauthorized");
     assert!(anonymous.header("www-authenticate").starts_with("Bearer"));
-    // The refused restart left the session as it was: media still flows.
+
+    // An ICE restart (RFC 9725 §4.3.2): the client's new credentials re-offer the session, the
+    // PATCH answers the server's new ones with a new ETag, the client applies them to its
+    // remote description, and media goes on over the new ICE session.
+    let (new_offer, answer_to) = publisher.restart_ice().await;
+    let creds = |sdp: &str, what: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(what))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (new_ufrag, new_pwd) = (
+        creds(&new_offer, "a=ice-ufrag:"),
+        creds(&new_offer, "a=ice-pwd:"),
+    );
+    assert_ne!(new_ufrag, ufrag);
+    let asked = format!(
+        "a=ice-ufrag:{new_ufrag}\r\na=ice-pwd:{new_pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
+    );
+    let restarted = patch(Some(&ada), frag, Some("*"), &asked).await;
+    assert_eq!(restarted.status, 200, "{}", restarted.body);
+    assert_eq!(
+        restarted.header("content-type"),
+        "application/trickle-ice-sdpfrag"
+    );
+    let new_etag = restarted.header("etag").to_owned();
+    assert!(new_etag.len() > 2 && new_etag != etag, "{new_etag}");
+    let (server_ufrag, server_pwd) = (
+        creds(&restarted.body, "a=ice-ufrag:"),
+        creds(&restarted.body, "a=ice-pwd:"),
+    );
+    let old_server_ufrag = creds(&reply.body, "a=ice-ufrag:");
+    assert_ne!(server_ufrag, old_server_ufrag, "{}", restarted.body);
+    assert!(
+        restarted.body.contains("a=candidate:"),
+        "{}",
+        restarted.body
+    );
+    let old_server_pwd = creds(&reply.body, "a=ice-pwd:");
+    let new_answer = reply
+        .body
+        .replace(&old_server_ufrag, &server_ufrag)
+        .replace(&old_server_pwd, &server_pwd);
+    answer_to.send(new_answer).unwrap();
+    let doc = &whip_docs(&project, &room).await[0];
+    assert_eq!(
+        (
+            doc["offer"]["revision"].as_i64(),
+            doc["answer"]["revision"].as_i64()
+        ),
+        (Some(2), Some(2)),
+        "{doc:#}"
+    );
+    assert!(doc["offer"]["sdp"].as_str().unwrap().contains(&new_ufrag));
+    // The old ETag names the old ICE session now.
+    patch(Some(&ada), frag, Some(&etag), &fragment)
+        .await
+        .problem(412, "precondition-failed");
     let before = viewer.report().video_from("whip-cam");
     viewer
-        .wait_until("media after the refused restart", T, |r| {
-            r.video_from("whip-cam") > before + 10
+        .wait_until("media after the ICE restart", T, |r| {
+            r.video_from("whip-cam") > before + 50
         })
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testpeer::Report;
 use testpeer::endpoint::{Endpoint, MediaSpec};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::sidecar::{Sidecar, assert_problem};
 use super::{Broadcast, BroadcastOptions, Project};
@@ -102,9 +102,26 @@ pub struct Client {
     pub report: Arc<Mutex<Report>>,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    restarts: mpsc::UnboundedSender<Restart>,
+}
+
+/// An ICE restart asked of the client's task: it sends its new offer, then waits for the
+/// answer with the server's new credentials (while it keeps running).
+struct Restart {
+    offer: oneshot::Sender<String>,
+    answer: oneshot::Receiver<String>,
 }
 
 impl Client {
+    /// Restarts ICE on the client (new local credentials): its new offer, and where the answer
+    /// with the server's new credentials goes.
+    pub async fn restart_ice(&self) -> (String, oneshot::Sender<String>) {
+        let (offer, offered) = oneshot::channel();
+        let (answer_to, answer) = oneshot::channel();
+        self.restarts.send(Restart { offer, answer }).unwrap();
+        (offered.await.unwrap(), answer_to)
+    }
+
     pub async fn wait(&self, what: &str, cond: impl Fn(&Report) -> bool) -> Report {
         let report = self.report.clone();
         let got = super::eventually(what, T, async || {
@@ -156,15 +173,37 @@ pub async fn offer_to(
     ep.accept_answer(pending, &reply.body).unwrap();
     ep.signalled_at = Some(Instant::now());
     let (stop, mut stopped) = oneshot::channel();
+    let (restarts, mut asked) = mpsc::unbounded_channel::<Restart>();
     let task = tokio::spawn(async move {
+        let mut pending = None;
+        let mut answer: Option<oneshot::Receiver<String>> = None;
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
+                Some(r) = asked.recv(), if answer.is_none() => {
+                    if let Some((offer, p)) = ep.ice_restart() {
+                        let _ = r.offer.send(offer);
+                        pending = Some(p);
+                        answer = Some(r.answer);
+                    }
+                }
+                Ok(sdp) = async { answer.as_mut().unwrap().await }, if answer.is_some() => {
+                    answer = None;
+                    if let Some(p) = pending.take() {
+                        ep.accept_answer(p, &sdp).unwrap();
+                    }
+                }
                 r = ep.step() => if r.is_err() { break },
             }
         }
         ep.close();
         let _ = ep.drain().await;
     });
-    (reply, offer, Some(Client { report, stop, task }))
+    let client = Client {
+        report,
+        stop,
+        task,
+        restarts,
+    };
+    (reply, offer, Some(client))
 }

@@ -13,10 +13,12 @@
 //!   the same token (its SHA-256 is kept in `whip_sessions`). A session id is no secret (the
 //!   roster shows it to every member), so knowing the URL is not enough.
 //! - The server is ICE-lite and learns the client's addresses from its connectivity checks:
-//!   trickled candidates are acknowledged (204) and dropped; ICE restarts are refused (422).
+//!   trickled candidates are acknowledged (204) and dropped; an ICE restart re-offers the
+//!   session with the client's new credentials (`restart`).
 
 mod problems;
 mod protocol;
+mod restart;
 mod sdp;
 mod session;
 pub mod whep;
@@ -315,26 +317,29 @@ pub async fn session_get() -> StatusCode {
 }
 
 /// Trickle ICE (RFC 8840): acknowledged, not needed (the server is ICE-lite and learns the
-/// client's addresses from its checks). ICE restarts are not supported.
+/// client's addresses from its checks). An ICE restart (`If-Match: *`, or new credentials)
+/// re-offers the session with the client's new credentials and answers the server's.
 #[utoipa::path(patch, path = "/whip/v1/rooms/{id}/sessions/{session}", operation_id = "whipTrickle", tag = "whip", security(("bearer" = [])),
     params(("id" = String, Path, description = "The room's id (a UUID)"), ("session" = String, Path, description = "The session's id (from `Location`)"),
         ("If-Match" = Option<String>, Header, description = "The session's `ETag` (required: 428 without it, 412 for another one; `*` asks for an ICE restart)")),
-    request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "Candidates (RFC 8840)"),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "Candidates (RFC 8840), or an ICE restart's new `a=ice-ufrag`/`a=ice-pwd`"),
     responses(
+        (status = 200, description = "ICE restarted: the server's new credentials and candidates; `ETag`: the new ICE session", body = String, content_type = "application/trickle-ice-sdpfrag"),
         (status = 204, description = "Candidates acknowledged"),
         (status = 400, description = "Not an SDP fragment", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not the token that created the session", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names another ICE session", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "The body exceeds 16 KiB", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/trickle-ice-sdpfrag`", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "An ICE restart (not supported: the session keeps its ICE session)", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Another offer of the session is being answered (`renegotiating`; `Retry-After`)", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "An ICE restart without new credentials (`ice-credentials-required`), or its re-offer was refused", body = super::problem::ProblemDoc, content_type = "application/problem+json"),
         (status = 428, description = "No `If-Match`", body = super::problem::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn trickle(
     State(state): State<AppState>,
     Path((id, session)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, Problem> {
+) -> Result<Response, Problem> {
     let room = parse_id(&id)?;
     let token = bearer(&headers).ok_or_else(unauthorized)?;
     let row = owned(&state, room, &session, token).await?;
@@ -366,14 +371,9 @@ pub async fn trickle(
         .map_err(|_| super::auth::malformed("the body is not UTF-8 text"))?;
     let asked = classify_patch(fragment, &row.ufrag).map_err(super::auth::malformed)?;
     if restart || asked == Patch::Restart {
-        return Err(problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ice-restart-unsupported",
-            "ICE restart not supported",
-            "this server does not restart ICE through WHIP; the session keeps its ICE session (DELETE it and publish again to start over)",
-        ));
+        return restart::restart(&state, room, &session, fragment, &row.ufrag).await;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// End a WHIP session: the publisher leaves the room.

@@ -26,7 +26,7 @@ pub(super) const SESSION_TTL: Duration = Duration::from_secs(3600);
 /// `Retry-After` when no answer came in time.
 pub(super) const RETRY_NO_ANSWER_SECS: u64 = 2;
 
-/// What the session document says about the offer (revision 1).
+/// What the session document says about the offer of `revision`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Pending,
@@ -34,17 +34,17 @@ pub enum Outcome {
     Refused { code: String, message: String },
 }
 
-pub fn outcome(doc: &Value) -> Outcome {
+pub fn outcome(doc: &Value, revision: i64) -> Outcome {
     let state = doc["state"].as_str().unwrap_or_default();
-    let answered = doc["answer"]["revision"].as_i64() == Some(1)
-        || doc["answer"]["revision"].as_f64() == Some(1.0);
-    if answered
+    let is = |v: &Value| v.as_i64() == Some(revision) || v.as_f64() == Some(revision as f64);
+    if is(&doc["answer"]["revision"])
         && matches!(state, "answered" | "connected")
         && let Some(sdp) = doc["answer"]["sdp"].as_str()
     {
         return Outcome::Answer(sdp.to_owned());
     }
-    if matches!(state, "failed" | "closed") {
+    // A refused re-offer leaves the session as it was, with the error naming its revision.
+    if matches!(state, "failed" | "closed") || is(&doc["error"]["revision"]) {
         return Outcome::Refused {
             code: doc["error"]["code"].as_str().unwrap_or("closed").to_owned(),
             message: doc["error"]["message"]
@@ -232,6 +232,16 @@ pub(super) async fn negotiate(
     )
     .await?;
     docdb::meter::wrote(1);
+    await_answer(state, room, session, 1).await
+}
+
+/// Reads the session document until the offer of `revision` is answered (or refused).
+pub(super) async fn await_answer(
+    state: &AppState,
+    room: &str,
+    session: &str,
+    revision: i64,
+) -> Result<String, Problem> {
     let deadline = Instant::now() + state.config.whip_answer;
     for n in 0.. {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -239,7 +249,7 @@ pub(super) async fn negotiate(
         match read_session(state, room, session)
             .await?
             .as_ref()
-            .map(outcome)
+            .map(|d| outcome(d, revision))
         {
             Some(Outcome::Answer(sdp)) => return Ok(sdp),
             Some(Outcome::Refused { code, message }) => return Err(refusal(&code, &message)),
@@ -317,18 +327,22 @@ mod tests {
 
     #[test]
     fn outcomes_follow_the_document() {
-        assert_eq!(outcome(&json!({"state": "offered"})), Outcome::Pending);
+        assert_eq!(outcome(&json!({"state": "offered"}), 1), Outcome::Pending);
         assert_eq!(
-            outcome(&json!({"state": "answering", "answer": null})),
+            outcome(&json!({"state": "answering", "answer": null}), 1),
             Outcome::Pending
         );
         assert_eq!(
-            outcome(&json!({"state": "answered", "answer": {"sdp": "v=0", "revision": 1}})),
+            outcome(
+                &json!({"state": "answered", "answer": {"sdp": "v=0", "revision": 1}}),
+                1
+            ),
             Outcome::Answer("v=0".into())
         );
         assert_eq!(
             outcome(
-                &json!({"state": "failed", "error": {"code": "room-full", "message": "full", "revision": 1}})
+                &json!({"state": "failed", "error": {"code": "room-full", "message": "full", "revision": 1}}),
+                1
             ),
             Outcome::Refused {
                 code: "room-full".into(),
@@ -336,8 +350,16 @@ mod tests {
             }
         );
         assert!(matches!(
-            outcome(&json!({"state": "closed"})),
+            outcome(&json!({"state": "closed"}), 1),
             Outcome::Refused { .. }
         ));
+        // A re-offer (an ICE restart): the earlier answer is not its answer; a refusal
+        // names its revision and leaves the session connected.
+        let live = json!({"state": "connected", "answer": {"sdp": "v=0", "revision": 1}});
+        assert_eq!(outcome(&live, 2), Outcome::Pending);
+        let refused = json!({"state": "connected", "answer": {"sdp": "v=0", "revision": 1},
+            "error": {"code": "sdp-malformed", "message": "bad", "revision": 2}});
+        assert!(matches!(outcome(&refused, 2), Outcome::Refused { .. }));
+        assert_eq!(outcome(&refused, 1), Outcome::Answer("v=0".into()));
     }
 }

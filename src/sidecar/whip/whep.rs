@@ -123,12 +123,14 @@ pub async fn viewer_options() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Trickle ICE for a WHEP session, as for WHIP (candidates acknowledged; `If-Match` required).
+/// Trickle ICE for a WHEP session, as for WHIP (candidates acknowledged, ICE restarts;
+/// `If-Match` required).
 #[utoipa::path(patch, path = "/whep/v1/rooms/{id}/sessions/{session}", operation_id = "whepTrickle", tag = "whep", security(("bearer" = [])),
     params(("id" = String, Path, description = "The room's id (a UUID)"), ("session" = String, Path, description = "The session's id (from `Location`)"),
         ("If-Match" = Option<String>, Header, description = "The session's `ETag`")),
     request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "Candidates (RFC 8840)"),
     responses(
+        (status = 200, description = "ICE restarted: the server's new credentials and candidates, and a new `ETag`", body = String, content_type = "application/trickle-ice-sdpfrag"),
         (status = 204, description = "Candidates acknowledged"),
         (status = 403, description = "Not the token that created the session", body = super::super::problem::ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names another ICE session", body = super::super::problem::ProblemDoc, content_type = "application/problem+json"),
@@ -138,7 +140,7 @@ pub async fn viewer_trickle(
     path: Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, Problem> {
+) -> Result<Response, Problem> {
     super::trickle(state, path, headers, body).await
 }
 
