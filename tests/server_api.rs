@@ -140,6 +140,8 @@ async fn an_application_mints_tokens_sees_the_call_and_removes_a_participant() {
         ]
     );
     let tracks = &people["participants"][0]["tracks"];
+    let people_path = format!("/v1/server/rooms/{room}/participants");
+    let participants = async || s.call("GET", &people_path, Some(&backend), None).await.1;
     assert_eq!(tracks.as_array().map(Vec::len), Some(2), "{tracks}");
 
     // The application mutes Ada's camera: Bo stops receiving it while her voice goes on, the
@@ -175,14 +177,7 @@ async fn an_application_mints_tokens_sees_the_call_and_removes_a_participant() {
     );
     let ada_entry = async |muted: bool| {
         eventually("Ada's roster entry", T, async || {
-            let (_, people) = s
-                .call(
-                    "GET",
-                    &format!("/v1/server/rooms/{room}/participants"),
-                    Some(&backend),
-                    None,
-                )
-                .await;
+            let people = participants().await;
             let ada = people["participants"]
                 .as_array()?
                 .iter()
@@ -261,14 +256,7 @@ async fn an_application_mints_tokens_sees_the_call_and_removes_a_participant() {
     assert_eq!(doc["state"], "closed", "{doc}");
     // Bo leaves the roster; Ada is the one left, her session still connected.
     let left = eventually("Bo off the roster", T, async || {
-        let (_, people) = s
-            .call(
-                "GET",
-                &format!("/v1/server/rooms/{room}/participants"),
-                Some(&backend),
-                None,
-            )
-            .await;
+        let people = participants().await;
         let list = people["participants"].as_array()?.clone();
         (list.len() == 1).then_some(list)
     })

@@ -53,6 +53,20 @@ async fn publisher(project: &Project, s: &Sidecar, access: &str, room: &str, who
     Peer::join(&project.db, spec).await.unwrap()
 }
 
+/// A sidecar, a broadcast, Ada's access token and her room, with Ada publishing in it.
+async fn stage(project: &Project) -> (Sidecar, common::Broadcast, String, String, Peer) {
+    let s = Sidecar::start(project, database(None).await, SidecarOptions::default()).await;
+    let sfu = broadcast(project, &s, &[]).await;
+    let (ada, _) = s.user("ada").await;
+    let room = s.room(&ada, "Stage").await;
+    let ada_peer = publisher(project, &s, &ada, &room, "ada").await;
+    ada_peer
+        .wait_until("connected", T, |r| r.connected)
+        .await
+        .unwrap();
+    (s, sfu, ada, room, ada_peer)
+}
+
 async fn session_doc(project: &Project, room: &str, session: &str) -> Option<Value> {
     project
         .db
@@ -69,18 +83,10 @@ async fn session_doc(project: &Project, room: &str, session: &str) -> Option<Val
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whep_player_watches_one_participant_or_the_presenter() {
     let project = Project::new().await;
-    let s = Sidecar::start(&project, database(None).await, SidecarOptions::default()).await;
-    let _sfu = broadcast(&project, &s, &[]).await;
-    let (ada, _) = s.user("ada").await;
+    // Ada joins first (the presenter below is the first to join).
+    let (s, _sfu, _, room, ada_peer) = stage(&project).await;
     let (bo, _) = s.user("bob").await;
     let (eve, _) = s.user("eve").await;
-    let room = s.room(&ada, "Stage").await;
-    // Ada joins first (the presenter below is the first to join).
-    let ada_peer = publisher(&project, &s, &ada, &room, "ada").await;
-    ada_peer
-        .wait_until("connected", T, |r| r.connected)
-        .await
-        .unwrap();
     let bo_peer = publisher(&project, &s, &bo, &room, "bo").await;
     bo_peer
         .wait_until("connected", T, |r| r.connected)
@@ -165,15 +171,7 @@ async fn a_whep_player_watches_one_participant_or_the_presenter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_errors_have_their_statuses() {
     let project = Project::new().await;
-    let s = Sidecar::start(&project, database(None).await, SidecarOptions::default()).await;
-    let _sfu = broadcast(&project, &s, &[]).await;
-    let (ada, _) = s.user("ada").await;
-    let room = s.room(&ada, "Stage").await;
-    let ada_peer = publisher(&project, &s, &ada, &room, "ada").await;
-    ada_peer
-        .wait_until("connected", T, |r| r.connected)
-        .await
-        .unwrap();
+    let (s, _sfu, ada, room, ada_peer) = stage(&project).await;
     let endpoint = format!("/whep/v1/rooms/{room}/participants/ada");
 
     // Preflight: CORS and Accept-Post.

@@ -32,6 +32,27 @@ export async function register(page, user) {
   await page.getByRole("heading", { name: "Rooms" }).waitFor();
 }
 
+/** The sidecar's JSON API at `url`: `api(method, path, body?, token?)` → the parsed body. */
+export function apiOf(url) {
+  return async (method, path, body, token) => {
+    const headers = { "content-type": "application/json" };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await fetch(new URL(path, url), { method, headers, body: body ? JSON.stringify(body) : undefined });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+}
+
+/** Creates the room `roomName` from the rooms list and joins it (her own tile shows). */
+export async function createAndJoin(page, roomName) {
+  await page.click("button[name=create-room]");
+  await page.fill("input[name=room-name]", roomName);
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.click("button[name=join]");
+  await page.locator("article.tile").first().waitFor();
+}
+
 /** Someone's tile in `page`, by display name. */
 export const tile = (page, user) => page.locator(`article.tile[data-participant="${user.name}"]`);
 

@@ -10,7 +10,7 @@ import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import * as esbuild from "esbuild";
 import { launchChromium } from "./browser.mjs";
-import { failureReport, open as openPage, register, stepper, until } from "./meeting-kit.mjs";
+import { apiOf, createAndJoin, failureReport, open as openPage, register, stepper, until } from "./meeting-kit.mjs";
 
 const [url, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
@@ -21,14 +21,8 @@ const summary = { steps: [], figures: {} };
 const step = stepper(summary);
 const require = createRequire(import.meta.url);
 
-async function api(method, path, body, token) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(new URL(path, url), { method, headers, body: body ? JSON.stringify(body) : undefined });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+/** The sidecar's JSON API. */
+const api = apiOf(url);
 
 /** The player library, bundled for a page (window.WHEP.WebRTCPlayer). */
 const playerBundle = (await esbuild.build({
@@ -81,11 +75,7 @@ try {
   step("alice registers, creates a room and joins it with her camera");
   await register(a, alice);
   const roomName = `WHEP ${suffix}`;
-  await a.click("button[name=create-room]");
-  await a.fill("input[name=room-name]", roomName);
-  await a.getByRole("button", { name: "Create" }).click();
-  await a.click("button[name=join]");
-  await a.locator("article.tile").first().waitFor();
+  await createAndJoin(a, roomName);
   const session = await until(a, "alice's session", () => window.firesfuDebug?.().state === "connected" && window.firesfuDebug().sessionId);
   const aliceToken = (await api("POST", "/v1/sessions", { username: alice.name, password: alice.password })).accessToken;
   const rooms = await api("GET", "/v1/rooms", null, aliceToken);

@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import * as esbuild from "esbuild";
 import { launchChromium } from "./browser.mjs";
-import { failureReport, open as openPage, receives, register, stepper, tile, until } from "./meeting-kit.mjs";
+import { apiOf, createAndJoin, failureReport, open as openPage, receives, register, stepper, tile, until } from "./meeting-kit.mjs";
 
 const [url, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
@@ -28,14 +28,7 @@ const step = stepper(summary);
 const require = createRequire(import.meta.url);
 
 /** The sidecar's JSON API. */
-async function api(method, path, body, token) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(new URL(path, url), { method, headers, body: body ? JSON.stringify(body) : undefined });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const api = apiOf(url);
 
 async function accessToken(user, create) {
   if (create) await api("POST", "/v1/accounts", { username: user.name, password: user.password });
@@ -111,11 +104,7 @@ try {
   step("alice registers, creates a room and joins it");
   await register(a, alice);
   const roomName = `WHIP ${suffix}`;
-  await a.click("button[name=create-room]");
-  await a.fill("input[name=room-name]", roomName);
-  await a.getByRole("button", { name: "Create" }).click();
-  await a.click("button[name=join]");
-  await a.locator("article.tile").first().waitFor();
+  await createAndJoin(a, roomName);
   const aliceToken = await accessToken(alice, false);
   const rooms = await api("GET", "/v1/rooms", null, aliceToken);
   const room = (rooms.rooms ?? rooms).find((r) => r.name === roomName)?.id;

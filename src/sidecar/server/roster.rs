@@ -15,6 +15,13 @@ use crate::signalling::protocol::{ErrorCode, PARTICIPANTS, ROOMS, SESSIONS};
 /// Session states a participant is in (or on the way into) the room.
 const LIVE: [&str; 4] = ["offered", "answering", "answered", "connected"];
 
+/// The session document's state is one a participant is in (or on the way into) the room in.
+fn live(d: &Value) -> bool {
+    d.get("state")
+        .and_then(Value::as_str)
+        .is_some_and(|s| LIVE.contains(&s))
+}
+
 /// The room's roster entries: (session id, document).
 pub async fn entries(db: &FirestoreDb, room: &str) -> Result<Vec<(String, Value)>, DbError> {
     let parent = db.parent_path(ROOMS, room)?;
@@ -38,18 +45,13 @@ pub async fn entries(db: &FirestoreDb, room: &str) -> Result<Vec<(String, Value)
 
 /// One roster entry (`None`: the session is not in the room).
 pub async fn entry(db: &FirestoreDb, room: &str, session: &str) -> Result<Option<Value>, DbError> {
-    let parent = db.parent_path(ROOMS, room)?;
-    let doc: Option<Value> = docdb::timed(
-        db.fluent()
-            .select()
-            .by_id_in(PARTICIPANTS)
-            .parent(&parent)
-            .obj()
-            .one(session),
-    )
-    .await?;
-    meter::read(1);
-    Ok(doc)
+    let parent = db.parent_path(ROOMS, room)?.to_string();
+    let doc = DocRef {
+        parent: &parent,
+        collection: PARTICIPANTS,
+        id: session,
+    };
+    read(db, &doc).await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,16 +85,7 @@ pub async fn set_muted(
     now: SystemTime,
 ) -> Result<bool, DbError> {
     let parent = db.parent_path(ROOMS, room)?.to_string();
-    let doc = DocRef {
-        parent: &parent,
-        collection: SESSIONS,
-        id: session,
-    };
-    let live = |d: &Value| {
-        d.get("state")
-            .and_then(Value::as_str)
-            .is_some_and(|s| LIVE.contains(&s))
-    };
+    let doc = session_ref(&parent, session);
     // Read, decide the new map, and write it only onto a document whose map is still the one
     // read (another key's change in between makes it read again).
     for attempt in 0..5u32 {
@@ -131,6 +124,14 @@ pub async fn set_muted(
     Ok(false)
 }
 
+fn session_ref<'a>(parent: &'a str, session: &'a str) -> DocRef<'a> {
+    DocRef {
+        parent,
+        collection: SESSIONS,
+        id: session,
+    }
+}
+
 async fn read(db: &FirestoreDb, doc: &DocRef<'_>) -> Result<Option<Value>, DbError> {
     let found: Option<Value> = docdb::timed(
         db.fluent()
@@ -163,11 +164,7 @@ pub async fn remove(
     now: SystemTime,
 ) -> Result<bool, DbError> {
     let parent = db.parent_path(ROOMS, room)?.to_string();
-    let doc = DocRef {
-        parent: &parent,
-        collection: SESSIONS,
-        id: session,
-    };
+    let doc = session_ref(&parent, session);
     let ending = Ending {
         state: "closed".into(),
         error: json!({
@@ -177,11 +174,6 @@ pub async fn remove(
         }),
         updated_at: timestamp(now),
         expires_at: timestamp(now + Duration::from_secs(600)),
-    };
-    let live = |d: &Value| {
-        d.get("state")
-            .and_then(Value::as_str)
-            .is_some_and(|s| LIVE.contains(&s))
     };
     let mask = ["state", "error", "updatedAt", "expiresAt"];
     // A compare-and-set: trying again after a transient error is safe.
