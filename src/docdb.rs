@@ -131,6 +131,21 @@ pub async fn update_if<W: Serialize + DeserializeOwned + Sync + Send>(
     Ok(Cas::Refused(last))
 }
 
+/// Reads one document as JSON (`None`: it does not exist).
+pub async fn get(db: &FirestoreDb, doc: &DocRef<'_>) -> Result<Option<Value>, DbError> {
+    let found: Option<Value> = timed(
+        db.fluent()
+            .select()
+            .by_id_in(doc.collection)
+            .parent(doc.parent)
+            .obj()
+            .one(doc.id),
+    )
+    .await?;
+    meter::read(1);
+    Ok(found)
+}
+
 /// Deletes one document; a missing one is not an error.
 pub async fn delete(db: &FirestoreDb, doc: &DocRef<'_>) -> Result<(), DbError> {
     let result = timed(

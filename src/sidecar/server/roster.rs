@@ -51,7 +51,7 @@ pub async fn entry(db: &FirestoreDb, room: &str, session: &str) -> Result<Option
         collection: PARTICIPANTS,
         id: session,
     };
-    read(db, &doc).await
+    docdb::get(db, &doc).await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,7 +89,7 @@ pub async fn set_muted(
     // Read, decide the new map, and write it only onto a document whose map is still the one
     // read (another key's change in between makes it read again).
     for attempt in 0..5u32 {
-        let Some(current) = read(db, &doc).await? else {
+        let Some(current) = docdb::get(db, &doc).await? else {
             return Ok(false);
         };
         if !live(&current) {
@@ -130,20 +130,6 @@ fn session_ref<'a>(parent: &'a str, session: &'a str) -> DocRef<'a> {
         collection: SESSIONS,
         id: session,
     }
-}
-
-async fn read(db: &FirestoreDb, doc: &DocRef<'_>) -> Result<Option<Value>, DbError> {
-    let found: Option<Value> = docdb::timed(
-        db.fluent()
-            .select()
-            .by_id_in(doc.collection)
-            .parent(doc.parent)
-            .obj()
-            .one(doc.id),
-    )
-    .await?;
-    meter::read(1);
-    Ok(found)
 }
 
 #[derive(Serialize, Deserialize)]

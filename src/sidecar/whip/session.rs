@@ -169,19 +169,12 @@ pub(super) async fn read_session(
     session: &str,
 ) -> Result<Option<Value>, Problem> {
     let parent = state.firestore.parent_path(ROOMS, room)?.to_string();
-    let doc: Option<Value> = docdb::timed(
-        state
-            .firestore
-            .fluent()
-            .select()
-            .by_id_in(SESSIONS)
-            .parent(&parent)
-            .obj()
-            .one(session),
-    )
-    .await?;
-    docdb::meter::read(1);
-    Ok(doc)
+    let doc = DocRef {
+        parent: &parent,
+        collection: SESSIONS,
+        id: session,
+    };
+    Ok(docdb::get(&state.firestore, &doc).await?)
 }
 
 /// How long to wait before the `n`th read of the document: the broadcast answers in about
