@@ -32,6 +32,14 @@ impl Watch {
             Watch::Session(value.to_owned())
         }
     }
+
+    /// The document's `watch` value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Watch::Session(session) => session,
+            Watch::Presenter => PRESENTER,
+        }
+    }
 }
 
 /// A member of the room that publishes, as the choice sees it.
@@ -143,6 +151,7 @@ mod tests {
         assert_eq!(found, Some(PeerId(1)));
         assert!(watched(&Watch::parse("s9"), &room, None).is_none());
         assert_eq!(Watch::parse("presenter"), Watch::Presenter);
+        assert_eq!(Watch::parse("s9").as_str(), "s9");
     }
 
     #[test]

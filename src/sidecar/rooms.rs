@@ -73,6 +73,18 @@ pub fn parse_id(id: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(id).map_err(|_| Problem::not_found("room"))
 }
 
+/// Whether `session` can be a session document's id: 1–128 of `A–Z a–z 0–9 - _`, not one
+/// of Firestore's reserved `__…__` ids (a path segment that cannot be one names nobody: 404).
+pub fn is_session_id(session: &str) -> bool {
+    let reserved = session.starts_with("__") && session.ends_with("__");
+    !session.is_empty()
+        && session.len() <= 128
+        && !reserved
+        && session
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
 pub fn valid_name(name: &str) -> Result<String, Problem> {
     crate::text::label("name", name, 64).map_err(|e| Problem::validation(e.to_string()))
 }

@@ -11,7 +11,7 @@ use crate::media::rewrite::Translation;
 use crate::media::room::{Changes, Room, TrackRef};
 use crate::media::{
     MediaEvent, Negotiated, NegotiationError, PeerId, Roster, SessionEvent, SessionKey,
-    SessionOffer, SessionView, SlotSource, SlotView, TrackSource, Watch,
+    SessionOffer, SessionView, SlotSource, SlotView, TrackSource,
 };
 
 /// The declared sources of the m-lines that publish (others are ignored: a share that stopped
@@ -62,10 +62,7 @@ impl Engine {
             match &watch {
                 Some(w) => Some(self.focus_of(&key.room, w).ok_or_else(|| {
                     NegotiationError::WatchedGone {
-                        session: match w {
-                            Watch::Session(s) => s.clone(),
-                            Watch::Presenter => String::new(),
-                        },
+                        session: w.as_str().to_owned(),
                     }
                 })?),
                 None => None,
@@ -325,10 +322,9 @@ impl Engine {
             display_name: peer.map(|p| p.display_name.clone()).unwrap_or_default(),
             tracks,
             sources,
-            watching: peer.and_then(|p| p.watch.as_ref()).map(|w| match w {
-                Watch::Session(s) => s.clone(),
-                Watch::Presenter => crate::media::watch::PRESENTER.to_owned(),
-            }),
+            watching: peer
+                .and_then(|p| p.watch.as_ref())
+                .map(|w| w.as_str().to_owned()),
         }
     }
 

@@ -17,7 +17,7 @@ use super::apikeys::ApiKey;
 use super::auth::ApiJson;
 use super::join::{Join, issue, room_fields};
 use super::problem::{ApiResult, Problem, ProblemDoc};
-use super::rooms::parse_id;
+use super::rooms::{is_session_id, parse_id};
 use crate::jointoken::Grants;
 
 #[derive(Serialize, ToSchema)]
@@ -182,15 +182,7 @@ pub async fn remove(
 
 /// A session id that can name a person's live session (404 otherwise: cameras have none).
 fn live_session_id(session: &str) -> Result<(), Problem> {
-    // Firestore document ids: `__…__` is reserved (no session can have it).
-    let reserved = session.starts_with("__") && session.ends_with("__");
-    let valid = !session.is_empty()
-        && session.len() <= 128
-        && !reserved
-        && session
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-    if !valid || session.starts_with("camera-") {
+    if !is_session_id(session) || session.starts_with("camera-") {
         return Err(Problem::not_found("live session"));
     }
     Ok(())

@@ -17,7 +17,7 @@ use axum::response::Response;
 
 use super::super::AppState;
 use super::super::problem::Problem;
-use super::super::rooms::parse_id;
+use super::super::rooms::{is_session_id, parse_id};
 use super::problems::problem;
 use super::sdp::published;
 use super::{Role, bridge, endpoint_options, read_offer};
@@ -45,15 +45,7 @@ pub async fn view(
     body: Body,
 ) -> Result<Response, Problem> {
     let room = parse_id(&id)?;
-    let reserved = session.starts_with("__") && session.ends_with("__");
-    let valid = !session.is_empty()
-        && session.len() <= 128
-        && !reserved
-        && session != PRESENTER
-        && session
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-    if !valid {
+    if !is_session_id(&session) || session == PRESENTER {
         return Err(Problem::not_found("participant"));
     }
     watch(state, room, headers, body, session).await
